@@ -1,0 +1,156 @@
+"""The `semlab` command: simulate, import-images, make-data, run, bench.
+
+Later stages add segment, train, generate, evaluate and contours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _splits(text: str | None) -> dict | None:
+    if not text:
+        return None
+    parts = [float(x) for x in text.split(",")]
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise argparse.ArgumentTypeError("--splits takes three non-negative fractions train,val,test")
+    return dict(zip(("train", "val", "test"), parts))
+
+
+def _overrides(items: list[str]) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise SystemExit(f"--set takes NAME=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def cmd_simulate(a) -> int:
+    from semlab.data.datasets import simulate_dataset
+
+    out = simulate_dataset(a.out, preset=a.preset, n=a.n, size=a.size, seed=a.seed, pixel_nm=a.pixel_nm,
+                           splits=_splits(a.splits), progress=not a.quiet, **_overrides(a.set))
+    print(f"dataset ready: {out}")
+    return 0
+
+
+def cmd_import(a) -> int:
+    from semlab.data.datasets import import_images
+
+    bar = a.crop_databar
+    if bar not in ("auto", "none"):
+        bar = int(bar)
+    out = import_images(a.src, a.out, tile=a.tile, overlap=a.overlap, crop_databar=bar, seed=a.seed,
+                        splits=_splits(a.splits), progress=not a.quiet)
+    print(f"dataset ready: {out}")
+    return 0
+
+
+def cmd_make_data(a) -> int:
+    from semlab.config import profile_settings
+    from semlab.data.datasets import simulate_dataset
+    from semlab.paths import data_dir
+
+    s = profile_settings(a.profile)
+    for preset in a.presets.split(","):
+        out = data_dir() / f"sim-{preset}-{a.profile}"
+        simulate_dataset(out, preset=preset, n=s["n_images"], size=s["size"], seed=a.seed, progress=not a.quiet)
+        print(f"dataset ready: {out}")
+    return 0
+
+
+def cmd_run(a) -> int:
+    from semlab.reports import run_pipeline
+
+    params = None
+    if a.params:
+        import yaml
+
+        params = yaml.safe_load(Path(a.params).read_text()) or {}
+    only = [x.strip() for x in a.only.split(",")] if a.only else None
+    res = run_pipeline(a.profile, only=only, params=params)
+    print(f"report: {res.run_dir / 'index.html'}")
+    return 0 if res.ok else 1
+
+
+def cmd_bench(a) -> int:
+    from semlab import bench
+
+    opts = {"preset": a.preset, "size": a.size, "n": a.n}
+    if a.write:
+        opts["write"] = True
+    print(bench.format_records(bench.run(a.name, **opts), a.json), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="semlab", description="Synthetic SEM workbench")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write a simulated paired dataset (resumable)")
+    s.add_argument("--preset", default="ic-metal", help="ic-metal, line-space, contacts, comb")
+    s.add_argument("--n", type=int, default=2000)
+    s.add_argument("--size", type=int, default=256)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--pixel-nm", type=float, default=None, help="pixel size (default: preset field of view / size)")
+    s.add_argument("--splits", default=None, help="train,val,test fractions (default 0.8,0.1,0.1)")
+    s.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a simulator parameter")
+    s.add_argument("--out", required=True)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_simulate)
+
+    s = sub.add_parser("import-images", help="build an unlabeled dataset from real SEM images")
+    s.add_argument("src")
+    s.add_argument("--out", required=True)
+    s.add_argument("--tile", type=int, default=None)
+    s.add_argument("--overlap", type=int, default=0)
+    s.add_argument("--crop-databar", default="auto", help="auto, none, or rows to keep")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--splits", default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_import)
+
+    s = sub.add_parser("make-data", help="build the embedded simulated datasets of a profile")
+    s.add_argument("--profile", default="cpu")
+    s.add_argument("--presets", default="ic-metal,line-space,contacts")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_make_data)
+
+    s = sub.add_parser("run", help="execute the notebooks into reports/<run-id>/")
+    s.add_argument("--profile", default="cpu")
+    s.add_argument("--only", default=None, help="comma-separated notebook numbers or names")
+    s.add_argument("--params", default=None, help="YAML file of notebook parameters")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json")
+    s.add_argument("name", help="simulate")
+    s.add_argument("--preset", default="ic-metal")
+    s.add_argument("--size", type=int, default=256)
+    s.add_argument("--n", type=int, default=500)
+    s.add_argument("--write", action="store_true", help="also time writing a dataset to disk")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"semlab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
