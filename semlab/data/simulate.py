@@ -204,6 +204,43 @@ def correlated_field(rng: np.random.Generator, shape: tuple[int, int], sigma: fl
     return (sigma * np.fft.irfft2(f, s=(h, w))).astype(np.float32)
 
 
+@lru_cache(maxsize=32)
+def _palasantzas_1d(n: int, corr_px: float, alpha: float) -> np.ndarray:
+    """sqrt of a 1-D Palasantzas PSD on the rfft grid, normalised to unit variance."""
+    k = 2 * np.pi * np.fft.rfftfreq(n)
+    psd = (1.0 + (k * corr_px) ** 2) ** (-(0.5 + alpha))
+    psd[0] = 0.0
+    weight = np.full(psd.shape, 2.0)
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0
+    return np.sqrt(psd / ((weight * psd).sum() / n))
+
+
+@lru_cache(maxsize=32)
+def _gauss_var_factor(s: float) -> float:
+    delta = np.zeros(int(8 * s) + 9)
+    delta[len(delta) // 2] = 1.0
+    return float((ndimage.gaussian_filter1d(delta, s, truncate=3.0) ** 2).sum())
+
+
+def edge_roughness(rng: np.random.Generator, shape: tuple[int, int], sigma: float, corr_px: float,
+                   alpha: float, across_px: float, axis: int) -> np.ndarray:
+    """Edge displacement for edges running along `axis`: a 1-D Palasantzas process along
+    the edge (std `sigma`, correlation length `corr_px`, roughness exponent `alpha`),
+    varying smoothly across it (Gaussian of `across_px`), so each edge stays a single-valued
+    curve and edges farther apart than ~2 `across_px` are independent."""
+    h, w = shape
+    n = shape[axis]
+    white = rng.standard_normal((h, w)).astype(np.float32)
+    filt = _palasantzas_1d(n, float(max(corr_px, 1e-3)), float(alpha))
+    filt = filt[:, None] if axis == 0 else filt[None, :]
+    f = np.fft.irfft(np.fft.rfft(white, axis=axis) * filt, n=n, axis=axis)
+    s = max(across_px, 0.5)
+    f = ndimage.gaussian_filter1d(f, s, axis=1 - axis, truncate=3.0, mode="wrap")
+    return (f * (sigma / math.sqrt(_gauss_var_factor(s)))).astype(np.float32)
+
+
 _EPS = 1e-6
 _NDTRI_MAX = float(-special.ndtri(_EPS))  # ~4.75
 
@@ -248,6 +285,21 @@ def _layout(rng, preset: Preset, p: dict, h: int, w: int, px: float) -> L.Layout
     return lay
 
 
+def _ler_field(rng, d: np.ndarray, p: dict, px: float) -> np.ndarray:
+    """LER displacement: roughness along vertical and horizontal edges, blended by the
+    local edge orientation (from the gradient of the unperturbed signed distance)."""
+    sigma = p["ler_sigma_nm"] / px
+    if sigma <= 0:
+        return np.zeros(d.shape, np.float32)
+    corr = p["ler_corr_nm"] / px
+    across = max(0.5 * corr, 3.0 * sigma)
+    f_v = edge_roughness(rng, d.shape, sigma, corr, p["ler_alpha"], across, axis=0)
+    f_h = edge_roughness(rng, d.shape, sigma, corr, p["ler_alpha"], across, axis=1)
+    gy, gx = np.gradient(d)
+    wv = gx * gx / (gx * gx + gy * gy + 1e-12)
+    return f_h + wv * (f_v - f_h)
+
+
 def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
@@ -282,12 +334,15 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
 
     # 2-3: signed distance with corner rounding and LER
     s_round = p["corner_radius_nm"] / 1.2 / px
-    ler = correlated_field(rng, (h, w), p["ler_sigma_nm"] / px, p["ler_corr_nm"] / px, p["ler_alpha"])
-    phi_p = _signed_distance(L.rasterize_rects(lay.rects, h, w), s_round) + ler
-    d = phi_p
+    phi_p = _signed_distance(L.rasterize_rects(lay.rects, h, w), s_round)
     phi_h = phi_d = None
     if lay.holes:
-        phi_h = _signed_distance(L.rasterize_discs(lay.holes, h, w), s_round) + ler
+        phi_h = _signed_distance(L.rasterize_discs(lay.holes, h, w), s_round)
+    ler = _ler_field(rng, phi_p if phi_h is None else np.minimum(phi_p, -phi_h), p, px)
+    phi_p += ler
+    d = phi_p
+    if phi_h is not None:
+        phi_h -= ler
         d = np.minimum(phi_p, -phi_h)
     if lay.defects:
         phi_d = _signed_distance(L.rasterize_discs(lay.defects, h, w), 0.6)

@@ -1,0 +1,144 @@
+"""The simulator against independent measurements: contours vs mask, Poisson noise,
+LER sigma, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.draw import polygon2mask
+
+from semlab import labels
+from semlab.data.simulate import EFFECTS, PRESETS, effect_ladder, simulate, correlated_field
+
+ALL = list(EFFECTS)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("seed", [0, 7])
+def test_contours_rasterise_to_the_mask(preset, seed):
+    r = simulate(preset, 128, seed, defect_prob=0.0)
+    region = r.mask == labels.PATTERN
+    filled = np.zeros(region.shape, bool)
+    for c in r.contours:  # even-odd rule: hole outlines cut out of the pattern
+        filled ^= polygon2mask(region.shape, c)
+    diff = filled ^ region
+    edge = ndimage.binary_dilation(region, iterations=1) ^ ndimage.binary_erosion(region, iterations=1)
+    assert region.any() and len(r.contours) > 0
+    assert not (diff & ~edge).any(), "contour/mask disagreement farther than 1 px from an edge"
+    assert diff.sum() <= 0.02 * edge.sum() + 2
+
+
+def test_shot_noise_is_poisson_at_the_dose():
+    dose = 100.0
+    r = simulate("ic-metal", 256, 3, disable=[e for e in ALL if e != "shot_noise"], dose=dose, defect_prob=0.0,
+                 background_level=0.15, pattern_level=0.4)
+    counts = r.image.astype(np.float64) * dose
+    clean = r.clean.astype(np.float64)
+    assert r.image.max() < 1.0  # no clipping, so the moments below are exact
+    # Poisson: counts are integers, mean = dose * clean, variance = dose * clean
+    assert np.allclose(counts, np.round(counts), atol=1e-3)
+    resid = counts - dose * clean
+    assert abs(resid.mean()) < 4 * np.sqrt(dose * clean.mean() / resid.size)
+    ratio = (resid ** 2).sum() / (dose * clean).sum()
+    assert ratio == pytest.approx(1.0, abs=0.03)
+    # per intensity level too: dark trench and bright plateau
+    for lo, hi in [(0.1, 0.25), (0.3, 0.5)]:
+        sel = (clean > lo) & (clean < hi)
+        assert sel.sum() > 2000
+        assert resid[sel].var() / (dose * clean[sel]).mean() == pytest.approx(1.0, abs=0.06)
+
+
+def _edge_positions(mask_row_major: np.ndarray) -> list[np.ndarray]:
+    """x(y) of every left and right edge of vertical lines, tracked by nearest column."""
+    m = mask_row_major.astype(np.int8)
+    d = np.diff(m, axis=1)
+    mean_profile = np.diff(m.mean(axis=0) > 0.5)
+    nominal = np.flatnonzero(mean_profile) + 0.5
+    series = {i: [] for i in range(len(nominal))}
+    for y in range(m.shape[0]):
+        xs = np.flatnonzero(d[y]) + 0.5
+        for x in xs:
+            k = int(np.argmin(np.abs(nominal - x)))
+            if abs(nominal[k] - x) < 15:
+                series[k].append(x)
+    good = [np.asarray(v) for k, v in series.items()
+            if len(v) == m.shape[0] and 20 < nominal[k] < m.shape[1] - 20]
+    return good
+
+
+def test_ler_sigma_matches_parameter():
+    px, sigma_nm, corr_nm = 0.5, 1.5, 8.0
+    sig_px = []
+    for seed in range(3):
+        r = simulate("line-space", (1024, 512), seed, pixel_nm=px, vertical=True, line_end_prob=0.0,
+                     defect_prob=0.0, pitch_nm=48.0, width_frac=0.5, ler_sigma_nm=sigma_nm,
+                     ler_corr_nm=corr_nm, with_contours=False)
+        for x in _edge_positions(r.mask == labels.PATTERN):
+            sig_px.append(np.std(x - x.mean()))
+    assert len(sig_px) >= 12
+    measured_nm = float(np.sqrt(np.mean(np.square(sig_px)))) * px
+    # pixel quantisation of edges adds 1/12 px^2
+    expected_nm = np.sqrt(sigma_nm ** 2 + px ** 2 / 12)
+    assert measured_nm == pytest.approx(expected_nm, rel=0.12)
+
+
+def test_correlated_field_std_and_correlation_length():
+    rng = np.random.default_rng(0)
+    f = correlated_field(rng, (512, 512), 2.0, 10.0, 0.5)
+    assert f.std() == pytest.approx(2.0, rel=0.1)
+    g = correlated_field(rng, (512, 512), 2.0, 2.0, 0.5)
+    # a longer correlation length gives a smoother field (neighbour correlation)
+    c = lambda a: np.corrcoef(a[:, :-1].ravel(), a[:, 1:].ravel())[0, 1]
+    assert c(f) > c(g) > 0
+
+
+def test_same_seed_same_bytes_other_seed_differs():
+    a = simulate("ic-metal", 96, (5, 1))
+    b = simulate("ic-metal", 96, (5, 1))
+    c = simulate("ic-metal", 96, (5, 2))
+    assert a.image.tobytes() == b.image.tobytes() and a.mask.tobytes() == b.mask.tobytes()
+    assert json.dumps(a.params, sort_keys=True) == json.dumps(b.params, sort_keys=True)
+    assert a.image.tobytes() != c.image.tobytes()
+
+
+def test_outputs_contract():
+    r = simulate("contacts", 64, 1)
+    assert r.image.dtype == np.float32 and r.clean.dtype == np.float32 and r.mask.dtype == np.uint8
+    assert r.image.shape == r.mask.shape == r.clean.shape == (64, 64)
+    assert 0 <= r.image.min() and r.image.max() <= 1
+    assert set(np.unique(r.mask)) <= {0, 1, 2, 3}
+    assert (r.mask == labels.HOLE).any()
+    json.dumps(r.params)  # serialisable
+
+
+def test_holes_are_dark_pattern_bright_rims_brightest():
+    r = simulate("contacts", 256, 2, defect_prob=0.0)
+    hole = r.clean[ndimage.binary_erosion(r.mask == labels.HOLE, iterations=3)].mean()
+    film = r.clean[ndimage.binary_erosion(r.mask == labels.PATTERN, iterations=6)].mean()
+    rim = r.clean[(r.mask == labels.PATTERN) & ndimage.binary_dilation(r.mask == labels.HOLE, iterations=2)].mean()
+    assert hole < film < rim
+
+
+def test_effect_ladder_switches_effects_on_in_order():
+    ladder = effect_ladder("ic-metal", 64, 0)
+    assert [n for n, _, _ in ladder] == ["layout"] + ALL
+    for (_, _, a), (_, _, b) in zip(ladder, ladder[1:]):
+        assert not np.array_equal(a, b)
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(KeyError, match="valid"):
+        simulate("no-such-preset", 32)
+    with pytest.raises(KeyError, match="ler_sigma_nm"):
+        simulate("ic-metal", 32, ler_sigmaa=1)
+    with pytest.raises(KeyError, match="valid"):
+        simulate("ic-metal", 32, disable=["blurr"])
+
+
+def test_databar_option():
+    r = simulate("ic-metal", 128, 0, databar=True)
+    row = r.params["databar_row"]
+    assert 100 < row < 128 and (r.mask[row:] == 0).all()
+    from semlab.data.sources import detect_databar
+    assert detect_databar(r.image) is not None
