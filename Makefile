@@ -28,6 +28,7 @@ data: $(STAMP)  ## build the embedded simulated datasets for PROFILE (default cp
 	$(VENV)/bin/semlab make-data --profile $(PROFILE)
 
 report: $(STAMP)  ## the main job: build data, run all notebooks (PROFILE=cpu), write reports/index.html
+	$(VENV)/bin/semlab make-data --profile $(PROFILE) --quiet
 	$(VENV)/bin/semlab run --profile $(PROFILE)
 
 bench: $(STAMP)  ## print throughput of the simulator as JSON lines
