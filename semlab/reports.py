@@ -1,0 +1,485 @@
+"""The notebook pipeline: run folders, executed notebooks, HTML, metrics, index pages.
+
+``run_pipeline`` executes ``notebooks/NN_verb_object.ipynb`` in name order with
+papermill into ``reports/<run-id>/``, converts each executed notebook to HTML,
+collects the ``metrics.json`` each notebook wrote into ``RUN_DIR/<name>/`` and writes
+``reports/<run-id>/index.html`` (steps, metrics, failures) and ``reports/index.html``
+(all runs, newest first). A failing notebook is recorded with its traceback and the
+following notebooks still run. Every file is written atomically (temp + os.replace).
+
+Layout of a run folder::
+
+    reports/<run-id>/
+      index.html          steps, metrics table, failures
+      run.json            machine-readable summary (read back by reports/index.html)
+      NN_name.ipynb       executed notebook (partial if it failed)
+      NN_name.html        its HTML (inputs shown, prompts hidden, images embedded)
+      NN_name/            RUN_DIR/<name>: the notebook's metrics.json, figures, tables
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import html
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from semlab.paths import project_root, reports_dir
+
+__all__ = [
+    "NOTEBOOKS_DIR",
+    "RunResult",
+    "run_pipeline",
+    "list_notebooks",
+    "make_run_id",
+    "git_short_hash",
+    "write_run_index",
+    "write_reports_index",
+    "write_text_atomic",
+    "flatten_metrics",
+]
+
+NOTEBOOKS_DIR: Path = project_root() / "notebooks"
+
+_NOTEBOOK_RE = re.compile(r"^\d\d_[A-Za-z0-9_\-]+\.ipynb$")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass
+class RunResult:
+    """What a pipeline run produced. ``steps``: dicts name/status/seconds/html/error."""
+
+    run_dir: Path
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(s["status"] == "ok" for s in self.steps)
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_json(path: Path, obj: Any) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------- run ids
+
+
+def git_short_hash(root: str | os.PathLike | None = None) -> str | None:
+    """Short (7-char) hash of HEAD, read from the ``.git`` folder without running git.
+
+    Handles a detached HEAD, loose refs and packed-refs; returns None if there is no
+    repository or the ref cannot be resolved.
+    """
+    root = Path(root) if root is not None else project_root()
+    for folder in (root, *root.parents):
+        git = folder / ".git"
+        if git.is_file():  # worktree / submodule: "gitdir: <path>"
+            txt = git.read_text(errors="ignore").strip()
+            if txt.startswith("gitdir:"):
+                git = (folder / txt.split(":", 1)[1].strip()).resolve()
+        if git.is_dir():
+            break
+    else:
+        return None
+    try:
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not head.startswith("ref:"):
+        return head[:7] if re.fullmatch(r"[0-9a-f]{40}", head) else None
+    ref = head.split(":", 1)[1].strip()
+    commondir = git
+    if (git / "commondir").is_file():
+        commondir = (git / (git / "commondir").read_text().strip()).resolve()
+    for base in (git, commondir):
+        loose = base / ref
+        if loose.is_file():
+            sha = loose.read_text().strip()
+            return sha[:7] if re.fullmatch(r"[0-9a-f]{40}", sha) else None
+    for base in (git, commondir):
+        packed = base / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(errors="ignore").splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == ref and re.fullmatch(r"[0-9a-f]{40}", parts[0]):
+                    return parts[0][:7]
+    return None  # e.g. a fresh repository without commits
+
+
+def make_run_id(profile: str, *, now: _dt.datetime | None = None, git_hash: str | None = None) -> str:
+    """``YYYYmmddTHHMMSSZ-<profile>-<short git hash or 'nogit'>``, UTC."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    stamp = now.astimezone(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe_profile = re.sub(r"[^A-Za-z0-9_.-]", "_", str(profile)) or "default"
+    return f"{stamp}-{safe_profile}-{git_hash or 'nogit'}"
+
+
+def _new_run_dir(out_root: Path, run_id: str) -> Path:
+    """Create the run folder; add -2, -3, ... if the id already exists (same second)."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    candidate, k = out_root / run_id, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = out_root / f"{run_id}-{k}"
+
+
+# ----------------------------------------------------------------------- notebooks
+
+
+def list_notebooks(notebooks_dir: str | os.PathLike | None = None, only: str | Iterable[str] | None = None) -> list[Path]:
+    """The ``NN_verb_object.ipynb`` notebooks of a folder, in name order.
+
+    ``only`` (a name or a list of names) keeps the notebooks whose stem equals a name,
+    starts with it (``"00"``, ``"00_explore"``) or matches it as a glob pattern;
+    a name that matches nothing raises ValueError listing the notebooks.
+    """
+    folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError(f"notebooks folder not found: {folder}")
+    books = sorted(p for p in folder.iterdir() if p.is_file() and _NOTEBOOK_RE.match(p.name))
+    if only is None:
+        return books
+    wanted = [only] if isinstance(only, str) else list(only)
+    keep: list[Path] = []
+    for w in wanted:
+        w_stem = w[:-6] if w.endswith(".ipynb") else w
+        hits = [p for p in books if p.stem == w_stem or p.stem.startswith(w_stem) or fnmatch.fnmatch(p.stem, w_stem)]
+        if not hits:
+            names = ", ".join(p.stem for p in books) or "(none)"
+            raise ValueError(f"no notebook matches {w!r}; available: {names}")
+        keep.extend(h for h in hits if h not in keep)
+    return sorted(keep)
+
+
+def _strip_ansi(text: str) -> str:
+    return _ANSI_RE.sub("", text)
+
+
+def _error_from_exception(exc: BaseException) -> dict[str, str]:
+    """ename / evalue / traceback (plain text) of a failed notebook."""
+    ename = getattr(exc, "ename", None)
+    if ename is not None:  # papermill.exceptions.PapermillExecutionError
+        tb = getattr(exc, "traceback", None) or []
+        tb_text = "\n".join(tb) if isinstance(tb, (list, tuple)) else str(tb)
+        cell = getattr(exc, "exec_count", None)
+        return {
+            "ename": str(ename),
+            "evalue": str(getattr(exc, "evalue", "")),
+            "traceback": _strip_ansi(tb_text),
+            "cell": "" if cell is None else str(cell),
+        }
+    return {
+        "ename": type(exc).__name__,
+        "evalue": str(exc),
+        "traceback": _strip_ansi("".join(traceback.format_exception(exc))),
+        "cell": "",
+    }
+
+
+def _notebook_to_html(ipynb: Path, out_html: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    exporter = HTMLExporter(embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    write_text_atomic(out_html, body)
+
+
+def _execute(nb_in: Path, nb_out: Path, parameters: dict, cwd: Path, timeout: float | None) -> None:
+    import papermill as pm
+
+    partial = nb_out.with_name(f".{nb_out.stem}.partial.ipynb")
+    try:
+        pm.execute_notebook(
+            str(nb_in),
+            str(partial),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(cwd),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+        )
+    finally:
+        if partial.exists():
+            os.replace(partial, nb_out)
+
+
+# ---------------------------------------------------------------------- the runner
+
+
+def run_pipeline(
+    profile: str = "cpu",
+    *,
+    only: str | Iterable[str] | None = None,
+    out_root: str | os.PathLike | None = None,
+    params: dict[str, Any] | None = None,
+    notebooks_dir: str | os.PathLike | None = None,
+    timeout: float | None = None,
+) -> RunResult:
+    """Execute the notebooks in name order into a new ``<out_root>/<run-id>/`` folder.
+
+    Each notebook gets the parameters ``PROFILE=profile``, ``RUN_DIR=<run folder>``
+    plus ``params`` (which cannot override PROFILE or RUN_DIR); it may write
+    ``RUN_DIR/<name>/metrics.json``. ``timeout`` is papermill's per-cell timeout in
+    seconds (None: no limit). Returns a :class:`RunResult`; ``.ok`` is False if any
+    notebook failed.
+    """
+    books = list_notebooks(notebooks_dir, only)
+    if not books:
+        folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
+        raise FileNotFoundError(f"no NN_name.ipynb notebooks in {folder}")
+    out_root = Path(out_root) if out_root is not None else reports_dir()
+    git_hash = git_short_hash()
+    started = _dt.datetime.now(_dt.timezone.utc)
+    run_dir = _new_run_dir(out_root, make_run_id(profile, now=started, git_hash=git_hash))
+    result = RunResult(run_dir=run_dir)
+    meta = {
+        "run_id": run_dir.name,
+        "profile": profile,
+        "git": git_hash or "nogit",
+        "started": started.isoformat(timespec="seconds"),
+        "started_ts": started.timestamp(),
+        "finished": None,
+        "status": "running",
+        "params": dict(params or {}),
+        "notebooks": [p.stem for p in books],
+    }
+    base_params = {k: v for k, v in (params or {}).items() if k not in ("PROFILE", "RUN_DIR")}
+    base_params.update(PROFILE=profile, RUN_DIR=str(run_dir.resolve()))
+
+    def publish(status: str) -> None:
+        meta["status"] = status
+        meta["steps"] = result.steps
+        _write_json(run_dir / "run.json", meta)
+        write_run_index(run_dir)
+        write_reports_index(out_root)
+
+    publish("running")
+    for nb in books:
+        name = nb.stem
+        (run_dir / name).mkdir(exist_ok=True)
+        nb_out = run_dir / f"{name}.ipynb"
+        step: dict[str, Any] = {"name": name, "status": "running", "seconds": 0.0, "html": None,
+                                "ipynb": None, "metrics": None, "error": None}
+        t0 = time.perf_counter()
+        try:
+            _execute(nb, nb_out, base_params, nb.parent, timeout)
+            step["status"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded; the next notebook still runs
+            step["status"] = "failed"
+            step["error"] = _error_from_exception(exc)
+        step["seconds"] = round(time.perf_counter() - t0, 2)
+        if nb_out.exists():
+            step["ipynb"] = nb_out.name
+            try:
+                _notebook_to_html(nb_out, run_dir / f"{name}.html")
+                step["html"] = f"{name}.html"
+            except Exception as exc:  # noqa: BLE001
+                note = _error_from_exception(exc)
+                step["html_error"] = f"{note['ename']}: {note['evalue']}"
+        metrics_path = run_dir / name / "metrics.json"
+        if metrics_path.is_file():
+            try:
+                step["metrics"] = json.loads(metrics_path.read_text())
+            except (OSError, ValueError) as exc:
+                step["metrics"] = None
+                step["metrics_error"] = f"unreadable metrics.json: {exc}"
+        result.steps.append(step)
+        print(f"{name:<32} {step['status']:<7} {step['seconds']:8.1f} s", flush=True)
+        publish("running")
+    meta["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    publish("ok" if result.ok else "failed")
+    return result
+
+
+# ---------------------------------------------------------------------- HTML pages
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#1a7f37;font-weight:600}.failed{color:#c62828;font-weight:600}.running{color:#b26a00;font-weight:600}
+pre{background:#f7f7f7;border:1px solid #ddd;padding:.8em;overflow-x:auto;font-size:.85em}
+code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+def flatten_metrics(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts -> [("a.b.c", value), ...]; lists of scalars are kept as values."""
+    if isinstance(obj, dict):
+        out: list[tuple[str, Any]] = []
+        for k, v in obj.items():
+            out.extend(flatten_metrics(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return [(prefix or "value", obj)]
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt_value(x) for x in v) + "]"
+    return str(v)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _link(href: str | None, text: str) -> str:
+    if not href:
+        return html.escape(text)
+    return f'<a href="{html.escape(href, quote=True)}">{html.escape(text)}</a>'
+
+
+def render_run_index(meta: dict[str, Any]) -> str:
+    """HTML of a run's index page from its run.json contents."""
+    e = html.escape
+    steps = meta.get("steps") or []
+    status = meta.get("status", "?")
+    parts = [
+        f"<h1>semlab report: {e(meta.get('run_id', ''))}</h1>",
+        "<p>"
+        f"Profile <code>{e(str(meta.get('profile')))}</code> &middot; git <code>{e(str(meta.get('git')))}</code> &middot; "
+        f"started {e(str(meta.get('started')))} &middot; finished {e(str(meta.get('finished') or '-'))} &middot; "
+        f"status <span class=\"{e(status)}\">{e(status)}</span> &middot; <a href=\"../index.html\">all runs</a></p>",
+    ]
+    if meta.get("params"):
+        parts.append(f"<p>Parameters: <code>{e(json.dumps(meta['params'], default=str))}</code></p>")
+    parts.append("<h2>Steps</h2>")
+    rows = ["<tr><th>#</th><th>notebook</th><th>status</th><th>duration (s)</th><th>report</th><th>notebook file</th></tr>"]
+    for i, s in enumerate(steps):
+        rows.append(
+            f"<tr><td>{i}</td><td>{e(s['name'])}</td><td class=\"{e(s['status'])}\">{e(s['status'])}</td>"
+            f"<td class=\"num\">{s.get('seconds', 0):.1f}</td>"
+            f"<td>{_link(s.get('html'), 'HTML') if s.get('html') else '-'}</td>"
+            f"<td>{_link(s.get('ipynb'), '.ipynb') if s.get('ipynb') else '-'}</td></tr>"
+        )
+    pending = [n for n in meta.get("notebooks", []) if n not in {s["name"] for s in steps}]
+    for n in pending:
+        rows.append(f"<tr><td></td><td>{e(n)}</td><td class=\"running\">pending</td><td></td><td>-</td><td>-</td></tr>")
+    parts.append("<table>" + "\n".join(rows) + "</table>")
+
+    metric_rows = []
+    for s in steps:
+        if isinstance(s.get("metrics"), (dict, list, int, float, str)):
+            for key, val in flatten_metrics(s["metrics"]):
+                metric_rows.append(f"<tr><td>{e(s['name'])}</td><td>{e(key)}</td><td class=\"num\">{e(_fmt_value(val))}</td></tr>")
+        if s.get("metrics_error"):
+            metric_rows.append(f"<tr><td>{e(s['name'])}</td><td colspan=\"2\">{e(s['metrics_error'])}</td></tr>")
+    parts.append("<h2>Metrics</h2>")
+    if metric_rows:
+        parts.append("<table><tr><th>notebook</th><th>metric</th><th>value</th></tr>" + "\n".join(metric_rows) + "</table>")
+    else:
+        parts.append("<p>No notebook wrote a metrics.json.</p>")
+
+    failed = [s for s in steps if s["status"] == "failed"]
+    parts.append("<h2>Failures</h2>")
+    if not failed:
+        parts.append("<p>None.</p>")
+    for s in failed:
+        err = s.get("error") or {}
+        where = f" (cell {e(err['cell'])})" if err.get("cell") else ""
+        parts.append(
+            f"<h3 id=\"fail-{e(s['name'], quote=True)}\">{e(s['name'])}: {e(err.get('ename', ''))}: {e(err.get('evalue', ''))}{where}</h3>"
+            f"<pre>{e(err.get('traceback', ''))}</pre>"
+        )
+        if s.get("html"):
+            parts.append(f"<p>Partial output: {_link(s['html'], s['html'])}</p>")
+    return _page(f"semlab report {meta.get('run_id', '')}", "\n".join(parts))
+
+
+def write_run_index(run_dir: str | os.PathLike) -> Path:
+    """(Re)write ``<run_dir>/index.html`` from ``<run_dir>/run.json``."""
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    return write_text_atomic(run_dir / "index.html", render_run_index(meta))
+
+
+def write_reports_index(out_root: str | os.PathLike | None = None) -> Path:
+    """(Re)write ``<out_root>/index.html``: every run folder (newest first) with its status."""
+    out_root = Path(out_root) if out_root is not None else reports_dir()
+    e = html.escape
+    runs = []
+    for d in out_root.iterdir() if out_root.is_dir() else []:
+        if d.is_dir() and (d / "run.json").is_file():
+            try:
+                meta = json.loads((d / "run.json").read_text())
+            except (OSError, ValueError):
+                meta = {"status": "unreadable"}
+            runs.append((float(meta.get("started_ts") or 0.0), d.name, d, meta))
+    runs.sort(key=lambda r: (r[0], r[1]), reverse=True)
+    rows = ["<tr><th>run</th><th>profile</th><th>started (UTC)</th><th>status</th><th>steps ok</th>"
+            "<th>failed</th><th>duration (s)</th></tr>"]
+    for _, name, d, meta in runs:
+        steps = meta.get("steps") or []
+        n_ok = sum(s.get("status") == "ok" for s in steps)
+        failed = [s.get("name", "?") for s in steps if s.get("status") == "failed"]
+        status = str(meta.get("status", "?"))
+        link = _link(f"{name}/index.html", name) if (d / "index.html").is_file() else e(name)
+        rows.append(
+            f"<tr><td>{link}</td><td>{e(str(meta.get('profile', '')))}</td><td>{e(str(meta.get('started', '')))}</td>"
+            f"<td class=\"{e(status)}\">{e(status)}</td><td class=\"num\">{n_ok}/{len(meta.get('notebooks') or steps)}</td>"
+            f"<td>{e(', '.join(failed)) or '-'}</td>"
+            f"<td class=\"num\">{sum(float(s.get('seconds') or 0) for s in steps):.1f}</td></tr>"
+        )
+    body = ["<h1>semlab reports</h1>"]
+    if runs:
+        body.append("<table>" + "\n".join(rows) + "</table>")
+    else:
+        body.append("<p>No runs yet. Run <code>make report</code> or <code>semlab run</code>.</p>")
+    return write_text_atomic(out_root / "index.html", _page("semlab reports", "\n".join(body)))

@@ -1,0 +1,17 @@
+"""Plotting functions; each returns a matplotlib Figure and never calls show()."""
+
+from semlab.viz.figures import (
+    LABEL_CLASSES,
+    effect_ladder_figure,
+    label_legend_figure,
+    real_vs_sim_figure,
+    sample_grid,
+)
+
+__all__ = [
+    "LABEL_CLASSES",
+    "effect_ladder_figure",
+    "label_legend_figure",
+    "real_vs_sim_figure",
+    "sample_grid",
+]

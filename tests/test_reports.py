@@ -1,0 +1,175 @@
+"""The notebook pipeline runner: run ids, index pages, failures, links."""
+
+import datetime as dt
+import html
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from semlab import reports
+
+
+def _notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('PROFILE = "cpu"\nRUN_DIR = ""\nX = 1')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+FAIL_BODY = 'print("before the failure")\nraise ValueError("boom <b>&amp; bad</b>")'
+OK_BODY = """
+import json, os
+from pathlib import Path
+out = Path(RUN_DIR) / "01_write_metrics"
+out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps({"psnr": 31.25, "nested": {"kid": 0.0123}, "profile": PROFILE, "x": X}))
+print("wrote metrics")
+"""
+
+
+def _hrefs(page: str) -> list[str]:
+    return re.findall(r'href="([^"]+)"', page)
+
+
+# ------------------------------------------------------------------------ fast tests
+
+
+def test_run_id_format():
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert reports.make_run_id("cpu", now=now, git_hash="abc1234") == "20260102T030405Z-cpu-abc1234"
+    assert reports.make_run_id("smoke", now=now) == "20260102T030405Z-smoke-nogit"
+
+
+def test_git_short_hash(tmp_path):
+    git = tmp_path / "repo" / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    assert reports.git_short_hash(tmp_path / "repo") is None  # no commit yet
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    (git / "packed-refs").write_text(f"# pack-refs with: peeled\n{sha} refs/heads/main\n")
+    assert reports.git_short_hash(tmp_path / "repo") == "0123456"
+    (git / "refs" / "heads" / "main").write_text("f" * 40 + "\n")
+    assert reports.git_short_hash(tmp_path / "repo") == "fffffff"
+    (git / "HEAD").write_text(sha + "\n")  # detached
+    assert reports.git_short_hash(tmp_path / "repo") == "0123456"
+
+
+def test_list_notebooks_order_and_only(tmp_path):
+    for name in ["10_train_model", "00_explore_data", "01_make_data", "notes", "2_bad"]:
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    names = [p.stem for p in reports.list_notebooks(tmp_path)]
+    assert names == ["00_explore_data", "01_make_data", "10_train_model"]
+    assert [p.stem for p in reports.list_notebooks(tmp_path, only="0")] == ["00_explore_data", "01_make_data"]
+    assert [p.stem for p in reports.list_notebooks(tmp_path, only=["10_train_model.ipynb", "00"])] == [
+        "00_explore_data", "10_train_model"]
+    assert [p.stem for p in reports.list_notebooks(tmp_path, only="*_explore_*")] == ["00_explore_data"]
+    with pytest.raises(ValueError, match="00_explore_data"):
+        reports.list_notebooks(tmp_path, only="99")
+
+
+def test_write_text_atomic_leaves_no_temp(tmp_path):
+    p = reports.write_text_atomic(tmp_path / "sub" / "a.html", "one")
+    reports.write_text_atomic(p, "two")
+    assert p.read_text() == "two"
+    assert [q.name for q in p.parent.iterdir()] == ["a.html"]
+
+
+def test_render_run_index_escapes_and_tables():
+    meta = {
+        "run_id": "r1", "profile": "smoke", "git": "nogit", "started": "s", "finished": None, "status": "failed",
+        "params": {}, "notebooks": ["00_a", "01_b", "02_c"],
+        "steps": [
+            {"name": "00_a", "status": "failed", "seconds": 1.0, "html": "00_a.html", "ipynb": "00_a.ipynb",
+             "metrics": None, "error": {"ename": "KeyError", "evalue": "<x>", "traceback": "line <1> & 2", "cell": "3"}},
+            {"name": "01_b", "status": "ok", "seconds": 2.5, "html": "01_b.html", "ipynb": None,
+             "metrics": {"a": {"b": 1.23456789}, "n": 3}, "error": None},
+        ],
+    }
+    page = reports.render_run_index(meta)
+    assert "<pre>line &lt;1&gt; &amp; 2</pre>" in page
+    assert "KeyError: &lt;x&gt;" in page
+    assert "a.b" in page and "1.235" in page
+    assert "pending" in page  # 02_c not run yet
+    assert set(_hrefs(page)) == {"../index.html", "00_a.html", "00_a.ipynb", "01_b.html"}
+    assert reports.flatten_metrics({"a": {"b": 1}, "c": [1, 2]}) == [("a.b", 1), ("c", [1, 2])]
+
+
+def test_reports_index_without_runs(tmp_path):
+    page = reports.write_reports_index(tmp_path).read_text()
+    assert "No runs yet" in page
+
+
+def test_empty_notebooks_folder_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        reports.run_pipeline("smoke", out_root=tmp_path / "r", notebooks_dir=tmp_path)
+
+
+# ------------------------------------------------------------------- notebook runs
+
+
+@pytest.mark.slow
+def test_run_pipeline_failure_does_not_hide_others(tmp_path, capsys):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    _notebook(nbdir / "00_raise_error.ipynb", FAIL_BODY)
+    _notebook(nbdir / "01_write_metrics.ipynb", OK_BODY)
+    out_root = tmp_path / "reports"
+
+    res = reports.run_pipeline("smoke", out_root=out_root, notebooks_dir=nbdir, params={"X": 7, "RUN_DIR": "ignored"})
+
+    assert not res.ok
+    assert re.fullmatch(r"\d{8}T\d{6}Z-smoke-([0-9a-f]{7}|nogit)", res.run_dir.name)
+    assert [s["name"] for s in res.steps] == ["00_raise_error", "01_write_metrics"]
+    failed, ok = res.steps
+    assert failed["status"] == "failed" and ok["status"] == "ok"
+    assert failed["error"]["ename"] == "ValueError"
+    assert "boom" in failed["error"]["evalue"]
+    assert "ValueError" in failed["error"]["traceback"] and "\x1b[" not in failed["error"]["traceback"]
+    # the partial executed notebook is still converted, with the output printed before the error
+    assert failed["html"] == "00_raise_error.html"
+    assert "before the failure" in (res.run_dir / failed["html"]).read_text()
+    # the following notebook ran, got its parameters and wrote metrics
+    assert (res.run_dir / "01_write_metrics.html").is_file()
+    assert ok["metrics"] == {"psnr": 31.25, "nested": {"kid": 0.0123}, "profile": "smoke", "x": 7}
+    assert all(isinstance(s["seconds"], float) for s in res.steps)
+
+    page = (res.run_dir / "index.html").read_text()
+    assert "smoke" in page and res.run_dir.name in page
+    assert html.escape('boom <b>&amp; bad</b>') in page  # escaped, in the failure heading and traceback
+    assert "ValueError" in page.split("<pre>", 1)[1].split("</pre>", 1)[0]
+    assert "nested.kid" in page and "31.25" in page
+    for href in _hrefs(page):
+        assert (res.run_dir / href).resolve().is_file(), href
+
+    top = (out_root / "index.html").read_text()
+    assert f'href="{res.run_dir.name}/index.html"' in top
+    assert "failed" in top
+    for href in _hrefs(top):
+        assert (out_root / href).is_file(), href
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["finished"]
+    assert not list(res.run_dir.glob(".*"))  # no temp or partial files left
+
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("00_raise_error") and "failed" in line for line in lines)
+    assert any(line.startswith("01_write_metrics") and " ok " in line for line in lines)
+
+
+@pytest.mark.slow
+def test_run_pipeline_only_and_newest_first(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    _notebook(nbdir / "00_raise_error.ipynb", FAIL_BODY)
+    _notebook(nbdir / "01_write_metrics.ipynb", OK_BODY)
+    out_root = tmp_path / "reports"
+    first = reports.run_pipeline("smoke", only="01", out_root=out_root, notebooks_dir=nbdir)
+    second = reports.run_pipeline("smoke", only=["01_write_metrics"], out_root=out_root, notebooks_dir=nbdir)
+    assert first.ok and second.ok and len(first.steps) == 1
+    assert first.run_dir != second.run_dir  # same second: a suffix keeps ids unique
+    top = (out_root / "index.html").read_text()
+    assert top.index(f'href="{second.run_dir.name}/index.html"') < top.index(f'href="{first.run_dir.name}/index.html"')

@@ -1,0 +1,109 @@
+"""Spectral metrics against closed forms."""
+
+import numpy as np
+import pytest
+
+from semlab.metrics.spectral import (
+    mean_radial_spectrum,
+    noise_sigma_estimate,
+    radial_power_spectrum,
+    spectral_slope,
+)
+
+
+def test_bins_cover_up_to_nyquist():
+    freq, power = radial_power_spectrum(np.random.default_rng(0).normal(size=(64, 64)))
+    assert freq.shape == power.shape == (32,)
+    np.testing.assert_allclose(freq, np.arange(1, 33) / 64)
+    assert freq[-1] == 0.5
+
+
+@pytest.mark.parametrize("window", [None, "hann"])
+def test_white_noise_is_flat_with_mean_variance(window):
+    s = 0.3
+    rng = np.random.default_rng(1)
+    imgs = [rng.normal(0.5, s, size=(128, 128)) for _ in range(8)]
+    spec = np.mean([radial_power_spectrum(im, window=window)[1] for im in imgs], axis=0)
+    # mean over all bins equals s^2 (Parseval normalisation); every bin is close to it
+    assert spec.mean() == pytest.approx(s**2, rel=0.03)
+    # the lowest bins average few frequencies: allow more scatter there
+    assert np.all(np.abs(spec[4:] / s**2 - 1) < 0.25)
+    freq = radial_power_spectrum(imgs[0], window=window)[0]
+    assert abs(spectral_slope(freq, spec)) < 0.1
+
+
+def test_parseval_without_window():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(32, 32))
+    x -= x.mean()
+    p2d = np.abs(np.fft.fft2(x)) ** 2 / x.size
+    assert p2d.sum() / x.size == pytest.approx(np.mean(x**2))
+
+
+@pytest.mark.parametrize("f0,window", [(0.125, None), (0.1, "hann"), (0.3, "hann"), (0.21, None)])
+def test_sinusoid_peaks_in_its_bin(f0, window):
+    n = 128
+    yy, xx = np.mgrid[0:n, 0:n]
+    img = 0.5 + 0.2 * np.sin(2 * np.pi * f0 * xx + 0.3)
+    freq, power = radial_power_spectrum(img, window=window)
+    k = int(np.argmax(power))
+    half = 0.5 / n
+    assert freq[k] - half <= f0 < freq[k] + half
+
+
+def test_diagonal_sinusoid_radial_frequency():
+    n = 128
+    yy, xx = np.mgrid[0:n, 0:n]
+    img = np.cos(2 * np.pi * (8 * xx + 6 * yy) / n)  # |f| = 10/128
+    freq, power = radial_power_spectrum(img, window=None)
+    assert freq[np.argmax(power)] == pytest.approx(10 / n)
+
+
+def test_non_square_and_bad_window():
+    freq, power = radial_power_spectrum(np.random.default_rng(0).normal(size=(40, 64)))
+    assert freq.shape == (20,)
+    with pytest.raises(ValueError):
+        radial_power_spectrum(np.zeros((16, 16)), window="kaiser")
+    with pytest.raises(ValueError):
+        radial_power_spectrum(np.zeros((3, 16, 16)))
+
+
+def test_mean_radial_spectrum_band():
+    rng = np.random.default_rng(3)
+    imgs = [rng.normal(0, 0.1, size=(64, 64)) for _ in range(10)]
+    freq, mean, lo, hi = mean_radial_spectrum(imgs, n_boot=300)
+    assert freq.shape == mean.shape == lo.shape == hi.shape
+    assert np.all(lo <= mean + 1e-12) and np.all(mean <= hi + 1e-12)
+    assert np.all(hi > lo)
+    assert mean.mean() == pytest.approx(0.01, rel=0.1)
+    # one image: band collapses; mixed sizes are interpolated onto the first grid
+    f1, m1, lo1, hi1 = mean_radial_spectrum(imgs[:1])
+    np.testing.assert_array_equal(lo1, m1)
+    f2, m2, _, _ = mean_radial_spectrum([imgs[0], rng.normal(0, 0.1, size=(96, 96))])
+    assert f2.shape == (32,) and np.all(np.isfinite(m2))
+    with pytest.raises(ValueError):
+        mean_radial_spectrum([])
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.05, 0.1])
+def test_noise_sigma_on_flat_image(sigma):
+    rng = np.random.default_rng(4)
+    img = 0.4 + rng.normal(0, sigma, size=(128, 128))
+    assert noise_sigma_estimate(img) == pytest.approx(sigma, rel=0.1)
+
+
+def test_noise_sigma_ignores_structure():
+    """Lines, gradients and edges barely change the estimate (median of the high-pass)."""
+    rng = np.random.default_rng(5)
+    n, sigma = 128, 0.03
+    yy, xx = np.mgrid[0:n, 0:n]
+    structure = 0.2 + 0.3 * ((xx // 8) % 2) + 0.2 * yy / n  # line/space grating + gradient
+    img = structure + rng.normal(0, sigma, size=(n, n))
+    assert noise_sigma_estimate(img) == pytest.approx(sigma, rel=0.1)
+    assert noise_sigma_estimate(structure) < 0.1 * sigma
+
+
+def test_spectral_slope_power_law():
+    f = np.linspace(0.01, 0.5, 50)
+    assert spectral_slope(f, 3.0 * f**-2.5) == pytest.approx(-2.5)
+    assert np.isnan(spectral_slope(f[:2], f[:2]))
