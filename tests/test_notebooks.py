@@ -56,7 +56,11 @@ def test_explore_data_runs_in_smoke_profile(tmp_path, real_dir):
                if "image/png" in o.get("data", {})) >= 5
     metrics = json.loads((run_dir / "00_explore_data" / "metrics.json").read_text())
     assert metrics["profile"] == "smoke" and metrics["size_px"] == 64
-    assert metrics["noise_sigma"]["sim/line-space"] > 0
+    ls = [v for k, v in metrics["noise_sigma"].items() if k.startswith("sim/line-space")]
+    assert len(ls) == 1 and ls[0] > 0
+    if real_dir == "":
+        # line-space is simulated at the DSA images' pixel size when they are present
+        assert any("nm/px" in k for k in metrics["noise_sigma"]) == ("real/dsa_lines" in metrics["noise_sigma"])
     if real_dir == "missing":
         assert metrics["real_available"] is False
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -59,7 +59,7 @@ from IPython.display import display
 from semlab.config import profile_settings
 from semlab.data.simulate import effect_ladder, simulate
 from semlab.data.sources import crop_databar, list_images, tile_image
-from semlab.io import read_image, write_json_atomic
+from semlab.io import read_image, read_image_meta, write_json_atomic
 from semlab.metrics.spectral import mean_radial_spectrum, noise_sigma_estimate, spectral_slope
 from semlab.paths import shared_real_dir
 from semlab.viz import effect_ladder_figure, label_legend_figure, real_vs_sim_figure, sample_grid
@@ -129,17 +129,22 @@ ground truth for every panel.
 
 Real crops come from the shared real SEM images (`REAL_DIR`, or `../shared/data/real_sem`):
 each image is read, its data bar removed and cut into tiles of the profile size, at the
-image's own pixel size. Simulated crops come from the `line-space` and `ic-metal` presets.
+image's own pixel size. Simulated crops come from the `line-space` preset, simulated at the
+DSA images' pixel size read from their TIFF tags (so both show the same nm per pixel), and
+from the `ic-metal` preset at its own field of view.
 """),
     code("""
 real_dir = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
-real = {}
+real, real_px = {}, {}
 if real_dir is None or not Path(real_dir).is_dir():
     print(f"No real SEM folder found ({REAL_DIR or '../shared/data/real_sem'}): the real side is skipped.")
 else:
     for path in list_images(real_dir):
         group = path.parent.name if path.parent != Path(real_dir) else Path(real_dir).name
         raw = read_image(path)
+        px_nm = read_image_meta(path).get("pixel_size_nm")
+        if px_nm:
+            real_px.setdefault(group, px_nm)
         img, bar_row = crop_databar(raw, mode="auto")
         if min(img.shape) < SIZE:
             print(f"skip {path.name}: {img.shape} is smaller than one {SIZE}-px tile")
@@ -148,7 +153,15 @@ else:
         picked = [t for _, _, t in tiles[:: max(1, len(tiles) // 3)]][:3]
         real.setdefault(group, []).extend(np.ascontiguousarray(t, dtype=np.float32) for t in picked)
         print(f"{group}/{path.name}: {raw.shape} -> data bar at row {bar_row}, {len(tiles)} tiles, kept {len(picked)}")
-sim = {p: [simulate(p, size=SIZE, seed=SEED + 1000 + i).image for i in range(N_SHOW)] for p in ["line-space", "ic-metal"]}
+# line-space is simulated at the DSA images' own pixel size (from their TIFF tags), so both
+# sides show the same nm per pixel; ic-metal keeps its preset field of view.
+dsa_px = real_px.get("dsa_lines")
+ls_name = f"line-space @ {dsa_px:.2f} nm/px" if dsa_px else "line-space"
+sim = {
+    ls_name: [simulate("line-space", size=SIZE, seed=SEED + 1000 + i, pixel_nm=dsa_px, vertical=True).image
+              for i in range(N_SHOW)],
+    "ic-metal": [simulate("ic-metal", size=SIZE, seed=SEED + 1000 + i).image for i in range(N_SHOW)],
+}
 print({k: len(v) for k, v in real.items()}, {k: len(v) for k, v in sim.items()})
 """),
     code("""

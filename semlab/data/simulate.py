@@ -88,7 +88,7 @@ _IMAGING = {
     "charging_amp": (0.0, 0.08),
     "brightness": (-0.03, 0.03),
     "contrast": (0.9, 1.1),
-    "dose": (15.0, 50.0),
+    "dose": (80.0, 400.0),  # e-/px; calibrated on the DSA images (noise sigma, HF power)
     "detector_sigma": (0.01, 0.03),
     "noise_corr_px": (0.4, 0.9),
     "scanline_sigma": (0.004, 0.015),
