@@ -190,7 +190,7 @@ def _palasantzas_filter(h: int, w: int, corr_px: float, alpha: float) -> np.ndar
     if w % 2 == 0:
         weight[:, -1] = 1.0
     var = (weight * psd).sum() / (h * w)
-    return (np.sqrt(psd / var)).astype(np.float64)
+    return np.sqrt(psd / var).astype(np.float32)
 
 
 def correlated_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float,
@@ -199,9 +199,9 @@ def correlated_field(rng: np.random.Generator, shape: tuple[int, int], sigma: fl
     h, w = shape
     if sigma == 0:
         return np.zeros(shape, np.float32)
-    white = rng.standard_normal((h, w))
+    white = rng.standard_normal((h, w), dtype=np.float32)
     f = np.fft.rfft2(white) * _palasantzas_filter(h, w, float(max(corr_px, 1e-3)), float(alpha))
-    return (sigma * np.fft.irfft2(f, s=(h, w))).astype(np.float32)
+    return np.fft.irfft2(f, s=(h, w)) * np.float32(sigma)
 
 
 @lru_cache(maxsize=32)
@@ -214,7 +214,7 @@ def _palasantzas_1d(n: int, corr_px: float, alpha: float) -> np.ndarray:
     weight[0] = 1.0
     if n % 2 == 0:
         weight[-1] = 1.0
-    return np.sqrt(psd / ((weight * psd).sum() / n))
+    return np.sqrt(psd / ((weight * psd).sum() / n)).astype(np.float32)
 
 
 @lru_cache(maxsize=32)
@@ -232,7 +232,7 @@ def edge_roughness(rng: np.random.Generator, shape: tuple[int, int], sigma: floa
     curve and edges farther apart than ~2 `across_px` are independent."""
     h, w = shape
     n = shape[axis]
-    white = rng.standard_normal((h, w)).astype(np.float32)
+    white = rng.standard_normal((h, w), dtype=np.float32)
     filt = _palasantzas_1d(n, float(max(corr_px, 1e-3)), float(alpha))
     filt = filt[:, None] if axis == 0 else filt[None, :]
     f = np.fft.irfft(np.fft.rfft(white, axis=axis) * filt, n=n, axis=axis)
@@ -374,9 +374,7 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     if p["halo_amp"] > 0:
         sig += p["halo_amp"] * np.where(d < 0, -np.exp(np.minimum(d, 0) / max(p["halo_width_nm"] / px, 0.3)), 0.0)
     if p["texture_amp"] > 0:
-        tex = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32),
-                                      max(p["texture_corr_nm"] / px, 0.5))
-        tex *= p["texture_amp"] / max(float(tex.std()), 1e-8)
+        tex = correlated_field(rng, (h, w), p["texture_amp"], max(p["texture_corr_nm"] / px, 0.5), 1.0)
         sig += tex * (phi_p > 0)
     if phi_d is not None:
         dd = _ramp(phi_d, max(sw, 1.0))
