@@ -76,12 +76,14 @@ def atomic_write(
 ) -> Iterator[Any]:
     """Open a temp file beside `path`; on success fsync and `os.replace` it onto `path`.
 
-    If the body raises, the temp file is deleted and `path` is left untouched.
+    Missing parent folders are created. If the body raises, the temp file is deleted
+    and `path` is left untouched.
     """
     if not any(m in mode for m in "wx") or "+" in mode and "r" in mode:
         raise ValueError(f"atomic_write needs a write mode, got {mode!r}")
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     if "b" not in mode and encoding is None:
         encoding = "utf-8"
@@ -121,7 +123,8 @@ def write_text_atomic(path, text: str, encoding: str = "utf-8") -> Path:
     return Path(path)
 
 
-def _json_default(obj):
+def json_default(obj):
+    """`json.dumps(default=...)` for numpy scalars and arrays and paths."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -133,7 +136,7 @@ def _json_default(obj):
 
 def write_json_atomic(path, obj) -> Path:
     """Write `obj` as JSON (indent 2, sorted keys, trailing newline) atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    text = json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n"
     return write_text_atomic(path, text)
 
 

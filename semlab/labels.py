@@ -172,6 +172,23 @@ def _map_colours(
     return ids, ok
 
 
+def _colours_to_ids(colours, inv2d, classes, tolerance, source):
+    """Map unique colours (n, 3) to class ids and expand them through `inv2d`, or refuse
+    listing every colour farther than `tolerance` from all allowed class colours."""
+    ids, ok = _map_colours(colours, classes, tolerance)
+    if not ok.all():
+        keys = np.flatnonzero(~ok)
+        _raise_unexpected(
+            "colours",
+            [tuple(int(v) for v in colours[k]) for k in keys],
+            inv2d,
+            keys,
+            source,
+            _allowed_text(classes) + f", tolerance {tolerance}",
+        )
+    return ids[inv2d]
+
+
 def _from_rgb(arr, classes, tolerance, source):
     rgb = arr[..., :3]
     if rgb.dtype != np.uint8:
@@ -186,18 +203,7 @@ def _from_rgb(arr, classes, tolerance, source):
     )
     uniq, inv = np.unique(packed.ravel(), return_inverse=True)
     colours = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1)
-    ids, ok = _map_colours(colours, classes, tolerance)
-    if not ok.all():
-        keys = np.flatnonzero(~ok)
-        _raise_unexpected(
-            "colours",
-            [tuple(int(v) for v in colours[k]) for k in keys],
-            inv.reshape(h, w),
-            keys,
-            source,
-            _allowed_text(classes) + f", tolerance {tolerance}",
-        )
-    return ids[inv].reshape(h, w)
+    return _colours_to_ids(colours, inv.reshape(h, w), classes, tolerance, source)
 
 
 def _from_ids(arr, classes, source, what="values", bw=True):
@@ -250,19 +256,7 @@ def _from_palette(arr, palette, classes, tolerance, source):
             source,
             _allowed_text(classes),
         )
-    colours = pal[uniq]
-    ids, ok = _map_colours(colours, classes, tolerance)
-    if not ok.all():
-        keys = np.flatnonzero(~ok)
-        _raise_unexpected(
-            "colours",
-            [tuple(int(v) for v in colours[k]) for k in keys],
-            inv.reshape(idx.shape),
-            keys,
-            source,
-            _allowed_text(classes) + f", tolerance {tolerance}",
-        )
-    return ids[inv].reshape(idx.shape)
+    return _colours_to_ids(pal[uniq], inv.reshape(idx.shape), classes, tolerance, source)
 
 
 def labels_from_array(

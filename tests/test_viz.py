@@ -10,11 +10,19 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from semlab.viz import (  # noqa: E402
-    LABEL_CLASSES,
     effect_ladder_figure,
     label_legend_figure,
     real_vs_sim_figure,
     sample_grid,
+)
+
+# The canonical label scheme as design.md section 3 states it: the independent reference
+# the figures are checked against. (id, name, meaning, RGB)
+LABEL_CLASSES = (
+    (0, "background", "substrate / dielectric / space between patterns", (0, 0, 0)),
+    (1, "pattern", "line, metal, resist top: the main structure", (255, 255, 255)),
+    (2, "hole", "via, contact, cut or hole inside a pattern", (0, 0, 255)),
+    (3, "defect", "particle, bridge, break, residue", (255, 0, 0)),
 )
 
 

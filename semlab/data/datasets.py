@@ -100,15 +100,11 @@ class DatasetWriter:
     def add(self, item_id: str, image: np.ndarray, *, split: str, group: str, source: str = "",
             mask: np.ndarray | None = None, clean: np.ndarray | None = None,
             contours: list | None = None, params: dict | None = None) -> dict:
-        for sub, needed in (("images", True), ("masks", mask is not None), ("clean", clean is not None),
-                            ("contours", contours is not None)):
-            if needed:
-                (self.root / sub).mkdir(exist_ok=True)
         ip = io.write_image(self.root / "images" / f"{item_id}.png", image)
         row = {"id": item_id, "split": split, "group": group, "source": source,
                "sha256": io.sha256_file(ip), "mask_sha256": "",
                "height": int(image.shape[0]), "width": int(image.shape[1]),
-               "params": json.dumps(params, sort_keys=True, default=_json_default) if params else ""}
+               "params": json.dumps(params, sort_keys=True, default=io.json_default) if params else ""}
         if mask is not None:
             if mask.shape != image.shape:
                 raise DatasetError(f"{item_id}: mask shape {mask.shape} != image shape {image.shape}")
@@ -152,16 +148,6 @@ class DatasetWriter:
         else:
             self.flush()
             self._write_meta(complete=False)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
 
 
 def _run(writer: DatasetWriter, items: Iterable, n: int | None, desc: str, work: Callable, progress: bool) -> Path:
@@ -236,6 +222,7 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
         meta = io.read_image_meta(f)
         if meta.get("pixel_size_nm"):
             pixel_sizes.add(round(float(meta["pixel_size_nm"]), 4))
+        w.info["pixel_size_nm"] = next(iter(pixel_sizes)) if len(pixel_sizes) == 1 else None
         img = io.read_image(f)
         img, bar = sources.crop_databar(img, crop_databar)
         pieces = sources.tile_image(img, tile, overlap) if tile else [(0, 0, img)]
@@ -249,11 +236,7 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
                   params={"source_sha256": digest, "row": r, "col": c, "databar_row": bar,
                           "pixel_size_nm": meta.get("pixel_size_nm")})
 
-    path = _run(w, files, len(files), "import", work, progress)
-    if len(pixel_sizes) == 1:
-        w.info["pixel_size_nm"] = pixel_sizes.pop()
-        w._write_meta(complete=True)
-    return path
+    return _run(w, files, len(files), "import", work, progress)
 
 
 class Dataset:

@@ -285,17 +285,16 @@ def _layout(rng, preset: Preset, p: dict, h: int, w: int, px: float) -> L.Layout
     return lay
 
 
-def _ler_field(rng, d: np.ndarray, p: dict, px: float) -> np.ndarray:
+def _ler_field(rng, gy: np.ndarray, gx: np.ndarray, p: dict, px: float) -> np.ndarray:
     """LER displacement: roughness along vertical and horizontal edges, blended by the
-    local edge orientation (from the gradient of the unperturbed signed distance)."""
+    local edge orientation (gy, gx: gradient of the unperturbed signed distance)."""
     sigma = p["ler_sigma_nm"] / px
     if sigma <= 0:
-        return np.zeros(d.shape, np.float32)
+        return np.zeros(gx.shape, np.float32)
     corr = p["ler_corr_nm"] / px
     across = max(0.5 * corr, 3.0 * sigma)
-    f_v = edge_roughness(rng, d.shape, sigma, corr, p["ler_alpha"], across, axis=0)
-    f_h = edge_roughness(rng, d.shape, sigma, corr, p["ler_alpha"], across, axis=1)
-    gy, gx = np.gradient(d)
+    f_v = edge_roughness(rng, gx.shape, sigma, corr, p["ler_alpha"], across, axis=0)
+    f_h = edge_roughness(rng, gx.shape, sigma, corr, p["ler_alpha"], across, axis=1)
     wv = gx * gx / (gx * gx + gy * gy + 1e-12)
     return f_h + wv * (f_v - f_h)
 
@@ -338,7 +337,8 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     phi_h = phi_d = None
     if lay.holes:
         phi_h = _signed_distance(L.rasterize_discs(lay.holes, h, w), s_round)
-    ler = _ler_field(rng, phi_p if phi_h is None else np.minimum(phi_p, -phi_h), p, px)
+    gy, gx = np.gradient(phi_p if phi_h is None else np.minimum(phi_p, -phi_h))
+    ler = _ler_field(rng, gy, gx, p, px)
     phi_p += ler
     d = phi_p
     if phi_h is not None:
@@ -365,10 +365,7 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
         rw = max(p["rim_width_nm"] / px, 0.3)
         z = (d - p["rim_offset_nm"] / px) / rw
         rim = p["rim_amp"] * np.exp(-0.5 * z * z)
-        if p["scan_asymmetry"] > 0:
-            gx = np.empty_like(d)
-            gx[:, 1:-1] = 0.5 * (d[:, 2:] - d[:, :-2])
-            gx[:, 0], gx[:, -1] = gx[:, 1], gx[:, -2]
+        if p["scan_asymmetry"] > 0:  # edges facing the scan direction are brighter
             rim *= 1 + p["scan_asymmetry"] * np.clip(gx, -1, 1)
         sig += rim
     if p["halo_amp"] > 0:

@@ -1,7 +1,6 @@
 """Plotting functions; each returns a matplotlib Figure and never calls show()."""
 
 from semlab.viz.figures import (
-    LABEL_CLASSES,
     effect_ladder_figure,
     label_legend_figure,
     real_vs_sim_figure,
@@ -9,7 +8,6 @@ from semlab.viz.figures import (
 )
 
 __all__ = [
-    "LABEL_CLASSES",
     "effect_ladder_figure",
     "label_legend_figure",
     "real_vs_sim_figure",

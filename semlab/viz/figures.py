@@ -14,46 +14,18 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from semlab import labels
+
 __all__ = [
     "sample_grid",
     "effect_ladder_figure",
     "real_vs_sim_figure",
     "label_legend_figure",
-    "LABEL_CLASSES",
 ]
 
-# The canonical label scheme (design.md section 3); used when semlab.labels does not
-# provide it. (id, name, meaning, RGB colour)
-LABEL_CLASSES: tuple[tuple[int, str, str, tuple[int, int, int]], ...] = (
-    (0, "background", "substrate / dielectric / space between patterns", (0, 0, 0)),
-    (1, "pattern", "line, metal, resist top: the main structure", (255, 255, 255)),
-    (2, "hole", "via, contact, cut or hole inside a pattern", (0, 0, 255)),
-    (3, "defect", "particle, bridge, break, residue", (255, 0, 0)),
-)
-
-
-def _colorize(mask: np.ndarray) -> np.ndarray:
-    """RGB uint8 of a label map: semlab.labels.colorize if available, else the table above."""
-    try:
-        from semlab.labels import colorize  # written elsewhere; preferred when present
-    except ImportError:
-        colorize = None
-    if colorize is not None:
-        return np.asarray(colorize(mask), dtype=np.uint8)
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[:] = (255, 0, 255)  # unknown labels in magenta
-    for cid, _, _, rgb in LABEL_CLASSES:
-        lut[cid] = rgb
-    return lut[np.asarray(mask).astype(np.int64).clip(0, 255)]
-
-
 def _label_classes():
-    """(id, name, meaning, rgb) of the canonical classes: semlab.labels.CLASSES if present."""
-    try:
-        from semlab.labels import CLASSES
-    except ImportError:
-        return LABEL_CLASSES
-    return tuple((int(c.id), str(c.name), str(c.meaning), tuple(int(v) for v in c.rgb)) for c in CLASSES)
+    """(id, name, meaning, rgb) of the canonical classes."""
+    return tuple((c.id, c.name, c.meaning, c.rgb) for c in labels.CLASSES)
 
 
 def _show_gray(ax, img, title=None):
@@ -108,7 +80,7 @@ def sample_grid(
             if view == "image":
                 _show_gray(ax, images[i], title)
             elif view == "mask":
-                ax.imshow(_colorize(masks[i]), interpolation="nearest")
+                ax.imshow(labels.colorize(masks[i]), interpolation="nearest")
                 _off(ax)
             else:
                 _show_gray(ax, images[i])
@@ -221,7 +193,7 @@ def label_legend_figure() -> Figure:
     n = len(classes)
     fig = Figure(figsize=(7.0, 0.55 * n + 0.6), layout="constrained")
     ax = fig.subplots()
-    swatches = _colorize(np.array([[c[0]] for c in classes], dtype=np.uint8))
+    swatches = labels.colorize(np.array([[c[0]] for c in classes], dtype=np.uint8))
     ax.imshow(swatches, extent=(0, 1, n, 0), interpolation="nearest", aspect="auto")
     for i, (cid, name, meaning, _) in enumerate(classes):
         ax.text(1.25, i + 0.5, f"{cid}  {name}", va="center", fontsize=10, fontweight="bold")
