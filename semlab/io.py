@@ -134,9 +134,11 @@ def json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def write_json_atomic(path, obj) -> Path:
-    """Write `obj` as JSON (indent 2, sorted keys, trailing newline) atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n"
+def write_json_atomic(path, obj, *, indent: int | None = 2) -> Path:
+    """Write `obj` as JSON (sorted keys, trailing newline) atomically; `indent=None` writes
+    it compactly (and fast: the C encoder) for large numeric payloads such as contours."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, default=json_default,
+                      separators=None if indent is not None else (",", ":")) + "\n"
     return write_text_atomic(path, text)
 
 
@@ -563,7 +565,7 @@ def write_image(path, img: np.ndarray, *, bits: int = 8) -> Path:
         raise ValueError(f"{p}: write_image writes PNG (or TIFF); got suffix {p.suffix!r}")
     im = Image.fromarray(data)  # "L" or "I;16"
     with atomic_write(p, "wb") as f:
-        im.save(f, format="PNG")
+        im.save(f, format="PNG", compress_level=3)  # lossless; level 6 is ~2x slower for ~5% smaller files
     return p
 
 

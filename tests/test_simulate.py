@@ -142,3 +142,82 @@ def test_databar_option():
     assert 100 < row < 128 and (r.mask[row:] == 0).all()
     from semlab.data.sources import detect_databar
     assert detect_databar(r.image) is not None
+
+
+# ---------------------------------------------------------------------------------
+# the fast paths of the simulator against independent references
+
+
+@pytest.mark.parametrize("lam", [3.0, 9.0, 30.0, 150.0])
+def test_auto_shot_noise_matches_the_poisson_pmf(lam):
+    """Total-variation distance of the sampled counts to scipy's Poisson pmf; a plain
+    normal approximation would give 0.02-0.05 here and fail."""
+    from scipy import stats
+    from semlab.data.simulate import shot_noise
+
+    dose = 200.0
+    rng = np.random.default_rng(11)
+    counts = shot_noise(rng, np.full((1000, 2000), lam / dose, np.float32), dose) * dose
+    k = np.rint(counts).astype(np.int64)
+    assert np.abs(counts - k).max() < 1e-3 and k.min() >= 0
+    hist = np.bincount(k.ravel()) / k.size
+    pmf = stats.poisson.pmf(np.arange(max(len(hist), int(lam * 3 + 30))), lam)
+    hist = np.pad(hist, (0, len(pmf) - len(hist)))
+    tv = 0.5 * np.abs(hist - pmf).sum()
+    assert tv < 0.008, tv
+    assert k.var() == pytest.approx(lam, rel=0.02)
+
+
+def test_exact_shot_noise_and_bad_method():
+    from semlab.data.simulate import shot_noise
+
+    rng = np.random.default_rng(0)
+    c = shot_noise(rng, np.full((300, 300), 0.5, np.float32), 40.0, "exact") * 40
+    assert np.allclose(c, np.rint(c), atol=1e-4) and c.mean() == pytest.approx(20, rel=0.01)
+    with pytest.raises(ValueError, match="shot-noise method"):
+        shot_noise(rng, np.zeros((2, 2), np.float32), 10.0, "gaussian")
+    with pytest.raises(ValueError, match="shot_noise_method"):
+        simulate("ic-metal", 32, 0, shot_noise_method="normal")
+
+
+def test_normal32_is_standard_normal():
+    from scipy import stats
+    from semlab.data.simulate import normal32
+
+    x = normal32(np.random.default_rng(3), (501, 401)).astype(np.float64).ravel()
+    assert x.shape == (501 * 401,)
+    assert abs(x.mean()) < 0.01 and x.std() == pytest.approx(1.0, abs=0.01)
+    assert abs(stats.skew(x)) < 0.02 and abs(stats.kurtosis(x)) < 0.04
+    assert stats.kstest(x, "norm").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("s", [1.0, 2.5, 6.0])
+@pytest.mark.parametrize("mode,ref", [("edge", "nearest"), ("symmetric", "reflect")])
+def test_fft_gaussian_blur_matches_scipy(s, mode, ref):
+    from semlab.data.simulate import gaussian_blur
+
+    rng = np.random.default_rng(1)
+    img = np.zeros((100, 130), np.float32)
+    img[20:60, 30:90] = 1
+    img[70:, 100:] = 0.5  # touches two borders: tests the padding mode
+    img += 0.2 * rng.random(img.shape, dtype=np.float32)
+    ours = gaussian_blur(img, s, mode)
+    theirs = ndimage.gaussian_filter(img.astype(np.float64), s, mode=ref, truncate=6)
+    assert ours.shape == img.shape
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_random_fields_have_the_requested_variance():
+    from semlab.data.simulate import edge_roughness
+
+    rng = np.random.default_rng(5)
+    f = np.stack([correlated_field(rng, (256, 192), 1.5, 6.0, 0.5) for _ in range(30)])
+    assert f.var() == pytest.approx(1.5 ** 2, rel=0.06)
+    for axis in (0, 1):
+        e = np.stack([edge_roughness(rng, (192, 256), 0.7, 5.0, 0.5, 4.0, axis) for _ in range(30)])
+        assert e.var() == pytest.approx(0.49, rel=0.06)
+        # a 1-D process along the edge with no mean offset: every edge averages to zero
+        assert np.abs(e.mean(axis=1 + axis)).max() < 1e-4
+        # smooth across the edge: neighbours across are strongly correlated
+        a, b = (e[:, :, :-1], e[:, :, 1:]) if axis == 0 else (e[:, :-1, :], e[:, 1:, :])
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9

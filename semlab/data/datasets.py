@@ -115,7 +115,7 @@ class DatasetWriter:
         if contours is not None:
             io.write_json_atomic(self.root / "contours" / f"{item_id}.json",
                                  {"units": "px", "order": "row,col",
-                                  "contours": [np.round(c, 3).tolist() for c in contours]})
+                                  "contours": [np.round(c, 3).tolist() for c in contours]}, indent=None)
         self.rows[item_id] = row
         self._pending += 1
         if self._pending >= self.flush_every:

@@ -17,6 +17,7 @@ Generators, chosen by name from `LAYOUTS`:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,13 +154,16 @@ LAYOUTS = {"line_space": line_space, "manhattan": manhattan, "contacts": contact
 
 def _cover_1d(lo: float, hi: float, n: int) -> tuple[int, np.ndarray]:
     """Coverage of pixels [i-0.5, i+0.5] by the interval [lo, hi]; returns (start, values)."""
-    i0 = max(int(np.floor(lo + 0.5)), 0)
-    i1 = min(int(np.ceil(hi + 0.5)), n)
+    i0 = max(math.floor(lo + 0.5), 0)
+    i1 = min(math.ceil(hi + 0.5), n)
     if i1 <= i0:
         return i0, np.zeros(0, np.float32)
-    c = np.arange(i0, i1, dtype=np.float32)
-    vals = np.clip(np.minimum(c + 0.5, hi) - np.maximum(c - 0.5, lo), 0.0, 1.0)
-    return i0, vals.astype(np.float32)
+    vals = np.ones(i1 - i0, np.float32)
+    # only the two end pixels can be partly covered
+    vals[0] = min(max(min(i0 + 0.5, hi) - max(i0 - 0.5, lo), 0.0), 1.0)
+    if i1 - i0 > 1:
+        vals[-1] = min(max(min(i1 - 0.5, hi) - max(i1 - 1.5, lo), 0.0), 1.0)
+    return i0, vals
 
 
 def rasterize_rects(rects, h: int, w: int) -> np.ndarray:
@@ -171,7 +175,7 @@ def rasterize_rects(rects, h: int, w: int) -> np.ndarray:
         if cy.size == 0 or cx.size == 0:
             continue
         sl = out[r0:r0 + cy.size, c0:c0 + cx.size]
-        np.maximum(sl, np.outer(cy, cx), out=sl)
+        np.maximum(sl, cy[:, None] * cx[None, :], out=sl)
     return out
 
 

@@ -30,7 +30,8 @@ How an image is formed (see `EFFECTS` for the parameter names):
 8. **Charging**: a linear gradient and a broad bump of amplitude `charging_amp`.
 9. **Brightness / contrast**: `contrast * (signal - 0.5) + 0.5 + brightness`.
    This is the noise-free image (`clean`).
-10. **Shot noise**: Poisson counts at `dose` electrons per pixel, divided by the dose.
+10. **Shot noise**: Poisson counts at `dose` electrons per pixel, divided by the dose
+    (see `shot_noise` for the exact and the default fast sampler).
 11. **Detector noise**: Gaussian of `detector_sigma`, low-passed along the scan
     direction by `noise_corr_px` (amplifier bandwidth).
 12. **Scan-line noise and drift**: per-line offsets (`scanline_sigma`) and per-line
@@ -46,6 +47,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage, special
 import contourpy
 
@@ -176,52 +178,111 @@ def _rng(seed) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed)))
 
 
+# ----------------------------------------------------------------------------------
+# Gaussian random fields, sampled directly in the Fourier domain.
+#
+# A real white-noise field w has an rfft2 W whose bins are independent circular complex
+# Gaussians with E|W|^2 = h*w, except that the kx = 0 and kx = Nyquist columns are
+# Hermitian along ky. Drawing every bin as an independent circular complex Gaussian
+# and taking irfft2 keeps only the real part of those two columns (after the ky
+# transform), which halves their variance and leaves the covariance otherwise exact;
+# multiplying the filter there by sqrt(2) restores it. So irfft2(S * H) has exactly
+# the covariance of irfft2(rfft2(w) * H), without the forward transform.
+
+
+def _rfft_weights(w: int) -> np.ndarray:
+    """How often each rfft column appears in the full spectrum (1 or 2)."""
+    wt = np.full(w // 2 + 1, 2.0)
+    wt[0] = 1.0
+    if w % 2 == 0:
+        wt[-1] = 1.0
+    return wt
+
+
+def _finish_filter(amp: np.ndarray, w: int) -> np.ndarray:
+    """Normalise an amplitude filter on the rfft grid to unit field variance and apply
+    the sqrt(2) boost of the self-conjugate columns (see above)."""
+    h = amp.shape[0]
+    wt = _rfft_weights(w)
+    var = float((wt[None, :] * amp.astype(np.float64) ** 2).sum()) / (h * w) ** 2
+    out = amp / math.sqrt(max(var, 1e-300))
+    out[:, 0] *= math.sqrt(2.0)
+    if w % 2 == 0:
+        out[:, -1] *= math.sqrt(2.0)
+    return out.astype(np.float32)
+
+
+def normal32(rng: np.random.Generator, shape) -> np.ndarray:
+    """Standard normal float32 samples by the Box-Muller transform of float32 uniforms:
+    exact in distribution up to the 2^-24 resolution of the uniforms (tails cut at
+    5.8 sigma), and ~1.6x faster here than numpy's ziggurat (`semlab bench simulate`
+    measures the simulator as a whole)."""
+    n = int(np.prod(shape))
+    m = (n + 1) // 2
+    u = rng.random((2, m), dtype=np.float32)
+    r = np.log1p(-u[0])  # u in [0, 1): log(1 - u) is finite
+    r *= -2
+    np.sqrt(r, out=r)
+    a = u[1]
+    a *= np.float32(2 * math.pi)
+    out = np.empty(2 * m, np.float32)
+    np.multiply(r, np.cos(a), out=out[:m])
+    np.multiply(r, np.sin(a), out=out[m:])
+    return out[:n].reshape(shape)
+
+
+def _band_noise(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """Independent circular complex Gaussians with E|S|^2 = 1 on an (n, m) grid."""
+    z = normal32(rng, (n, m, 2))
+    z *= np.float32(math.sqrt(0.5))
+    return z.view(np.complex64)[..., 0]
+
+
+def _spectral_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Independent circular complex Gaussians with E|S|^2 = 1 on the (h, w//2+1) grid."""
+    return _band_noise(rng, h, w // 2 + 1)
+
+
+def _field(rng: np.random.Generator, filt: np.ndarray, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    s = _spectral_noise(rng, *shape)
+    s *= filt
+    out = sfft.irfft2(s, s=shape, workers=1)
+    out *= np.float32(sigma)
+    return out
+
+
 @lru_cache(maxsize=32)
 def _palasantzas_filter(h: int, w: int, corr_px: float, alpha: float) -> np.ndarray:
-    """sqrt of a 2-D Palasantzas PSD on the rfft grid, normalised to unit field variance."""
+    """Amplitude filter (rfft grid) of a 2-D Palasantzas PSD, unit field variance."""
     ky = np.fft.fftfreq(h)[:, None]
     kx = np.fft.rfftfreq(w)[None, :]
     k2 = (2 * np.pi) ** 2 * (ky * ky + kx * kx)
     psd = (1.0 + k2 * corr_px ** 2) ** (-(1.0 + alpha))
     psd[0, 0] = 0.0
-    # variance of irfft2(F * filt) with white F: Parseval over the full spectrum
-    weight = np.full(psd.shape, 2.0)
-    weight[:, 0] = 1.0
-    if w % 2 == 0:
-        weight[:, -1] = 1.0
-    var = (weight * psd).sum() / (h * w)
-    return np.sqrt(psd / var).astype(np.float32)
+    return _finish_filter(np.sqrt(psd), w)
 
 
 def correlated_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float,
                      corr_px: float, alpha: float = 0.5) -> np.ndarray:
-    """A stationary Gaussian random field with std `sigma` and Palasantzas correlation."""
+    """A stationary (periodic) Gaussian random field with std `sigma` and a Palasantzas
+    (K-correlation) spectrum of correlation length `corr_px` and exponent `alpha`."""
     h, w = shape
     if sigma == 0:
         return np.zeros(shape, np.float32)
-    white = rng.standard_normal((h, w), dtype=np.float32)
-    f = np.fft.rfft2(white) * _palasantzas_filter(h, w, float(max(corr_px, 1e-3)), float(alpha))
-    return np.fft.irfft2(f, s=(h, w)) * np.float32(sigma)
+    return _field(rng, _palasantzas_filter(h, w, float(max(corr_px, 1e-3)), float(alpha)), (h, w), sigma)
 
 
-@lru_cache(maxsize=32)
-def _palasantzas_1d(n: int, corr_px: float, alpha: float) -> np.ndarray:
-    """sqrt of a 1-D Palasantzas PSD on the rfft grid, normalised to unit variance."""
-    k = 2 * np.pi * np.fft.rfftfreq(n)
-    psd = (1.0 + (k * corr_px) ** 2) ** (-(0.5 + alpha))
-    psd[0] = 0.0
-    weight = np.full(psd.shape, 2.0)
-    weight[0] = 1.0
-    if n % 2 == 0:
-        weight[-1] = 1.0
-    return np.sqrt(psd / ((weight * psd).sum() / n)).astype(np.float32)
-
-
-@lru_cache(maxsize=32)
-def _gauss_var_factor(s: float) -> float:
-    delta = np.zeros(int(8 * s) + 9)
-    delta[len(delta) // 2] = 1.0
-    return float((ndimage.gaussian_filter1d(delta, s, truncate=3.0) ** 2).sum())
+def _edge_filter(h: int, w: int, corr_px: float, alpha: float, across_px: float, axis: int) -> np.ndarray:
+    """Amplitude filter: 1-D Palasantzas PSD along `axis` times a Gaussian across it
+    (separable, so built from two 1-D factors)."""
+    fy = np.fft.fftfreq(h)
+    fx = np.fft.rfftfreq(w)
+    along, across = (fy, fx) if axis == 0 else (fx, fy)
+    a = (1.0 + (2 * np.pi * along * corr_px) ** 2) ** (-(0.5 + alpha) / 2)
+    a[0] = 0.0  # no mean offset of an edge
+    g = np.exp(-2 * (np.pi * across_px * across) ** 2)  # Gaussian transfer function
+    amp = np.outer(a, g) if axis == 0 else np.outer(g, a)
+    return _finish_filter(amp, w)
 
 
 def edge_roughness(rng: np.random.Generator, shape: tuple[int, int], sigma: float, corr_px: float,
@@ -229,16 +290,59 @@ def edge_roughness(rng: np.random.Generator, shape: tuple[int, int], sigma: floa
     """Edge displacement for edges running along `axis`: a 1-D Palasantzas process along
     the edge (std `sigma`, correlation length `corr_px`, roughness exponent `alpha`),
     varying smoothly across it (Gaussian of `across_px`), so each edge stays a single-valued
-    curve and edges farther apart than ~2 `across_px` are independent."""
+    curve and edges farther apart than ~2 `across_px` are independent.
+
+    Only the band of spatial frequencies across the edge where the Gaussian's transfer
+    function exceeds 1e-3 is drawn (the rest contributes < 1e-6 of the variance)."""
     h, w = shape
-    n = shape[axis]
-    white = rng.standard_normal((h, w), dtype=np.float32)
-    filt = _palasantzas_1d(n, float(max(corr_px, 1e-3)), float(alpha))
-    filt = filt[:, None] if axis == 0 else filt[None, :]
-    f = np.fft.irfft(np.fft.rfft(white, axis=axis) * filt, n=n, axis=axis)
-    s = max(across_px, 0.5)
-    f = ndimage.gaussian_filter1d(f, s, axis=1 - axis, truncate=3.0, mode="wrap")
-    return (f * (sigma / math.sqrt(_gauss_var_factor(s)))).astype(np.float32)
+    s = float(max(across_px, 0.5))
+    filt = _edge_filter(h, w, float(max(corr_px, 1e-3)), float(alpha), s, int(axis))
+    fcut = math.sqrt(math.log(1e3) / 2) / (math.pi * s)  # cycles/px
+    spec = np.zeros((h, w // 2 + 1), np.complex64)
+    if axis == 0:  # across = x = the rfft axis: columns 0..c-1
+        c = min(int(fcut * w) + 1, w // 2 + 1)
+        spec[:, :c] = _band_noise(rng, h, c)
+        spec[:, :c] *= filt[:, :c]
+    else:  # across = y: rows |fy| < fcut
+        c = min(int(fcut * h) + 1, h // 2 + 1)
+        rows = np.r_[0:c, h - c + 1:h] if c > 1 else np.r_[0:1]
+        rows = np.unique(rows % h)
+        band = _band_noise(rng, len(rows), w // 2 + 1)
+        band *= filt[rows]
+        spec[rows] = band
+    out = sfft.irfft2(spec, s=(h, w), workers=1)
+    out *= np.float32(sigma)
+    return out
+
+
+def _gauss_transfer(shape: tuple[int, int], s: float) -> np.ndarray:
+    gy = np.exp(-2 * (np.pi * s * np.fft.fftfreq(shape[0])) ** 2).astype(np.float32)
+    gx = np.exp(-2 * (np.pi * s * np.fft.rfftfreq(shape[1])) ** 2).astype(np.float32)
+    return np.outer(gy, gx)
+
+
+def gaussian_blur(img: np.ndarray, s: float, mode: str = "edge") -> np.ndarray:
+    """Gaussian blur of sigma `s` px by FFT on a padded copy (`mode`: numpy pad mode for
+    the border: "edge" repeats the border pixels, "symmetric" mirrors them), float32.
+    Uses the continuous Gaussian's transfer function, so it matches
+    scipy.ndimage.gaussian_filter (modes "nearest" / "reflect") to < 1e-3 for s >= 1 px;
+    below that scipy's sampled kernel is itself no longer close to a Gaussian."""
+    h, w = img.shape
+    r = int(math.ceil(4.0 * s)) + 1
+    H = sfft.next_fast_len(h + 2 * r, real=True)
+    W = sfft.next_fast_len(w + 2 * r, real=True)
+    pad = np.pad(img.astype(np.float32, copy=False), ((r, H - h - r), (r, W - w - r)), mode=mode)
+    f = sfft.rfft2(pad, workers=1)
+    f *= _gauss_transfer((H, W), float(s))
+    return sfft.irfft2(f, s=(H, W), workers=1)[r:r + h, r:r + w]
+
+
+@lru_cache(maxsize=64)
+def _gauss_var_factor(s: float) -> float:
+    """Variance of white noise after scipy's gaussian_filter1d(sigma=s, truncate=4)."""
+    delta = np.zeros(2 * int(4.0 * s + 0.5) + 1)
+    delta[len(delta) // 2] = 1.0
+    return float((ndimage.gaussian_filter1d(delta, s, truncate=4.0) ** 2).sum())
 
 
 _EPS = 1e-6
@@ -252,9 +356,11 @@ def _signed_distance(cov: np.ndarray, sigma_px: float) -> np.ndarray:
     with s_eff^2 = s^2 + 1/12 (the pixel box), so d = s_eff * ndtri(B).
     """
     s = max(sigma_px, 0.6)
-    b = ndimage.gaussian_filter(cov, s, mode="nearest", truncate=3.5)
+    b = gaussian_blur(cov, s, "edge")
     np.clip(b, _EPS, 1 - _EPS, out=b)
-    return (math.sqrt(s * s + 1 / 12) * special.ndtri(b)).astype(np.float32)
+    d = special.ndtri(b)
+    d *= np.float32(math.sqrt(s * s + 1 / 12))
+    return d
 
 
 def _ramp(d: np.ndarray, width_px: float) -> np.ndarray:
@@ -308,14 +414,17 @@ def get_preset(name: str) -> Preset:
 
 def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0, *,
              disable: tuple[str, ...] | list[str] = (), pixel_nm: float | None = None,
-             with_contours: bool = True, **overrides) -> SimResult:
+             with_contours: bool = True, shot_noise_method: str = "auto", **overrides) -> SimResult:
     """Simulate one SEM image with its label mask, noise-free image and contours.
 
     `size` is px (square) or (height, width); the pixel size defaults to the preset's
     field of view divided by the size (the same structures at any resolution).
-    `disable` switches effects of `EFFECTS` off; `overrides` set parameters.
+    `disable` switches effects of `EFFECTS` off; `overrides` set parameters;
+    `shot_noise_method` is "auto" or "exact" (see `shot_noise`).
     """
     pre = get_preset(preset)
+    if shot_noise_method not in SHOT_NOISE_METHODS:
+        raise ValueError(f"shot_noise_method {shot_noise_method!r}; valid: {SHOT_NOISE_METHODS}")
     h, w = (size, size) if isinstance(size, int) else size
     unknown = set(overrides) - set(pre.params)
     if unknown:
@@ -381,28 +490,32 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
 
     # 7-9: PSF, charging, gain
     if p["psf_sigma_nm"] > 0:
-        sig = ndimage.gaussian_filter(sig, p["psf_sigma_nm"] / px, mode="reflect", truncate=3.5)
+        sig = gaussian_blur(sig, p["psf_sigma_nm"] / px, "symmetric")
     if p["charging_amp"] > 0:
         ang = rng.uniform(0, 2 * np.pi)
-        yy = (np.arange(h, dtype=np.float32)[:, None] / h - 0.5)
-        xx = (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
-        cy, cx = rng.uniform(-0.5, 0.5, 2)
-        bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.18)
-        sig = sig + p["charging_amp"] * (np.cos(ang) * yy + np.sin(ang) * xx + 0.5 * bump)
+        yy = np.arange(h, dtype=np.float32) / h - 0.5
+        xx = np.arange(w, dtype=np.float32) / w - 0.5
+        cy, cx = (float(v) for v in rng.uniform(-0.5, 0.5, 2))
+        a = p["charging_amp"]
+        # gradient + separable Gaussian bump, each factor built in 1-D
+        sig += np.outer(a * 0.5 * np.exp(-(yy - cy) ** 2 / 0.18), np.exp(-(xx - cx) ** 2 / 0.18))
+        sig += (a * math.cos(ang) * yy)[:, None] + (a * math.sin(ang) * xx)[None, :]
     clean = np.clip(p["contrast"] * (sig - 0.5) + 0.5 + p["brightness"], 0.0, 1.0).astype(np.float32)
 
     # 10-12: noise
-    img = clean.astype(np.float64)
+    img = clean.copy()
     if math.isfinite(p["dose"]):
-        img = rng.poisson(img * p["dose"]) / p["dose"]
+        img = shot_noise(rng, clean, p["dose"], shot_noise_method)
     if p["detector_sigma"] > 0:
-        n = rng.standard_normal((h, w))
-        if p["noise_corr_px"] > 0:
-            n = ndimage.gaussian_filter1d(n, p["noise_corr_px"], axis=1)
-            n /= max(float(n.std()), 1e-8)
-        img = img + p["detector_sigma"] * n
+        n = normal32(rng, (h, w))
+        gain = p["detector_sigma"]
+        if p["noise_corr_px"] > 0:  # amplifier bandwidth; rescaled to unit variance
+            n = ndimage.gaussian_filter1d(n, p["noise_corr_px"], axis=1, truncate=4.0)
+            gain /= math.sqrt(_gauss_var_factor(float(p["noise_corr_px"])))
+        n *= np.float32(gain)
+        img += n
     if p["scanline_sigma"] > 0:
-        img = img + p["scanline_sigma"] * rng.standard_normal((h, 1))
+        img += (p["scanline_sigma"] * rng.standard_normal((h, 1), dtype=np.float32))
     if p["drift_px"] > 0:
         walk = ndimage.gaussian_filter1d(np.cumsum(rng.standard_normal(h)), 3.0)
         walk -= walk.mean()
@@ -420,9 +533,46 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     p.update({"preset": preset, "pixel_nm": px, "height": h, "width": w,
               "seed": list(seed) if isinstance(seed, (tuple, list)) else int(seed),
               "n_rects": len(lay.rects), "n_holes": len(lay.holes), "n_defects": len(lay.defects),
-              "disabled": list(disable)})
+              "disabled": list(disable), "shot_noise_method": shot_noise_method})
     p = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.items()}
     return SimResult(image, mask, clean, contours, p)
+
+
+SHOT_NOISE_METHODS = ("auto", "exact")
+_CF_MIN_COUNTS = 8.0
+
+
+def shot_noise(rng: np.random.Generator, clean: np.ndarray, dose: float, method: str = "auto") -> np.ndarray:
+    """Detected-electron shot noise: counts ~ Poisson(clean * dose), returned / dose (float32).
+
+    `method="exact"` draws every pixel with numpy's Poisson sampler (~35 ns/pixel).
+    `method="auto"` (default) draws exactly where the mean count is below 8 and
+    elsewhere uses the Cornish-Fisher corrected normal quantile,
+    `rint(lam + sqrt(lam - 5/36) z + (z^2 - 1) / 6)`, which matches the Poisson mean,
+    variance and skewness; its total-variation distance to Poisson(lam) is below 0.003
+    for lam >= 8 (tests/test_simulate.py checks it against scipy.stats.poisson), at
+    about a third of the cost.
+    """
+    lam = clean * np.float32(dose)
+    if method == "exact":
+        counts = rng.poisson(lam).astype(np.float32)
+    elif method == "auto":
+        z = normal32(rng, lam.shape)
+        counts = np.sqrt(np.maximum(lam - np.float32(5 / 36), 0)) * z
+        counts += lam
+        z *= z
+        z -= 1
+        z *= np.float32(1 / 6)
+        counts += z
+        np.rint(counts, out=counts)
+        np.maximum(counts, 0, out=counts)
+        low = lam < _CF_MIN_COUNTS
+        if low.any():
+            counts[low] = rng.poisson(lam[low])
+    else:
+        raise ValueError(f"shot-noise method {method!r}; valid: {SHOT_NOISE_METHODS}")
+    counts *= np.float32(1.0 / dose)
+    return counts
 
 
 def structure_contours(d: np.ndarray) -> list[np.ndarray]:
@@ -443,7 +593,7 @@ def _shift_rows(img: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Shift each row right by a sub-pixel amount (linear interpolation, edge clamp)."""
     h, w = img.shape
     k = np.floor(shifts).astype(np.int64)
-    f = (shifts - k)[:, None]
+    f = (shifts - k)[:, None].astype(img.dtype)
     pad = int(np.abs(k).max()) + 2
     p = np.pad(img, ((0, 0), (pad, pad)), mode="edge")
     out = np.empty_like(img)
