@@ -55,14 +55,10 @@ def cmd_import(a) -> int:
 
 
 def cmd_make_data(a) -> int:
-    from semlab.config import profile_settings
-    from semlab.data.datasets import simulate_dataset
-    from semlab.paths import data_dir
+    from semlab.data.datasets import make_default_dataset
 
-    s = profile_settings(a.profile)
     for preset in a.presets.split(","):
-        out = data_dir() / f"sim-{preset}-{a.profile}"
-        simulate_dataset(out, preset=preset, n=s["n_images"], size=s["size"], seed=a.seed, progress=not a.quiet)
+        out = make_default_dataset(preset.strip(), a.profile, seed=a.seed, progress=not a.quiet)
         print(f"dataset ready: {out}")
     return 0
 

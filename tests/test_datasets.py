@@ -155,3 +155,25 @@ def test_cli_simulate_and_bench(tmp_path, capsys):
     assert main(["bench", "simulate", "--size", "32", "--n", "5", "--json"]) == 0
     recs = [json.loads(l) for l in capsys.readouterr().out.strip().splitlines()]
     assert recs[0]["name"] == "simulate" and recs[0]["images_per_s"] > 0
+
+
+def test_make_default_dataset_moves_a_stale_folder_aside(tmp_path, monkeypatch):
+    import json as _json
+
+    from semlab.data.datasets import default_sim_dir, load_dataset, make_default_dataset
+
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path))
+    out = make_default_dataset("line-space", "smoke", progress=False)
+    assert out == default_sim_dir("line-space", "smoke") and len(load_dataset(out).ids) == 24
+    # re-running is a no-op that keeps the same files
+    before = (out / "manifest.csv").read_bytes()
+    assert make_default_dataset("line-space", "smoke", progress=False) == out
+    assert (out / "manifest.csv").read_bytes() == before
+    # a folder from an older simulator version is kept, renamed, and rebuilt
+    meta = _json.loads((out / "dataset.json").read_text())
+    meta["identity"]["simulator_version"] = 1
+    (out / "dataset.json").write_text(_json.dumps(meta))
+    make_default_dataset("line-space", "smoke", progress=False)
+    aside = tmp_path / "sim-line-space-smoke.old-1"
+    assert aside.is_dir() and _json.loads((aside / "dataset.json").read_text())["identity"]["simulator_version"] == 1
+    assert len(load_dataset(out).ids) == 24

@@ -164,12 +164,13 @@ def simulate_dataset(out, *, preset: str = "ic-metal", n: int = 2000, size: int 
                      pixel_nm: float | None = None, splits: dict[str, float] | None = None,
                      progress: bool = True, **overrides: Any) -> Path:
     """Write `n` simulated items into `out` (resumable; re-running skips finished items)."""
-    from semlab.data.simulate import get_preset, simulate
+    from semlab.data.simulate import SIMULATOR_VERSION, get_preset, simulate
 
     pre = get_preset(preset)
     splits = dict(splits or DEFAULT_SPLITS)
     px = float(pixel_nm) if pixel_nm else pre.field_of_view_nm / size
-    identity = {"generator": "semlab.simulate", "preset": preset, "size": size, "seed": seed,
+    identity = {"generator": "semlab.simulate", "simulator_version": SIMULATOR_VERSION,
+                "preset": preset, "size": size, "seed": seed,
                 "pixel_nm": px, "splits": splits, "overrides": overrides}
     used = [labels.BACKGROUND, labels.PATTERN, labels.DEFECT]
     if pre.layout == "contacts":
@@ -190,6 +191,37 @@ def simulate_dataset(out, *, preset: str = "ic-metal", n: int = 2000, size: int 
               contours=r.contours, params=r.params)
 
     return _run(w, range(n), n, f"simulate {preset}", work, progress)
+
+
+def default_sim_dir(preset: str, profile: str) -> Path:
+    """Where `semlab make-data` keeps the embedded dataset of a preset and profile."""
+    from semlab.paths import data_dir
+
+    return data_dir() / f"sim-{preset}-{profile}"
+
+
+def make_default_dataset(preset: str, profile: str, *, seed: int = 0, progress: bool = True) -> Path:
+    """Build (or finish) the embedded simulated dataset of a profile in `default_sim_dir`.
+
+    The folder is semlab's own: if it holds a dataset made by another simulator version
+    or other settings, it is moved aside to `<name>.old-<n>` (never deleted) and rebuilt.
+    """
+    from semlab.config import profile_settings
+
+    s = profile_settings(profile)
+    out = default_sim_dir(preset, profile)
+    try:
+        return simulate_dataset(out, preset=preset, n=s["n_images"], size=s["size"], seed=seed, progress=progress)
+    except DatasetError:
+        if not (out / "dataset.json").is_file():
+            raise
+        k = 1
+        while out.with_name(f"{out.name}.old-{k}").exists():
+            k += 1
+        aside = out.with_name(f"{out.name}.old-{k}")
+        out.rename(aside)
+        print(f"{out} was made with other settings or simulator version; moved it to {aside} and rebuilding")
+        return simulate_dataset(out, preset=preset, n=s["n_images"], size=s["size"], seed=seed, progress=progress)
 
 
 def _safe_id(rel: Path) -> str:

@@ -54,6 +54,10 @@ import contourpy
 from semlab import labels
 from semlab.data import layouts as L
 
+# Bumped whenever the same seed and parameters give different images; simulated
+# datasets record it in their identity, so a stale folder is never mixed with new items.
+SIMULATOR_VERSION = 2
+
 # ----------------------------------------------------------------------------------
 # presets: each parameter is a constant, a (low, high) uniform range, or for booleans
 # a probability in ("p", value).
