@@ -74,3 +74,83 @@ def format_records(records: list[dict], as_json: bool) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("name", "images_per_s", "python", "numpy", "cpus"))
         lines.append(f"{r['name']}: {rate} images/s ({opts})")
     return "\n".join(lines)
+
+
+def bench_segment_sam2(size: int = 512, n: int = 2, points_per_side: tuple[int, ...] = (16, 32),
+                       image_size: int = 1024, model: str = "sam2.1_hiera_tiny",
+                       bf16: bool = True) -> list[dict]:
+    """SAM2 automatic masks on simulated `size`² ic-metal images, one record per
+    points_per_side. Uses the real checkpoint if `semlab.weights.status(model)` finds it,
+    else a randomly initialised one in a temporary folder (timing only: quality thresholds
+    are then set to 0 so that mask decoding and post-processing are counted). Model
+    building and a warm-up image encoding are not timed."""
+    import torch
+
+    from semlab.data.simulate import simulate
+    from semlab.segment.sam2_backend import Sam2Segmenter, Sam2Settings, _to_rgb_uint8, make_random_checkpoint
+    from semlab.weights import status
+
+    if isinstance(points_per_side, int):
+        points_per_side = (points_per_side,)
+    images = [simulate("ic-metal", size, (0, i)).image for i in range(n)]
+    found, where = status(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        if found:
+            ckpt, label = where, where
+            thresholds = {"pred_iou_thresh": Sam2Settings.pred_iou_thresh,
+                          "stability_score_thresh": Sam2Settings.stability_score_thresh}
+        else:
+            ckpt, label = str(make_random_checkpoint(model, tmp, image_size=image_size)), "random (timing only)"
+            thresholds = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+        out = []
+        for pps in points_per_side:
+            seg = Sam2Segmenter(Sam2Settings(model=model, checkpoint=ckpt, image_size=image_size,
+                                             points_per_side=pps, bf16=bf16, **thresholds))
+            with torch.inference_mode(), seg._autocast():  # warm-up: first encoder call
+                seg.generator.predictor.set_image(_to_rgb_uint8(images[0]))
+                seg.generator.predictor.reset_predictor()
+            counts = []
+            t0 = time.perf_counter()
+            for img in images:
+                counts.append(len(seg.segment(img)))
+            dt = time.perf_counter() - t0
+            out.append({"name": "segment", "backend": "sam2", "model": model, "size": size,
+                        "image_size": image_size, "points_per_side": pps, "bf16": bf16, "n": n,
+                        "s_per_image": round(dt / n, 3), "images_per_s": round(n / dt, 4),
+                        "n_masks_mean": round(float(np.mean(counts)), 2), "weights": label,
+                        **thresholds, "torch": torch.__version__,
+                        "threads": torch.get_num_threads(), **_env()})
+            del seg
+    return out
+
+
+def bench_segment_classical(size: int = 512, n: int = 10, denoise: str = "nlm") -> list[dict]:
+    """The classical backend plus canonicalisation and QA (what `semlab segment` runs per
+    image) on simulated `size`² ic-metal images."""
+    from semlab.data.simulate import simulate
+    from semlab.segment.pipeline import make_segmenter, segment_image
+
+    seg = make_segmenter("classical", denoise=denoise)
+    images = [simulate("ic-metal", size, (0, i)).image for i in range(n)]
+    segment_image(images[0], seg)  # warm-up (imports)
+    per = []
+    t0 = time.perf_counter()
+    for img in images:
+        per.append(segment_image(img, seg).seconds)
+    dt = time.perf_counter() - t0
+    return [{"name": "segment", "backend": "classical", "size": size, "denoise": denoise, "n": n,
+             "s_per_image": round(dt / n, 4), "s_per_image_median": round(float(np.median(per)), 4),
+             "images_per_s": round(n / dt, 3), **_env()}]
+
+
+def bench_segment(backend: str = "classical", size: int = 512, n: int | None = None, **opts) -> list[dict]:
+    """`semlab bench segment --backend classical|sam2`: seconds per image."""
+    if backend == "classical":
+        return bench_segment_classical(size=size, n=n or 10, **{k: v for k, v in opts.items() if k == "denoise"})
+    if backend == "sam2":
+        keep = {k: v for k, v in opts.items() if k in ("points_per_side", "image_size", "model", "bf16")}
+        return bench_segment_sam2(size=size, n=n or 2, **keep)
+    raise KeyError(f"unknown segmentation backend {backend!r}; valid: classical, sam2")
+
+
+BENCHES["segment"] = bench_segment

@@ -1,4 +1,4 @@
-"""The `semlab` command: simulate, import-images, make-data, run, bench.
+"""The `semlab` command: simulate, import-images, make-data, segment, run, bench.
 
 Later stages add segment, train, generate, evaluate and contours.
 """
@@ -63,6 +63,40 @@ def cmd_make_data(a) -> int:
     return 0
 
 
+def cmd_segment(a) -> int:
+    from semlab.segment.canonical import CanonicalRules
+    from semlab.segment.pipeline import merge_shards, parse_shard, segment_dataset
+
+    if a.merge:
+        out = merge_shards(a.dataset)
+        print(f"merged shards: {out}")
+        return 0
+    settings: dict = {}
+    if a.backend == "sam2":
+        for k in ("model", "checkpoint", "points_per_side", "pred_iou_thresh", "stability_score_thresh",
+                  "crop_n_layers", "image_size"):
+            v = getattr(a, k)
+            if v is not None:
+                settings[k] = v
+    else:
+        for k in ("denoise", "threshold"):
+            v = getattr(a, k)
+            if v is not None:
+                settings[k] = v
+    rules = None
+    if a.classes or a.polarity or a.edge_offset_px is not None:
+        base = CanonicalRules()
+        rules = CanonicalRules(
+            classes=tuple(c.strip() for c in a.classes.split(",")) if a.classes else base.classes,
+            polarity=a.polarity or base.polarity,
+            edge_offset_px=a.edge_offset_px if a.edge_offset_px is not None else 0.0)
+    out = segment_dataset(a.dataset, a.out, backend=a.backend, settings=settings, rules=rules,
+                          shard=parse_shard(a.shard), fallback=not a.no_fallback, progress=not a.quiet,
+                          limit=a.limit)
+    print(f"segmented dataset: {out}")
+    return 0
+
+
 def cmd_run(a) -> int:
     from semlab.reports import run_pipeline
 
@@ -80,9 +114,16 @@ def cmd_run(a) -> int:
 def cmd_bench(a) -> int:
     from semlab import bench
 
-    opts = {"preset": a.preset, "size": a.size, "n": a.n}
-    if a.write:
-        opts["write"] = True
+    if a.name == "segment":
+        opts = {"backend": a.backend, "size": a.size or 512, "n": a.n}
+        if a.points_per_side:
+            opts["points_per_side"] = tuple(int(x) for x in a.points_per_side.split(","))
+        if a.image_size:
+            opts["image_size"] = a.image_size
+    else:
+        opts = {"preset": a.preset, "size": a.size or 256, "n": a.n or 500}
+        if a.write:
+            opts["write"] = True
     print(bench.format_records(bench.run(a.name, **opts), a.json), flush=True)
     return 0
 
@@ -127,12 +168,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--params", default=None, help="YAML file of notebook parameters")
     s.set_defaults(fn=cmd_run)
 
+    s = sub.add_parser("segment", help="unlabeled images -> dataset with canonical masks (SAM2 or classical)")
+    s.add_argument("dataset", help="a semlab dataset folder or any folder of images")
+    s.add_argument("--out", default=None, help="output dataset folder (default: DATASET-seg-BACKEND)")
+    s.add_argument("--backend", default="classical", choices=["classical", "sam2"])
+    s.add_argument("--shard", default=None, help="i/n: process the i-th of n shards (0-based)")
+    s.add_argument("--merge", action="store_true", help="merge the shard manifests of DATASET (an output folder)")
+    s.add_argument("--no-fallback", action="store_true", help="fail if SAM2 weights are missing instead of using classical")
+    s.add_argument("--limit", type=int, default=None, help="only the first N items (preview)")
+    s.add_argument("--classes", default=None, help="canonical classes to use, e.g. background,pattern,defect")
+    s.add_argument("--polarity", default=None, choices=["bright", "dark"], help="is the pattern bright or dark")
+    s.add_argument("--edge-offset-px", type=float, default=None, help="move pattern edges inwards by this (px)")
+    g = s.add_argument_group("sam2")
+    g.add_argument("--model", default=None, help="e.g. sam2.1_hiera_tiny, sam2_hiera_large")
+    g.add_argument("--checkpoint", default=None, help="explicit checkpoint path")
+    g.add_argument("--points-per-side", type=int, default=None)
+    g.add_argument("--pred-iou-thresh", type=float, default=None)
+    g.add_argument("--stability-score-thresh", type=float, default=None)
+    g.add_argument("--crop-n-layers", type=int, default=None)
+    g.add_argument("--image-size", type=int, default=None, help="1024 (official) or 512 (4x faster on CPU)")
+    g = s.add_argument_group("classical")
+    g.add_argument("--denoise", default=None, help="nlm, bilateral, tv, gaussian, none")
+    g.add_argument("--threshold", default=None, help="otsu, multiotsu, li, sauvola")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_segment)
+
     s = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json")
-    s.add_argument("name", help="simulate")
-    s.add_argument("--preset", default="ic-metal")
-    s.add_argument("--size", type=int, default=256)
-    s.add_argument("--n", type=int, default=500)
-    s.add_argument("--write", action="store_true", help="also time writing a dataset to disk")
+    s.add_argument("name", help="simulate | segment")
+    s.add_argument("--preset", default="ic-metal", help="simulate: layout preset")
+    s.add_argument("--size", type=int, default=None, help="image size (simulate 256, segment 512)")
+    s.add_argument("--n", type=int, default=None, help="images (simulate 500, segment: classical 10, sam2 2)")
+    s.add_argument("--write", action="store_true", help="simulate: also time writing a dataset to disk")
+    s.add_argument("--backend", default="classical", choices=["classical", "sam2"], help="segment: backend")
+    s.add_argument("--points-per-side", default=None, help="segment sam2: e.g. 16,32 (default both)")
+    s.add_argument("--image-size", type=int, default=None, help="segment sam2: model input 1024 or 512")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_bench)
     return p

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io as _io
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -134,10 +135,23 @@ def json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _finite(obj):
+    """NaN and infinities -> None, so the file is strict JSON (readable by any tool)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.floating):
+        return _finite(float(obj))
+    return obj
+
+
 def write_json_atomic(path, obj, *, indent: int | None = 2) -> Path:
     """Write `obj` as JSON (sorted keys, trailing newline) atomically; `indent=None` writes
     it compactly (and fast: the C encoder) for large numeric payloads such as contours."""
-    text = json.dumps(obj, indent=indent, sort_keys=True, default=json_default,
+    text = json.dumps(_finite(obj), indent=indent, sort_keys=True, default=json_default,
                       separators=None if indent is not None else (",", ":")) + "\n"
     return write_text_atomic(path, text)
 

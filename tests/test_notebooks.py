@@ -21,8 +21,17 @@ def test_notebooks_match_generator():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_parameters_cell_holds_literals_only():
-    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+PARAMETERS = {
+    "00_explore_data.ipynb": ["PROFILE", "RUN_DIR", "SEED", "PRESETS", "REAL_DIR"],
+    "10_make_dataset.ipynb": ["PROFILE", "RUN_DIR", "SEED", "SOURCE", "PRESET", "BACKEND", "SAM2_MODEL",
+                              "SAM2_IMAGE_SIZE", "POINTS_PER_SIDE", "PRED_IOU_THRESH", "STABILITY_SCORE_THRESH",
+                              "DENOISE", "THRESHOLD", "CALIBRATE_EDGES", "N_CALIBRATE", "REAL_DIR"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_parameters_cell_holds_literals_only(name):
+    nb = nbformat.read(str(ROOT / "notebooks" / name), as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     tree = ast.parse(tagged[0].source)
@@ -31,9 +40,14 @@ def test_parameters_cell_holds_literals_only():
         assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.dump(node)
         ast.literal_eval(node.value)  # raises on anything but a literal
         names.append(node.targets[0].id)
-    assert names == ["PROFILE", "RUN_DIR", "SEED", "PRESETS", "REAL_DIR"]
+    assert names == PARAMETERS[name]
+    assert names[:2] == ["PROFILE", "RUN_DIR"]  # what `semlab run` passes to every notebook
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert not any("def " in c.source for c in nb.cells if c.cell_type == "code")
+
+
+def test_every_notebook_is_checked():
+    assert sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) == sorted(PARAMETERS)
 
 
 @pytest.mark.slow
@@ -65,3 +79,42 @@ def test_explore_data_runs_in_smoke_profile(tmp_path, real_dir):
         assert metrics["real_available"] is False
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
         assert "No real SEM folder found" in text
+
+
+def _run(tmp_path, name, params):
+    pm = pytest.importorskip("papermill")
+    out = tmp_path / name
+    pm.execute_notebook(str(ROOT / "notebooks" / name), str(out), parameters=params, kernel_name="python3",
+                        cwd=str(ROOT / "notebooks"), progress_bar=False)
+    nb = nbformat.read(str(out), as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                 if "image/png" in o.get("data", {}))
+    return nb, text, images
+
+
+@pytest.mark.slow
+def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch):
+    """Notebook 10 on the smoke dataset, with SAM2 requested but no weights: it must say it
+    fell back to the classical backend, score the masks and write its metrics."""
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    run_dir = tmp_path / "run"
+    nb, text, images = _run(tmp_path, "10_make_dataset.ipynb",
+                            {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "BACKEND": "sam2", "N_CALIBRATE": 4})
+    assert images >= 6
+    md = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                 for o in c.get("outputs", []))
+    assert "SAM2 was requested but is unavailable" in md and "sam2.1_hiera_tiny.pt" in md
+    m = json.loads((run_dir / "10_make_dataset" / "metrics.json").read_text())
+    assert m["backend_requested"] == "sam2" and m["backend_used"] == "classical"
+    assert m["n"] >= 1 and 0.5 < m["iou_pattern"] <= 1.0 and m["n_ok"] + m["n_excluded"] == 24
+    assert (run_dir / "10_make_dataset" / "painted_mask.png").is_file()
+    from semlab.io import read_mask
+
+    painted = read_mask(run_dir / "10_make_dataset" / "painted_mask.png")
+    assert painted.shape == (64, 64) and (painted == 3).any()

@@ -61,15 +61,21 @@ class DatasetWriter:
     """
 
     def __init__(self, root, *, kind: str, identity: dict, info: dict | None = None,
-                 flush_every: int = 50):
+                 flush_every: int = 50, extra_fields: tuple[str, ...] = (),
+                 manifest_name: str = "manifest.csv", meta_name: str = "dataset.json",
+                 remove_on_abort: bool = True):
         self.root = Path(root)
+        self.fields = list(MANIFEST_FIELDS) + [f for f in extra_fields if f not in MANIFEST_FIELDS]
+        self.manifest_name = manifest_name
+        self.meta_name = meta_name
+        self.remove_on_abort = remove_on_abort
         self.identity = json.loads(json.dumps(identity))
         self.kind = kind
         self.info = dict(info or {})
         self.flush_every = flush_every
         self.created = False
         self.rows: dict[str, dict] = {}
-        meta = self.root / "dataset.json"
+        meta = self.root / meta_name
         if self.root.exists():
             if meta.is_file():
                 old = json.loads(meta.read_text())
@@ -77,10 +83,10 @@ class DatasetWriter:
                     raise DatasetError(
                         f"{self.root} holds another dataset ({old.get('identity')}); "
                         f"refusing to mix it with {self.identity}: choose another --out folder")
-                man = self.root / "manifest.csv"
+                man = self.root / manifest_name
                 if man.is_file():
                     self.rows = {r["id"]: r for r in io.read_csv(man)}
-            elif any(self.root.iterdir()):
+            elif meta_name == "dataset.json" and any(self.root.iterdir()):
                 raise DatasetError(f"{self.root} exists, is not empty and is not a semlab dataset "
                                    "(no dataset.json); refusing to write into it")
         else:
@@ -92,14 +98,18 @@ class DatasetWriter:
     def done(self, item_id: str) -> bool:
         """True if the item is in the manifest and its image still has the recorded hash."""
         row = self.rows.get(item_id)
-        if row is None:
+        if row is None or not row.get("sha256"):
             return False
         p = self.root / "images" / f"{item_id}.png"
         return p.is_file() and io.sha256_file(p) == row["sha256"]
 
     def add(self, item_id: str, image: np.ndarray, *, split: str, group: str, source: str = "",
             mask: np.ndarray | None = None, clean: np.ndarray | None = None,
-            contours: list | None = None, params: dict | None = None) -> dict:
+            contours: list | None = None, params: dict | None = None, extra: dict | None = None,
+            files: dict[str, tuple[str, np.ndarray]] | None = None) -> dict:
+        """Write one item. `extra` fills the writer's extra manifest columns; `files` maps
+        a sub-folder to (kind, array) with kind "image" (8-bit gray PNG) or "labels16"
+        (a 16-bit PNG of integer ids, e.g. raw segment maps)."""
         ip = io.write_image(self.root / "images" / f"{item_id}.png", image)
         row = {"id": item_id, "split": split, "group": group, "source": source,
                "sha256": io.sha256_file(ip), "mask_sha256": "",
@@ -116,6 +126,23 @@ class DatasetWriter:
             io.write_json_atomic(self.root / "contours" / f"{item_id}.json",
                                  {"units": "px", "order": "row,col",
                                   "contours": [np.round(c, 3).tolist() for c in contours]}, indent=None)
+        for sub, (kind, arr) in (files or {}).items():
+            if kind == "labels16":
+                io.write_image(self.root / sub / f"{item_id}.png", np.asarray(arr, np.uint16), bits=16)
+            else:
+                io.write_image(self.root / sub / f"{item_id}.png", arr)
+        row.update(extra or {})
+        self.rows[item_id] = row
+        self._pending += 1
+        if self._pending >= self.flush_every:
+            self.flush()
+        return row
+
+    def add_failed(self, item_id: str, *, split: str, group: str, source: str, extra: dict) -> dict:
+        """Record an item that could not be processed (no files): the reason goes in
+        the manifest and the batch goes on. It is retried when the job is resumed."""
+        row = {"id": item_id, "split": split, "group": group, "source": source, "sha256": "",
+               "mask_sha256": "", "height": "", "width": "", "params": "", **extra}
         self.rows[item_id] = row
         self._pending += 1
         if self._pending >= self.flush_every:
@@ -124,7 +151,7 @@ class DatasetWriter:
 
     def flush(self) -> None:
         rows = sorted(self.rows.values(), key=lambda r: r["id"])
-        io.write_csv_atomic(self.root / "manifest.csv", rows, MANIFEST_FIELDS)
+        io.write_csv_atomic(self.root / self.manifest_name, rows, self.fields)
         self._pending = 0
 
     def _write_meta(self, complete: bool) -> None:
@@ -134,7 +161,7 @@ class DatasetWriter:
         meta = {"kind": self.kind, "identity": self.identity, "semlab_version": semlab.__version__,
                 "complete": complete, "n_items": len(self.rows), "split_counts": counts,
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **self.info}
-        io.write_json_atomic(self.root / "dataset.json", meta)
+        io.write_json_atomic(self.root / self.meta_name, meta)
 
     def close(self) -> Path:
         self.flush()
@@ -143,7 +170,7 @@ class DatasetWriter:
 
     def abort(self) -> None:
         """After an error: remove the folder if this writer created it, else keep what is done."""
-        if self.created:
+        if self.created and self.remove_on_abort:
             shutil.rmtree(self.root, ignore_errors=True)
         else:
             self.flush()
@@ -282,8 +309,16 @@ class Dataset:
                                "(create one with `semlab simulate` or `semlab import-images`)")
         self.info = json.loads(meta.read_text())
         man = self.root / "manifest.csv"
-        self.rows = io.read_csv(man) if man.is_file() else []
-        self._by_id = {r["id"]: r for r in self.rows}
+        self.all_rows = io.read_csv(man) if man.is_file() else []
+        # items whose mask QA flagged them, or that failed, are kept in the manifest
+        # with their reason but left out of the dataset
+        self.rows = [r for r in self.all_rows if r.get("status", "ok") in ("", "ok")]
+        self._by_id = {r["id"]: r for r in self.all_rows}
+
+    @property
+    def excluded(self) -> list[dict]:
+        """Rows left out (status flagged or error), with their `reason`."""
+        return [r for r in self.all_rows if r.get("status", "ok") not in ("", "ok")]
 
     @property
     def ids(self) -> list[str]:

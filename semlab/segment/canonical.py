@@ -1,0 +1,273 @@
+"""Segments -> canonical classes, by explicit rules (the same for every backend).
+
+SAM2 returns overlapping masks with no meaning attached; the classical segmenter
+returns bright and dark components. `canonicalize` turns either into one label map
+in semlab's canonical scheme (0 background, 1 pattern, 2 hole, 3 defect), so a mask a
+person draws means the same as a mask the pipeline made. The rules, in order:
+
+1. **Overlaps**: segments are painted from the largest to the smallest (ties: the
+   higher score is painted last), so the most specific mask wins a pixel. Pixels no
+   segment covers are *unlabeled*; each connected piece of them becomes a region of
+   its own (the QA reports their fraction before they are classified).
+2. **Intensity**: each region gets the mean of the lightly smoothed image over it.
+   An Otsu threshold on the region means (area-weighted) splits the regions into
+   bright and dark; with `polarity="bright"` (metal, resist tops in secondary-electron
+   images) the bright ones are *pattern*, the dark ones *background*
+   (`polarity="dark"` swaps them).
+3. **Defects** (if "defect" is among `classes`): a region of at most
+   `defect_max_area_frac` of the image, not touching the border, whose mean exceeds the
+   `defect_ring_percentile` (90th) percentile of the 2-px ring around it by more than
+   `defect_contrast` x (pattern level - background level) is a particle: brighter than
+   everything around it, which a short piece of line (as bright as the pattern) or the
+   rim around a contact hole (next to the bright film) is not.
+4. **Holes** (if "hole" is among `classes`): a non-pattern region that does not touch
+   the image border, covers at most `hole_max_area_frac` of the image, and whose
+   surrounding ring is at least `hole_enclosure` pattern is a hole (a dark region
+   enclosed by pattern).
+5. **Specks**: regions smaller than `min_region_px` that are not defects take the
+   majority class of the ring around them.
+6. **Edge offset** (`edge_offset_px`): pattern boundaries move inwards by that many
+   px (negative: outwards), on the pixel grid. SEM edges carry a bright rim and blur,
+   so segment edges tend to lie outside the physical edge; `calibrate_edge_offset`
+   fits this one number on a few labelled images (the notebook fits it on the
+   training split). The classical backend has its own sub-pixel version of it.
+7. Classes not in `classes` fall back: a hole becomes background, a defect becomes
+   what its intensity says (pattern or background).
+
+Everything is deterministic: the same segments give the same mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from semlab import labels
+from semlab.segment.base import Segment
+
+UNLABELED = -1
+
+
+@dataclass
+class CanonicalRules:
+    classes: tuple[str, ...] = ("background", "pattern", "hole", "defect")
+    polarity: str = "bright"
+    smooth_px: float = 1.0
+    defect_max_area_frac: float = 0.001
+    defect_contrast: float = 0.3
+    defect_ring_percentile: float = 90.0
+    hole_enclosure: float = 0.9
+    hole_max_area_frac: float = 0.05
+    min_region_px: int = 4
+    edge_offset_px: float = 0.0
+
+    def __post_init__(self):
+        self.classes = tuple(self.classes)
+        for c in self.classes:
+            labels.class_by_name(c)  # KeyError listing valid names
+        if "background" not in self.classes and "pattern" not in self.classes:
+            raise ValueError("classes must include background or pattern")
+        if self.polarity not in ("bright", "dark"):
+            raise ValueError(f"polarity {self.polarity!r}; valid: 'bright', 'dark'")
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        return d
+
+
+@dataclass
+class Canonical:
+    mask: np.ndarray  # uint8 (H, W) canonical label map
+    regions: np.ndarray  # int32 (H, W) region id after overlap resolution (for display)
+    unlabeled_frac: float  # before classification: pixels no segment covered
+    n_segments: int
+    levels: dict = field(default_factory=dict)  # pattern / background mean intensity, threshold
+    region_classes: dict = field(default_factory=dict)  # region id -> class id
+
+
+def paint_segments(segments: list[Segment], shape: tuple[int, int]) -> np.ndarray:
+    """Overlap resolution: region map with each pixel's winning segment index (-1: none)."""
+    out = np.full(shape, UNLABELED, np.int32)
+    order = sorted(range(len(segments)), key=lambda i: (-segments[i].area, segments[i].score, i))
+    for i in order:
+        m = segments[i].mask
+        if m.shape != shape:
+            raise ValueError(f"segment {i} has shape {m.shape}, the image {shape}")
+        out[m] = i
+    return out
+
+
+def _otsu_weighted(values: np.ndarray, weights: np.ndarray) -> float:
+    """Otsu threshold of a weighted sample (region means weighted by area)."""
+    order = np.argsort(values)
+    v, w = values[order].astype(np.float64), weights[order].astype(np.float64)
+    if len(v) < 2 or v[-1] - v[0] < 1e-9:
+        return float(v[0]) if len(v) else 0.5
+    cw = np.cumsum(w)
+    cm = np.cumsum(w * v)
+    tot_w, tot_m = cw[-1], cm[-1]
+    w0 = cw[:-1]
+    w1 = tot_w - w0
+    mu0 = cm[:-1] / w0
+    mu1 = (tot_m - cm[:-1]) / w1
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    k = int(np.argmax(between))
+    return float(0.5 * (v[k] + v[k + 1]))
+
+
+def _ring(region: np.ndarray, width: int = 2) -> np.ndarray:
+    return ndi.binary_dilation(region, iterations=width) & ~region
+
+
+def apply_edge_offset(mask: np.ndarray, offset_px: float) -> np.ndarray:
+    """Move pattern boundaries inwards by `offset_px` (negative: outwards), on the pixel
+    grid via Euclidean distance transforms. Pixels given up take the nearest non-pattern
+    class (background or hole); pattern grows only into background."""
+    if abs(offset_px) < 1e-9:
+        return mask
+    out = mask.copy()
+    pat = mask == labels.PATTERN
+    if offset_px > 0:
+        if not pat.any() or pat.all():
+            return out
+        inside = ndi.distance_transform_edt(pat) - 0.5
+        drop = pat & (inside <= offset_px)
+        _, (iy, ix) = ndi.distance_transform_edt(pat, return_indices=True)
+        out[drop] = mask[iy[drop], ix[drop]]
+    else:
+        bg = mask == labels.BACKGROUND
+        if not pat.any():
+            return out
+        outside = ndi.distance_transform_edt(~pat) - 0.5
+        out[bg & (outside <= -offset_px)] = labels.PATTERN
+    return out
+
+
+def canonicalize(image: np.ndarray, segments: list[Segment], rules: CanonicalRules | None = None) -> Canonical:
+    """Turn backend segments into a canonical label map (see the module docstring)."""
+    rules = rules or CanonicalRules()
+    img = np.asarray(image, np.float32)
+    h, w = img.shape
+    smooth = ndi.gaussian_filter(img, rules.smooth_px) if rules.smooth_px > 0 else img
+    reg = paint_segments(segments, (h, w))
+    unl = reg == UNLABELED
+    unlabeled_frac = float(unl.mean())
+    if unl.any():  # each connected gap is a region of its own
+        gaps, ng = ndi.label(unl)
+        reg = np.where(unl, gaps - 1 + len(segments), reg)
+    # compact region ids 0..R-1
+    ids, reg = np.unique(reg, return_inverse=True)
+    reg = reg.reshape(h, w).astype(np.int32)
+    n_reg = len(ids)
+    area = np.bincount(reg.ravel(), minlength=n_reg).astype(np.float64)
+    mean = np.bincount(reg.ravel(), weights=smooth.ravel(), minlength=n_reg) / np.maximum(area, 1)
+
+    t = _otsu_weighted(mean, area)
+    spread = float(mean.max() - mean.min()) if n_reg else 0.0
+    bright = mean > t if spread > 0.02 else np.zeros(n_reg, bool)
+    is_pat = bright if rules.polarity == "bright" else ~bright
+    if spread <= 0.02 and rules.polarity == "dark":
+        is_pat[:] = False
+    cls = np.where(is_pat, labels.PATTERN, labels.BACKGROUND).astype(np.uint8)
+    pat_level = float(np.average(mean[is_pat], weights=area[is_pat])) if is_pat.any() else float("nan")
+    bg_level = float(np.average(mean[~is_pat], weights=area[~is_pat])) if (~is_pat).any() else float("nan")
+    gap = abs(pat_level - bg_level) if np.isfinite(pat_level) and np.isfinite(bg_level) else spread
+
+    objs = ndi.find_objects(reg + 1)
+    border = np.zeros(n_reg, bool)
+    for edge in (reg[0], reg[-1], reg[:, 0], reg[:, -1]):
+        border[np.unique(edge)] = True
+
+    def ring_stats(r: int) -> tuple[np.ndarray, np.ndarray]:
+        sl = objs[r]
+        sl = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in sl)
+        sub = reg[sl] == r
+        ring = _ring(sub, 2)
+        return ring, sl
+
+    n_px = h * w
+    want_defect = "defect" in rules.classes
+    want_hole = "hole" in rules.classes
+    for r in range(n_reg):
+        if area[r] > max(rules.defect_max_area_frac, rules.hole_max_area_frac) * n_px and area[r] >= rules.min_region_px:
+            continue
+        ring, sl = ring_stats(r)
+        if not ring.any():
+            continue
+        ring_regs = reg[sl][ring]
+        if want_defect and area[r] <= rules.defect_max_area_frac * n_px:
+            ring_hi = float(np.percentile(smooth[sl][ring], rules.defect_ring_percentile))
+            if not border[r] and mean[r] - ring_hi > rules.defect_contrast * gap and gap > 0:
+                cls[r] = labels.DEFECT
+                continue
+        if area[r] < rules.min_region_px:
+            vals = cls[ring_regs]
+            cls[r] = np.bincount(vals, minlength=labels.NUM_CLASSES).argmax()
+            continue
+        if (want_hole and cls[r] == labels.BACKGROUND and not border[r]
+                and area[r] <= rules.hole_max_area_frac * n_px):
+            if float((cls[ring_regs] == labels.PATTERN).mean()) >= rules.hole_enclosure:
+                cls[r] = labels.HOLE
+    if "background" not in rules.classes:  # e.g. a film with holes: dark = hole
+        cls[cls == labels.BACKGROUND] = labels.HOLE if want_hole else labels.PATTERN
+    if "pattern" not in rules.classes:
+        cls[cls == labels.PATTERN] = labels.BACKGROUND
+    mask = cls[reg]
+    mask = apply_edge_offset(mask, rules.edge_offset_px)
+    return Canonical(mask=mask.astype(np.uint8), regions=reg, unlabeled_frac=unlabeled_frac,
+                     n_segments=len(segments),
+                     levels={"pattern": pat_level, "background": bg_level, "threshold": t},
+                     region_classes={int(i): int(c) for i, c in enumerate(cls)})
+
+
+def class_iou(pred: np.ndarray, truth: np.ndarray, classes=None) -> dict[str, float]:
+    """Per-class IoU of label maps (aggregated over all pixels given); NaN where a class
+    is absent from both."""
+    pred = np.asarray(pred)
+    truth = np.asarray(truth)
+    out = {}
+    for c in labels.CLASSES:
+        if classes is not None and c.name not in classes and c.id not in classes:
+            continue
+        p, t = pred == c.id, truth == c.id
+        u = int((p | t).sum())
+        out[c.name] = float((p & t).sum() / u) if u else float("nan")
+    return out
+
+
+def calibrate_edge_offset(pairs, rules: CanonicalRules, segmenter, offsets=None) -> tuple[float, dict]:
+    """Fit the edge offset on labelled images: `pairs` yields (image, true mask).
+
+    For a segmenter with `segment_prepared` (the classical one) the offset is its own
+    sub-pixel `edge_offset_px`; for any other (SAM2) it is the canonical rule's
+    pixel-grid `edge_offset_px`. Returns the offset with the best mean IoU of the
+    structure classes (background, pattern, hole; particles are too small to tell) and
+    the score per offset tried. Nothing is modified."""
+    offsets = np.round(np.arange(-1.0, 2.01, 0.25), 2) if offsets is None else np.asarray(offsets)
+    base = CanonicalRules(**{**rules.describe(), "edge_offset_px": 0.0})
+    cls = (labels.BACKGROUND, labels.PATTERN, labels.HOLE)
+    inter = {float(o): np.zeros(len(cls)) for o in offsets}
+    union = {float(o): np.zeros(len(cls)) for o in offsets}
+    subpixel = hasattr(segmenter, "segment_prepared")
+    for image, truth in pairs:
+        if subpixel:
+            den = segmenter.prepare(image)
+            masks = {float(o): canonicalize(image, segmenter.segment_prepared(den, float(o)), base).mask
+                     for o in offsets}
+        else:
+            m0 = canonicalize(image, segmenter.segment(image), base).mask
+            masks = {float(o): apply_edge_offset(m0, float(o)) for o in offsets}
+        for o, m in masks.items():
+            for k, c in enumerate(cls):
+                p, t = m == c, truth == c
+                inter[o][k] += (p & t).sum()
+                union[o][k] += (p | t).sum()
+    score = {}
+    for o in inter:
+        ok = union[o] > 0
+        score[o] = float((inter[o][ok] / union[o][ok]).mean()) if ok.any() else float("nan")
+    best = max(score, key=lambda o: (score[o], -abs(o)))
+    return best, score
