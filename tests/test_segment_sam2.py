@@ -122,3 +122,42 @@ def test_model_table_matches_the_package_and_registry():
 def test_sam2_config_builds():
     net = _build("sam2_hiera_tiny", None, 512)  # SAM 2 (not 2.1) config composes and builds
     assert net.image_size == 512 and not net.training
+
+
+def test_segment_dataset_end_to_end_with_sam2(weights_folder, tmp_path, monkeypatch):
+    """The real loading and inference code through `semlab segment`: canonical masks, the
+    manifest's QA columns, and bad inputs recorded without stopping the batch."""
+    import json
+
+    from PIL import Image
+
+    from semlab import io
+    from semlab.data.datasets import load_dataset
+    from semlab.segment.pipeline import segment_dataset
+
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(weights_folder))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    src = tmp_path / "raw"
+    src.mkdir()
+    for i in range(2):
+        io.write_image(src / f"img_{i}.png", simulate("ic-metal", 96, i).image)
+    io.write_image(src / "small.png", simulate("ic-metal", 96, 5).image[:40, :40])  # < min_side 64
+    Image.fromarray(np.zeros((96, 96), np.uint8)).save(src / "black.png")
+    settings = {k: v for k, v in FAST.items()}
+    out = segment_dataset(src, backend="sam2", settings=settings, fallback=False, progress=False)
+    meta = json.loads((out / "dataset.json").read_text())
+    assert out.name.startswith("raw-seg-sam2-") and meta["backend_used"] == "sam2" and not meta["fallback_reason"]
+    assert meta["identity"]["segmenter"]["model"] == "sam2.1_hiera_tiny"
+    ds = load_dataset(out)
+    rows = {r["id"]: r for r in ds.all_rows}
+    assert set(rows) == {"img_0", "img_1", "small", "black"}
+    assert rows["small"]["status"] == "error" and "at least 64 px" in rows["small"]["reason"]
+    assert rows["black"]["status"] == "error" and "blank" in rows["black"]["reason"]
+    for i in ("img_0", "img_1"):
+        r = rows[i]
+        assert r["backend"] == "sam2" and r["status"] in ("ok", "flagged") and int(r["n_segments"]) >= 1
+        assert 0.0 <= float(r["unlabeled_frac"]) <= 1.0
+        m = io.read_mask(out / "masks" / f"{i}.png")
+        assert m.shape == (96, 96) and set(np.unique(m)) <= {0, 1, 2, 3}
+        cover = sum(float(r[f"coverage_{c}"]) for c in ("background", "pattern", "hole", "defect"))
+        assert cover == pytest.approx(1.0, abs=1e-3)
