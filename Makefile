@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.semlab-installed
 PROFILE ?= cpu
 
-.PHONY: help venv test test-fast report data bench clean-venv
+.PHONY: help venv test test-fast report data bench lab clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ report: $(STAMP)  ## the main job: build data, run all notebooks (PROFILE=cpu), 
 
 bench: $(STAMP)  ## print throughput of the simulator as JSON lines
 	$(VENV)/bin/semlab bench simulate --preset ic-metal --size 256 --n 500 --json
+
+lab: $(STAMP)  ## JupyterLab on the notebooks: semlab kernel registered, 127.0.0.1 only, token auth
+	$(VENV)/bin/semlab lab
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)

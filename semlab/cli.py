@@ -1,4 +1,4 @@
-"""The `semlab` command: simulate, import-images, make-data, segment, run, bench.
+"""The `semlab` command: simulate, import-images, make-data, segment, run, lab, bench.
 
 Later stages add segment, train, generate, evaluate and contours.
 """
@@ -106,9 +106,15 @@ def cmd_run(a) -> int:
 
         params = yaml.safe_load(Path(a.params).read_text()) or {}
     only = [x.strip() for x in a.only.split(",")] if a.only else None
-    res = run_pipeline(a.profile, only=only, params=params)
+    res = run_pipeline(a.profile, only=only, params=params, start=getattr(a, "start", None))
     print(f"report: {res.run_dir / 'index.html'}")
     return 0 if res.ok else 1
+
+
+def cmd_lab(a) -> int:
+    from semlab.lab import main as lab_main
+
+    return lab_main(port=a.port, open_browser=a.browser)
 
 
 def cmd_bench(a) -> int:
@@ -165,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="execute the notebooks into reports/<run-id>/")
     s.add_argument("--profile", default="cpu")
     s.add_argument("--only", default=None, help="comma-separated notebook numbers or names")
+    s.add_argument("--from", dest="start", default=None,
+                   help="start at this notebook (number or name); earlier outputs come from the latest run")
     s.add_argument("--params", default=None, help="YAML file of notebook parameters")
     s.set_defaults(fn=cmd_run)
 
@@ -192,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold", default=None, help="otsu, multiotsu, li, sauvola")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_segment)
+
+    s = sub.add_parser("lab", help="JupyterLab on the notebooks (semlab kernel, localhost, token auth)")
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--browser", action="store_true", help="open a browser")
+    s.set_defaults(fn=cmd_lab)
 
     s = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json")
     s.add_argument("name", help="simulate | segment")

@@ -4,17 +4,19 @@
 papermill into ``reports/<run-id>/``, converts each executed notebook to HTML,
 collects the ``metrics.json`` each notebook wrote into ``RUN_DIR/<name>/`` and writes
 ``reports/<run-id>/index.html`` (steps, metrics, failures) and ``reports/index.html``
-(all runs, newest first). A failing notebook is recorded with its traceback and the
-following notebooks still run. Every file is written atomically (temp + os.replace).
+(all runs, newest first). A failing notebook is recorded with its traceback; the
+following notebooks still run unless they declare (``metadata.semlab.depends_on``)
+that they need it, in which case they are marked skipped. Every file is written atomically (temp + os.replace).
 
 Layout of a run folder::
 
     reports/<run-id>/
       index.html          steps, metrics table, failures
       run.json            machine-readable summary (read back by reports/index.html)
+      manifest.json       what each notebook produced (paths), for the notebooks after it
       NN_name.ipynb       executed notebook (partial if it failed)
-      NN_name.html        its HTML (inputs shown, prompts hidden, images embedded)
-      NN_name/            RUN_DIR/<name>: the notebook's metrics.json, figures, tables
+      NN_name.html        its HTML (self-contained: code folded, images embedded, no CDN)
+      NN_name/            RUN_DIR/<name>: the notebook's metrics.json, outputs.json, figures
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ __all__ = [
     "write_reports_index",
     "write_text_atomic",
     "flatten_metrics",
+    "publish_outputs",
+    "run_outputs",
 ]
 
 NOTEBOOKS_DIR: Path = project_root() / "notebooks"
+TEMPLATES_DIR: Path = Path(__file__).resolve().parent / "templates"
 
 _NOTEBOOK_RE = re.compile(r"^\d\d_[A-Za-z0-9_\-]+\.ipynb$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -146,7 +151,8 @@ def _new_run_dir(out_root: Path, run_id: str) -> Path:
 # ----------------------------------------------------------------------- notebooks
 
 
-def list_notebooks(notebooks_dir: str | os.PathLike | None = None, only: str | Iterable[str] | None = None) -> list[Path]:
+def list_notebooks(notebooks_dir: str | os.PathLike | None = None, only: str | Iterable[str] | None = None,
+                   start: str | None = None) -> list[Path]:
     """The ``NN_verb_object.ipynb`` notebooks of a folder, in name order.
 
     ``only`` (a name or a list of names) keeps the notebooks whose stem equals a name,
@@ -157,6 +163,12 @@ def list_notebooks(notebooks_dir: str | os.PathLike | None = None, only: str | I
     if not folder.is_dir():
         raise FileNotFoundError(f"notebooks folder not found: {folder}")
     books = sorted(p for p in folder.iterdir() if p.is_file() and _NOTEBOOK_RE.match(p.name))
+    if start is not None:  # --from: this notebook (by name or prefix) and all after it
+        first = [p for p in books if p.stem == start or p.stem.startswith(str(start))]
+        if not first:
+            names = ", ".join(p.stem for p in books) or "(none)"
+            raise ValueError(f"no notebook matches --from {start!r}; available: {names}")
+        books = [p for p in books if p.stem >= first[0].stem]
     if only is None:
         return books
     wanted = [only] if isinstance(only, str) else list(only)
@@ -201,7 +213,9 @@ def _notebook_to_html(ipynb: Path, out_html: Path) -> None:
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(ipynb), as_version=4)
-    exporter = HTMLExporter(embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    # semlab's template (semlab/templates/semlab_report): self-contained, code folded
+    exporter = HTMLExporter(template_name="semlab_report", extra_template_basedirs=[str(TEMPLATES_DIR)],
+                            embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     write_text_atomic(out_html, body)
 
@@ -226,6 +240,77 @@ def _execute(nb_in: Path, nb_out: Path, parameters: dict, cwd: Path, timeout: fl
             os.replace(partial, nb_out)
 
 
+# ------------------------------------------------------- run manifest: notebook outputs
+
+MANIFEST = "manifest.json"
+
+
+def publish_outputs(run_dir: str | os.PathLike | None, notebook: str, **outputs: Any) -> Path | None:
+    """Called by a notebook: record what it produced (paths, names; no data) for the
+    notebooks after it, in ``RUN_DIR/<notebook>/outputs.json``. A no-op without a run."""
+    if not run_dir:
+        return None
+    out = Path(run_dir) / notebook / "outputs.json"
+    return _write_json(out, {k: (str(v) if isinstance(v, Path) else v) for k, v in outputs.items()})
+
+
+def run_outputs(run_dir: str | os.PathLike | None) -> dict[str, dict[str, Any]]:
+    """Outputs of the earlier notebooks of a run: {notebook: {key: value}} (empty without a run).
+    With ``--from``/``--only`` the manifest also holds the outputs of the notebooks that
+    were not re-run, taken from the latest earlier run of the same profile."""
+    if not run_dir:
+        return {}
+    p = Path(run_dir) / MANIFEST
+    if not p.is_file():
+        return {}
+    return json.loads(p.read_text()).get("outputs", {})
+
+
+def notebook_depends_on(path: Path) -> list[str]:
+    """Notebooks this one needs (``metadata.semlab.depends_on``: names or NN prefixes)."""
+    try:
+        meta = json.loads(Path(path).read_text()).get("metadata", {})
+    except (OSError, ValueError):
+        return []
+    return list(meta.get("semlab", {}).get("depends_on", []))
+
+
+def notebook_params(nb: Path, base: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
+    """The parameters one notebook gets: PROFILE and RUN_DIR, then the UPPERCASE
+    top-level entries of ``params`` and the entries of a section named after the
+    notebook (its name or NN prefix, e.g. ``10_make_dataset: {BACKEND: sam2}`` or
+    ``"10": {...}``), keeping only names its ``parameters`` cell defines (an unknown
+    name raises ValueError naming the notebook and its parameters)."""
+    import papermill as pm
+
+    declared = set(pm.inspect_notebook(str(nb)).keys())
+    out = {k: v for k, v in base.items() if k in ("PROFILE", "RUN_DIR")}
+    for k, v in (params or {}).items():  # global entries: only where the notebook has them
+        if k.isupper() and k in declared and k not in out:
+            out[k] = v
+    for key, section in (params or {}).items():
+        if isinstance(section, dict) and (nb.stem == key or nb.stem.startswith(str(key))):
+            unknown = sorted(set(section) - declared)
+            if unknown:
+                raise ValueError(f"{nb.name} has no parameter(s) {unknown}; its parameters: "
+                                 f"{', '.join(sorted(declared))}")
+            out.update({k: v for k, v in section.items() if k not in ("PROFILE", "RUN_DIR")})
+    return out
+
+
+def _latest_manifest(out_root: Path, profile: str, exclude: Path) -> tuple[str | None, dict]:
+    runs = sorted((d for d in out_root.iterdir() if d.is_dir() and d != exclude and (d / MANIFEST).is_file()),
+                  key=lambda d: d.name, reverse=True) if out_root.is_dir() else []
+    for d in runs:
+        try:
+            m = json.loads((d / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if m.get("profile") == profile:
+            return d.name, m.get("outputs", {})
+    return None, {}
+
+
 # ---------------------------------------------------------------------- the runner
 
 
@@ -237,19 +322,25 @@ def run_pipeline(
     params: dict[str, Any] | None = None,
     notebooks_dir: str | os.PathLike | None = None,
     timeout: float | None = None,
+    start: str | None = None,
 ) -> RunResult:
     """Execute the notebooks in name order into a new ``<out_root>/<run-id>/`` folder.
 
     Each notebook gets the parameters ``PROFILE=profile``, ``RUN_DIR=<run folder>``
     plus ``params`` (which cannot override PROFILE or RUN_DIR); it may write
     ``RUN_DIR/<name>/metrics.json``. ``timeout`` is papermill's per-cell timeout in
-    seconds (None: no limit). Returns a :class:`RunResult`; ``.ok`` is False if any
-    notebook failed.
+    seconds (None: no limit). ``start`` (``--from``) skips the notebooks before it.
+    Notebooks pass results on through the run manifest (``publish_outputs`` /
+    ``run_outputs``); a notebook whose ``depends_on`` notebook failed in this run is
+    skipped, the others still run. Returns a :class:`RunResult`; ``.ok`` is False if
+    any notebook failed or was skipped.
     """
-    books = list_notebooks(notebooks_dir, only)
+    books = list_notebooks(notebooks_dir, only, start)
     if not books:
         folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
         raise FileNotFoundError(f"no NN_name.ipynb notebooks in {folder}")
+    for nb in books:  # bad parameters fail here, before any run folder exists
+        notebook_params(nb, {"PROFILE": profile, "RUN_DIR": ""}, params)
     out_root = Path(out_root) if out_root is not None else reports_dir()
     git_hash = git_short_hash()
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -266,6 +357,14 @@ def run_pipeline(
         "params": dict(params or {}),
         "notebooks": [p.stem for p in books],
     }
+    all_books = list_notebooks(notebooks_dir)
+    inherited_from, outputs = (None, {})
+    if len(books) < len(all_books):  # a partial run reuses the outputs of the latest full one
+        inherited_from, outputs = _latest_manifest(out_root, profile, run_dir)
+    manifest = {"run_id": run_dir.name, "profile": profile, "inherited_from": inherited_from,
+                "outputs": outputs}
+    _write_json(run_dir / MANIFEST, manifest)
+    meta["inherited_from"] = inherited_from
     base_params = {k: v for k, v in (params or {}).items() if k not in ("PROFILE", "RUN_DIR")}
     base_params.update(PROFILE=profile, RUN_DIR=str(run_dir.resolve()))
 
@@ -284,13 +383,30 @@ def run_pipeline(
         step: dict[str, Any] = {"name": name, "status": "running", "seconds": 0.0, "html": None,
                                 "ipynb": None, "metrics": None, "error": None}
         t0 = time.perf_counter()
+        bad = [s["name"] for s in result.steps if s["status"] in ("failed", "skipped")
+               and any(s["name"] == d or s["name"].startswith(d) for d in notebook_depends_on(nb))]
+        if bad:
+            step["status"] = "skipped"
+            step["error"] = {"ename": "Skipped", "evalue": f"not run: it depends on {', '.join(bad)}, which did not succeed",
+                             "traceback": ""}
+            result.steps.append(step)
+            print(f"{name:<32} {'skipped':<7} {0.0:8.1f} s   (depends on {', '.join(bad)})", flush=True)
+            publish("running")
+            continue
         try:
-            _execute(nb, nb_out, base_params, nb.parent, timeout)
+            _execute(nb, nb_out, notebook_params(nb, base_params, params), nb.parent, timeout)
             step["status"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure is recorded; the next notebook still runs
             step["status"] = "failed"
             step["error"] = _error_from_exception(exc)
         step["seconds"] = round(time.perf_counter() - t0, 2)
+        out_json = run_dir / name / "outputs.json"
+        if out_json.is_file():
+            try:
+                manifest["outputs"][name] = json.loads(out_json.read_text())
+            except (OSError, ValueError):
+                pass
+            _write_json(run_dir / MANIFEST, manifest)
         if nb_out.exists():
             step["ipynb"] = nb_out.name
             try:
@@ -320,7 +436,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#1a7f37;font-weight:600}.failed{color:#c62828;font-weight:600}.running{color:#b26a00;font-weight:600}
+.ok{color:#1a7f37;font-weight:600}.failed{color:#c62828;font-weight:600}.running{color:#b26a00;font-weight:600}.skipped{color:#6a6a6a;font-weight:600}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.8em;overflow-x:auto;font-size:.85em}
 code{background:#f3f3f3;padding:0 .2em}
 """
@@ -402,7 +518,7 @@ def render_run_index(meta: dict[str, Any]) -> str:
     else:
         parts.append("<p>No notebook wrote a metrics.json.</p>")
 
-    failed = [s for s in steps if s["status"] == "failed"]
+    failed = [s for s in steps if s["status"] in ("failed", "skipped")]
     parts.append("<h2>Failures</h2>")
     if not failed:
         parts.append("<p>None.</p>")

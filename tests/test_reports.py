@@ -173,3 +173,87 @@ def test_run_pipeline_only_and_newest_first(tmp_path):
     assert first.run_dir != second.run_dir  # same second: a suffix keeps ids unique
     top = (out_root / "index.html").read_text()
     assert top.index(f'href="{second.run_dir.name}/index.html"') < top.index(f'href="{first.run_dir.name}/index.html"')
+
+
+# --------------------------------------------------- dependencies, manifest, --from, params
+
+PUBLISH_BODY = """
+from semlab.reports import publish_outputs
+publish_outputs(RUN_DIR, "10_make", dataset=f"/data/made-{X}")
+"""
+READ_BODY = """
+import json
+from pathlib import Path
+from semlab.reports import run_outputs
+got = run_outputs(RUN_DIR)["10_make"]["dataset"]
+out = Path(RUN_DIR) / "20_use"
+out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps({"dataset": got, "x": X}))
+"""
+
+
+def _with_deps(path: Path, body: str, depends_on=()):
+    _notebook(path, body)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["semlab"] = {"depends_on": list(depends_on)}
+    nbformat.write(nb, str(path))
+
+
+@pytest.mark.slow
+def test_manifest_passes_outputs_and_from_reuses_the_latest_run(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _with_deps(nbs / "10_make.ipynb", PUBLISH_BODY)
+    _with_deps(nbs / "20_use.ipynb", READ_BODY, depends_on=["10"])
+    out = tmp_path / "reports"
+    first = reports.run_pipeline("smoke", out_root=out, notebooks_dir=nbs, params={"10": {"X": 7}})
+    assert first.ok
+    assert json.loads((first.run_dir / "20_use" / "metrics.json").read_text()) == {"dataset": "/data/made-7", "x": 1}
+    man = json.loads((first.run_dir / "manifest.json").read_text())
+    assert man["outputs"]["10_make"] == {"dataset": "/data/made-7"} and man["inherited_from"] is None
+    # --from 20: notebook 10 is not re-run; its outputs come from the first run
+    second = reports.run_pipeline("smoke", out_root=out, notebooks_dir=nbs, start="20", params={"X": 3})
+    assert second.ok and [s["name"] for s in second.steps] == ["20_use"]
+    assert json.loads((second.run_dir / "manifest.json").read_text())["inherited_from"] == first.run_id
+    assert json.loads((second.run_dir / "20_use" / "metrics.json").read_text()) == {"dataset": "/data/made-7", "x": 3}
+
+
+@pytest.mark.slow
+def test_a_failed_dependency_skips_its_dependents_only(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _with_deps(nbs / "10_make.ipynb", FAIL_BODY)
+    _with_deps(nbs / "20_use.ipynb", READ_BODY, depends_on=["10_make"])
+    _with_deps(nbs / "30_other.ipynb", OK_BODY.replace("01_write_metrics", "30_other"))
+    res = reports.run_pipeline("smoke", out_root=tmp_path / "reports", notebooks_dir=nbs)
+    assert not res.ok
+    assert [(s["name"], s["status"]) for s in res.steps] == [("10_make", "failed"), ("20_use", "skipped"),
+                                                           ("30_other", "ok")]
+    page = (res.run_dir / "index.html").read_text()
+    assert "depends on 10_make" in page and "boom" in page
+    assert (res.run_dir / "30_other.html").is_file()
+
+
+def test_bad_notebook_parameters_fail_before_running(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "10_make.ipynb", "print(1)")
+    with pytest.raises(ValueError, match="has no parameter"):
+        reports.run_pipeline("smoke", out_root=tmp_path / "reports", notebooks_dir=nbs, params={"10": {"NOPE": 1}})
+    assert not (tmp_path / "reports").exists()
+    # a global entry another notebook may use is simply not passed to this one
+    p = reports.notebook_params(nbs / "10_make.ipynb", {"PROFILE": "smoke", "RUN_DIR": "/r"}, {"NOPE": 1, "X": 5})
+    assert p == {"PROFILE": "smoke", "RUN_DIR": "/r", "X": 5}
+
+
+def test_html_reports_are_self_contained_with_folded_code(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("1 + 1")]
+    nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "t.ipynb"
+    nbformat.write(nb, str(src))
+    reports._notebook_to_html(src, tmp_path / "t.html")
+    page = (tmp_path / "t.html").read_text()
+    assert '<details class="semlab-code">' in page and "run index" in page
+    assert not re.findall(r'(?:src|href)="(?:https?:)?//', page), "reports must not load anything from the web"

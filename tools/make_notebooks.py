@@ -270,6 +270,7 @@ from semlab.data.sources import crop_databar, list_images, tile_image
 from semlab.io import read_image, write_json_atomic
 from semlab.painter import MaskPainter
 from semlab.paths import shared_real_dir
+from semlab.reports import publish_outputs
 from semlab.segment.canonical import CanonicalRules
 from semlab.segment.evaluate import calibrate_on_dataset, score_against_truth
 from semlab.segment.pipeline import make_segmenter_with_fallback, read_regions, segment_dataset, segment_image
@@ -474,6 +475,7 @@ fig = segmentation_grid([seg.image(first)], None, [painter.mask], titles=["paint
 fig
 """),
     code("""
+publish_outputs(RUN_DIR, "10_make_dataset", dataset=seg_root, source=source, backend=note["backend_used"])
 metrics = {"profile": PROFILE, "source": str(source), "output": str(seg_root),
            "backend_requested": note["backend_requested"], "backend_used": note["backend_used"],
            "fallback_reason": note["fallback_reason"],
@@ -488,8 +490,9 @@ if OUT is not None:
 metrics
 """),
     md("""
-These numbers go into the run's `metrics.json` and the report index. The segmented dataset
-is ready for the translators of notebook 20.
+These numbers go into the run's `metrics.json` and the report index; the segmented dataset's
+path goes into the run manifest (`publish_outputs`), where the notebooks after this one find
+it.
 """),
 ]
 
@@ -499,9 +502,16 @@ NOTEBOOK_CELLS = {
     "10_make_dataset.ipynb": MAKE_DATASET,
 }
 
+# notebooks a notebook needs (`semlab run` skips it when one of them failed)
+DEPENDS_ON: dict[str, list[str]] = {
+    "00_explore_data.ipynb": [],
+    "10_make_dataset.ipynb": [],
+}
 
-def build(cells) -> nbformat.NotebookNode:
+
+def build(cells, depends_on=()) -> nbformat.NotebookNode:
     nb = new_notebook(cells=cells)
+    nb.metadata["semlab"] = {"depends_on": list(depends_on)}
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     # deterministic cell ids, so regenerating gives identical files
@@ -518,7 +528,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stale = []
     for name, cells in NOTEBOOK_CELLS.items():
-        nb = build(cells)
+        nb = build(cells, DEPENDS_ON.get(name, []))
         nbformat.validate(nb)
         text = nbformat.writes(nb) + "\n"
         path = args.out / name
