@@ -106,7 +106,8 @@ def cmd_run(a) -> int:
 
         params = yaml.safe_load(Path(a.params).read_text()) or {}
     only = [x.strip() for x in a.only.split(",")] if a.only else None
-    res = run_pipeline(a.profile, only=only, params=params, start=getattr(a, "start", None))
+    res = run_pipeline(a.profile, only=only, params=params, start=a.start, notebooks_dir=a.notebooks,
+                       out_root=a.out)
     print(f"report: {res.run_dir / 'index.html'}")
     return 0 if res.ok else 1
 
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="start", default=None,
                    help="start at this notebook (number or name); earlier outputs come from the latest run")
     s.add_argument("--params", default=None, help="YAML file of notebook parameters")
+    s.add_argument("--notebooks", default=None, help="notebooks folder (default: the project's notebooks/)")
+    s.add_argument("--out", default=None, help="reports folder (default: reports/ or $SEMLAB_REPORTS)")
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("segment", help="unlabeled images -> dataset with canonical masks (SAM2 or classical)")

@@ -257,3 +257,24 @@ def test_html_reports_are_self_contained_with_folded_code(tmp_path):
     page = (tmp_path / "t.html").read_text()
     assert '<details class="semlab-code">' in page and "run index" in page
     assert not re.findall(r'(?:src|href)="(?:https?:)?//', page), "reports must not load anything from the web"
+
+
+@pytest.mark.slow
+def test_cli_run_exits_non_zero_on_failure_and_keeps_other_reports(tmp_path, capsys):
+    from semlab import cli
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "10_fails.ipynb", FAIL_BODY)
+    _notebook(nbs / "20_works.ipynb", OK_BODY)
+    rc = cli.main(["run", "--profile", "smoke", "--notebooks", str(nbs), "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert re.search(r"10_fails\s+failed", out) and re.search(r"20_works\s+ok", out)
+    run = next(p for p in (tmp_path / "r").iterdir() if p.is_dir())
+    page = (run / "index.html").read_text()
+    assert "ValueError" in page and "boom" in page
+    for href in _hrefs(page):  # every local link of the index resolves
+        if not href.startswith(("http:", "https:", "#", "mailto:")):
+            assert (run / href).exists(), href
+    assert (run / "20_works.html").is_file() and (run / "01_write_metrics" / "metrics.json").is_file()
