@@ -435,7 +435,7 @@ def run_pipeline(
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}td.text{word-break:break-all;max-width:40em}
 .ok{color:#1a7f37;font-weight:600}.failed{color:#c62828;font-weight:600}.running{color:#b26a00;font-weight:600}.skipped{color:#6a6a6a;font-weight:600}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.8em;overflow-x:auto;font-size:.85em}
 code{background:#f3f3f3;padding:0 .2em}
@@ -453,7 +453,9 @@ def flatten_metrics(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _fmt_value(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
+    if v is None or v == "":
+        return "\u2013"
+    if isinstance(v, bool):
         return str(v)
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
@@ -508,8 +510,12 @@ def render_run_index(meta: dict[str, Any]) -> str:
     metric_rows = []
     for s in steps:
         if isinstance(s.get("metrics"), (dict, list, int, float, str)):
-            for key, val in flatten_metrics(s["metrics"]):
-                metric_rows.append(f"<tr><td>{e(s['name'])}</td><td>{e(key)}</td><td class=\"num\">{e(_fmt_value(val))}</td></tr>")
+            items = flatten_metrics(s["metrics"])
+            for k, (key, val) in enumerate(items):
+                first = (f"<td rowspan=\"{len(items)}\">{e(s['name'])}</td>" if k == 0 else "")
+                num = isinstance(val, (int, float)) and not isinstance(val, bool)
+                cell = f"<td class=\"num\">" if num else "<td class=\"text\">"
+                metric_rows.append(f"<tr>{first}<td>{e(key)}</td>{cell}{e(_fmt_value(val))}</td></tr>")
         if s.get("metrics_error"):
             metric_rows.append(f"<tr><td>{e(s['name'])}</td><td colspan=\"2\">{e(s['metrics_error'])}</td></tr>")
     parts.append("<h2>Metrics</h2>")

@@ -1,0 +1,263 @@
+"""The HTML reports in a real browser: a smoke run served over http and opened in headless
+Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+Checks what a reader sees: the run index (title, steps all "ok", a metrics table with
+numbers, every relative link answering 200), each notebook's HTML report (every figure
+loaded, no JavaScript errors, no failed same-origin requests) and the list of runs.
+Requests that leave localhost are aborted, as they would fail offline, and listed in
+``<run_dir>/browser_check.json`` next to ``<run_dir>/screenshot.png``.
+
+Needs ``apt-get install -y chromium``; skipped without it, except under CI (``CI`` set),
+where it fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+from PIL import Image
+
+from semlab.reports import list_notebooks, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless, and quiet on a closed network: no background, component or sync traffic.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 10_000  # per page load / action; the pages are local, they load in well under a second
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _missing(msg: str):
+    if _under_ci():
+        pytest.fail(f"{msg}; CI is set, so it is required (.ci/run installs it)", pytrace=False)
+    pytest.skip(msg)
+
+
+# ------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium; checked before the (slower) pipeline run."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        _missing(f"{CHROMIUM} not found: install it with `apt-get install -y chromium` (as root)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright package is missing: `make venv` installs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                              timeout=30_000)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(browser, tmp_path_factory):
+    """A real smoke run of the committed notebooks into a temporary reports/ folder."""
+    tmp = tmp_path_factory.mktemp("browser")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEMLAB_DATA", str(tmp / "data"))
+        mp.setenv("SEMLAB_OFFLINE", "1")
+        for var, folder in (("SEMLAB_WEIGHTS", "no-weights"), ("TORCH_HOME", "torch")):
+            (tmp / folder).mkdir()
+            mp.setenv(var, str(tmp / folder))
+        res = run_pipeline("smoke", out_root=tmp / "reports")
+    failures = {s["name"]: s.get("error") for s in res.steps if s["status"] != "ok"}
+    assert res.ok, f"smoke run failed: {json.dumps(failures, indent=2)[:4000]}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def base_url(smoke_run):
+    """``http://127.0.0.1:<port>/`` serving the run's reports/ folder."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest's output clean
+            pass
+
+    handler = functools.partial(Quiet, directory=str(smoke_run.run_dir.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# -------------------------------------------------------------------------- helpers
+
+
+class Watch:
+    """A page that aborts and records off-host requests and records JS errors and
+    failed same-origin requests (including HTTP errors)."""
+
+    def __init__(self, browser):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.external: list[str] = []
+        self.js_errors: list[str] = []
+        self.failed: list[str] = []
+        self.console_errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda exc: self.js_errors.append(f"{self.page.url}: {exc}"))
+        self.page.on("requestfailed", self._request_failed)
+        self.page.on("response", self._response)
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+
+    @staticmethod
+    def _local(url: str) -> bool:
+        u = urlparse(url)
+        return u.scheme in ("data", "blob", "about") or u.hostname in LOCAL_HOSTS
+
+    def _route(self, route):
+        if self._local(route.request.url):
+            route.continue_()
+        else:
+            self.external.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    def _request_failed(self, req):
+        if self._local(req.url) and not req.url.startswith("data:"):
+            self.failed.append(f"{req.url}: {req.failure}")
+
+    def _response(self, resp):
+        if self._local(resp.url) and resp.status >= 400:
+            self.failed.append(f"{resp.url}: HTTP {resp.status}")
+
+    def goto(self, url: str):
+        resp = self.page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
+        assert resp is not None and resp.status == 200, f"{url}: {resp and resp.status}"
+        return self.page
+
+    def close(self):
+        self.context.close()
+
+
+def _table(page, heading: str) -> list[list[str]]:
+    """Body rows (cell texts) of the table right after ``<h2>heading</h2>``."""
+    table = page.locator(f"h2:text-is('{heading}') + table")
+    assert table.count() == 1, f"no table under <h2>{heading}</h2>"
+    rows = table.locator("tr").evaluate_all(
+        "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+    assert rows and rows[0], f"empty table under <h2>{heading}</h2>"
+    return rows[1:]
+
+
+def _relative_hrefs(page) -> list[str]:
+    hrefs = page.locator("a[href]").evaluate_all("as => as.map(a => a.getAttribute('href'))")
+    return [h for h in hrefs if not urlparse(h).scheme and not h.startswith(("#", "//"))]
+
+
+# ---------------------------------------------------------------------------- test
+
+
+def test_reports_in_browser(browser, smoke_run, base_url):
+    run_id = smoke_run.run_id
+    names = [p.stem for p in list_notebooks()]
+    run_url = urljoin(base_url, f"{run_id}/index.html")
+    seen: dict = {"figures": {}}
+    watch = Watch(browser)
+    try:
+        # --- the run's index page
+        page = watch.goto(run_url)
+        assert page.title() == f"semlab report {run_id}"
+        assert page.locator("h1").inner_text() == f"semlab report: {run_id}"
+
+        steps = _table(page, "Steps")
+        assert [r[1] for r in steps] == names, steps
+        assert {r[1]: r[2] for r in steps} == {n: "ok" for n in names}
+        assert all(re.fullmatch(r"\d+\.\d", r[3]) for r in steps), steps  # duration (s)
+        reports = {r[1]: page.locator("h2:text-is('Steps') + table tr", has_text=r[1])
+                   .get_by_role("link", name="HTML").get_attribute("href") for r in steps}
+        assert reports == {n: f"{n}.html" for n in names}
+
+        metrics, nb_name = {}, None
+        for r in _table(page, "Metrics"):  # the notebook cell spans its rows (rowspan)
+            if len(r) == 3:
+                nb_name, r = r[0], r[1:]
+            metrics[(nb_name, r[0])] = r[1]
+        assert len(metrics) >= 5, metrics
+        sigmas = {k: float(v) for (nb, k), v in metrics.items() if nb == "00_explore_data" and k.startswith("noise_sigma.")}
+        assert sigmas and all(0 < s < 1 for s in sigmas.values()), sigmas
+        assert any(k.startswith("noise_sigma.sim/") for k in sigmas), sigmas
+        for key in ("mean_iou", "iou_pattern"):
+            assert 0.5 < float(metrics[("10_make_dataset", key)]) <= 1.0, (key, metrics)
+        assert page.locator("h2:text-is('Failures') + p").inner_text() == "None."
+
+        hrefs = _relative_hrefs(page)
+        assert "../index.html" in hrefs and {f"{n}.html" for n in names} <= set(hrefs)
+        for href in hrefs:
+            url = urljoin(run_url, href)
+            assert page.request.get(url, timeout=TIMEOUT_MS).status == 200, url
+
+        shot = smoke_run.run_dir / "screenshot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        with Image.open(shot) as im:
+            assert im.format == "PNG" and im.width == 1280 and im.height > 900, (im.format, im.size)
+        assert shot.stat().st_size > 20_000
+
+        # --- each notebook's HTML report: figures embedded and loaded, no errors
+        for name in names:
+            page = watch.goto(urljoin(run_url, reports[name]))
+            page.wait_for_function(
+                "() => Array.from(document.images).every(i => i.complete)", timeout=TIMEOUT_MS)
+            imgs = page.locator("img").evaluate_all(
+                "is => is.map(i => ({src: i.currentSrc.slice(0, 40), ok: i.complete && i.naturalWidth > 0}))")
+            broken = [i["src"] for i in imgs if not i["ok"]]
+            assert not broken, f"{name}: {len(broken)} of {len(imgs)} images did not load: {broken}"
+            assert len(imgs) >= 3, f"{name}: only {len(imgs)} figures"
+            assert all(i["src"].startswith("data:image/") for i in imgs), f"{name}: figures not embedded"
+            seen["figures"][name] = len(imgs)
+            for href in _relative_hrefs(page):  # e.g. the link back to the run index
+                url = urljoin(page.url, href)
+                assert page.request.get(url, timeout=TIMEOUT_MS).status == 200, f"{name}: {url}"
+            # browsers try a fragment as written, then percent-decoded (nbconvert's ids are encoded)
+            dangling = page.locator("a[href^='#']").evaluate_all("""as => as.map(a => a.getAttribute('href'))
+                .filter(h => h.length > 1).filter(h => {
+                  const raw = h.slice(1); let dec = raw; try { dec = decodeURIComponent(raw); } catch (e) {}
+                  return !document.getElementById(raw) && !document.getElementById(dec); })""")
+            assert not dangling, f"{name}: in-page links without a target: {dangling}"
+
+        # --- the list of runs links to this run, and the link works
+        page = watch.goto(base_url + "index.html")
+        assert page.title() == "semlab reports"
+        link = page.locator(f'a[href="{run_id}/index.html"]')
+        assert link.count() == 1
+        row = page.locator("tr", has=link)
+        assert row.locator("td").nth(3).inner_text() == "ok"
+        assert row.locator("td").nth(4).inner_text() == f"{len(names)}/{len(names)}"
+        link.click()
+        page.wait_for_url(run_url, timeout=TIMEOUT_MS)
+
+        assert not watch.js_errors, "JavaScript errors:\n" + "\n".join(watch.js_errors)
+        assert not watch.failed, "failed same-origin requests:\n" + "\n".join(watch.failed)
+        assert not watch.external, "reports must work offline; they fetched:\n" + "\n".join(watch.external)
+    finally:
+        seen.update(external=sorted(set(watch.external)), js_errors=watch.js_errors,
+                    failed_requests=watch.failed, console_errors=watch.console_errors)
+        watch.close()
+        # what the pages tried to fetch from the internet: they must work without it
+        (smoke_run.run_dir / "browser_check.json").write_text(json.dumps(seen, indent=2) + "\n")
+        print(json.dumps(seen, indent=2))
