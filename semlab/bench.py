@@ -154,3 +154,43 @@ def bench_segment(backend: str = "classical", size: int = 512, n: int | None = N
 
 
 BENCHES["segment"] = bench_segment
+
+
+def bench_train(model: str = "pix2pix", size: int = 256, batch_size: int = 1, precision: str = "fp32",
+                steps: int = 10, channels_last: bool | None = None, warmup: int = 2, **cfg_kw) -> list[dict]:
+    """Training steps per second of Pix2Pix / CycleGAN with the original networks at
+    `size` px, on simulated masks and images held in memory (what `semlab train` does)."""
+    import torch
+
+    from semlab.data.simulate import simulate
+    from semlab.models.flops import count_flops
+    from semlab.train.config import TrainConfig
+    from semlab.train.data import ArrayData
+    from semlab.train.loop import make_trainer, to_tensors
+
+    cl = (precision == "bf16") if channels_last is None else channels_last
+    cfg = TrainConfig(model=model, batch_size=batch_size, precision=precision, channels_last=cl,
+                      out="unused", **cfg_kw)
+    sims = [simulate("ic-metal", size, (0, i)) for i in range(batch_size)]
+    data = ArrayData(np.stack([(s.image * 255).round().astype(np.uint8) for s in sims]),
+                     np.stack([s.mask for s in sims]), [str(i) for i in range(batch_size)])
+    torch.manual_seed(0)
+    tr = make_trainer(cfg, size)
+    mask, img = to_tensors(data, np.arange(batch_size))
+    for _ in range(warmup):
+        tr.train_step(mask, img)
+    flops = count_flops(tr.train_step, mask, img)
+    per = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        tr.train_step(mask, img)
+        per.append(time.perf_counter() - t)
+    med = float(np.median(per))
+    return [{"name": "train", "model": model, "size": size, "batch_size": batch_size, "precision": precision,
+             "channels_last": cl, "steps": steps, "images_per_s": round(batch_size / float(np.mean(per)), 3),
+             "step_s_median": round(med, 4), "gflop_per_step": round(flops / 1e9, 2),
+             "gflop_per_s": round(flops / 1e9 / med, 1), "threads": torch.get_num_threads(),
+             "torch": torch.__version__, **_env()}]
+
+
+BENCHES["train"] = bench_train

@@ -112,6 +112,48 @@ def cmd_run(a) -> int:
     return 0 if res.ok else 1
 
 
+def _parse_sets(items) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise ValueError(f"--set wants NAME=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def cmd_train(a) -> int:
+    from semlab.train import TrainConfig
+    from semlab.train.ddp import train_maybe_distributed
+
+    opts = {"model": a.model, "dataset": a.dataset, "out": a.out, "batch_size": a.batch_size,
+            "precision": a.precision, "seed": a.seed}
+    for k in ("n_epochs", "n_epochs_decay", "netG", "upsample", "gan_mode", "diffaug", "max_steps",
+              "checkpoint_every", "lambda_l1", "lambda_identity", "lambda_fm"):
+        v = getattr(a, k)
+        if v is not None:
+            opts[k] = v
+    if a.channels_last:
+        opts["channels_last"] = True
+    opts.update(_parse_sets(a.set))
+    cfg = TrainConfig.from_dict(opts)
+    res = train_maybe_distributed(cfg, progress=not a.quiet)
+    if res is not None:
+        print(f"trained {res.steps} steps into {res.out}" + (f"; generator: {res.generator_path}" if res.generator_path else ""))
+    return 0
+
+
+def cmd_generate(a) -> int:
+    from semlab.train.generate import generate_folder
+
+    out = generate_folder(a.checkpoint, a.masks, a.out, seed=a.seed, progress=not a.quiet)
+    print(f"generated images in {out}")
+    return 0
+
+
 def cmd_lab(a) -> int:
     from semlab.lab import main as lab_main
 
@@ -121,7 +163,12 @@ def cmd_lab(a) -> int:
 def cmd_bench(a) -> int:
     from semlab import bench
 
-    if a.name == "segment":
+    if a.name == "train":
+        opts = {"model": a.model, "size": a.size or 256, "batch_size": a.batch_size, "precision": a.precision,
+                "steps": a.steps}
+        if a.channels_last is not None:
+            opts["channels_last"] = a.channels_last == "on"
+    elif a.name == "segment":
         opts = {"backend": a.backend, "size": a.size or 512, "n": a.n}
         if a.points_per_side:
             opts["points_per_side"] = tuple(int(x) for x in a.points_per_side.split(","))
@@ -204,13 +251,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_segment)
 
+    s = sub.add_parser("train", help="train Pix2Pix or CycleGAN (resumes from the last checkpoint in --out)")
+    s.add_argument("dataset", help="a labelled semlab dataset (images/ + masks/)")
+    s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, generator.pt)")
+    s.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"])
+    s.add_argument("--epochs", dest="n_epochs", type=int, default=None, help="epochs at the full learning rate")
+    s.add_argument("--epochs-decay", dest="n_epochs_decay", type=int, default=None, help="epochs of linear decay")
+    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--netG", default=None, help="unet, resnet_6blocks, resnet_9blocks")
+    s.add_argument("--upsample", default=None, choices=["transposed", "resize"])
+    s.add_argument("--gan-mode", default=None, choices=["vanilla", "lsgan", "hinge"])
+    s.add_argument("--diffaug", default=None, help="e.g. translation,cutout,color")
+    s.add_argument("--lambda-l1", type=float, default=None)
+    s.add_argument("--lambda-identity", type=float, default=None)
+    s.add_argument("--lambda-fm", type=float, default=None)
+    s.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    s.add_argument("--max-steps", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any TrainConfig field")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("generate", help="canonical masks -> SEM images with a trained generator")
+    s.add_argument("--checkpoint", required=True, help="generator.pt or a training checkpoint")
+    s.add_argument("--masks", required=True, help="folder of masks (indexed, RGB or gray PNG)")
+    s.add_argument("--out", required=True, help="output folder (existing files are kept)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_generate)
+
     s = sub.add_parser("lab", help="JupyterLab on the notebooks (semlab kernel, localhost, token auth)")
     s.add_argument("--port", type=int, default=None)
     s.add_argument("--browser", action="store_true", help="open a browser")
     s.set_defaults(fn=cmd_lab)
 
     s = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json")
-    s.add_argument("name", help="simulate | segment")
+    s.add_argument("name", help="simulate | segment | train")
     s.add_argument("--preset", default="ic-metal", help="simulate: layout preset")
     s.add_argument("--size", type=int, default=None, help="image size (simulate 256, segment 512)")
     s.add_argument("--n", type=int, default=None, help="images (simulate 500, segment: classical 10, sam2 2)")
@@ -218,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="classical", choices=["classical", "sam2"], help="segment: backend")
     s.add_argument("--points-per-side", default=None, help="segment sam2: e.g. 16,32 (default both)")
     s.add_argument("--image-size", type=int, default=None, help="segment sam2: model input 1024 or 512")
+    s.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"], help="train: which model")
+    s.add_argument("--batch-size", type=int, default=1, help="train: batch size")
+    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="train: fp32 or bf16 autocast")
+    s.add_argument("--steps", type=int, default=10, help="train: timed steps")
+    s.add_argument("--channels-last", default=None, choices=["on", "off"], help="train: memory format (default: on for bf16)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_bench)
     return p
