@@ -151,3 +151,30 @@ def test_resume_after_sigkill_gives_identical_weights(dataset, tmp_path):
     lb = (tmp_path / "run" / "log.csv").read_text().splitlines()
     strip = lambda rows: [",".join(c for i, c in enumerate(r.split(",")) if i != 3) for r in rows]  # drop seconds
     assert strip(la) == strip(lb)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ends_with_identical_weights(dataset, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each trains on its half of every epoch,
+    DistributedDataParallel averages the gradients, and both end with the same weights."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    import socket
+
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+           "-m", "semlab", "train", str(dataset),
+           "--out", str(tmp_path / "ddp"), "--epochs", "1", "--epochs-decay", "1", "--checkpoint-every", "3",
+           "--quiet", "--set", "ngf=8", "--set", "ndf=8", "--set", "threads=1"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ranks = __import__("json").loads((tmp_path / "ddp" / "ddp_ranks.json").read_text())
+    assert ranks["world_size"] == 2 and ranks["identical"] and len(set(ranks["digests"])) == 1
+    from semlab.data.datasets import load_dataset
+
+    n_train = len(load_dataset(dataset).split("train"))
+    last = load_checkpoint(latest_checkpoint(tmp_path / "ddp" / "checkpoints"))
+    assert last["step"] == 2 * steps_per_epoch(n_train, 1, world=2)  # each rank saw half an epoch per epoch
+    assert (tmp_path / "ddp" / "generator.pt").is_file()

@@ -37,7 +37,40 @@ def train_maybe_distributed(cfg: TrainConfig, progress: bool = True) -> TrainRes
 
     try:
         res = train(cfg, progress=progress and rank == 0, device=device, rank=rank, world=size, wrap=wrap)
-        dist.barrier()
+        check_ranks_agree(res, rank, size)
         return res if rank == 0 else None
     finally:
         dist.destroy_process_group()
+
+
+def weights_digest(trainer) -> str:
+    """sha256 of every parameter and buffer of the trainer's networks, in state-dict order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, sd in sorted(trainer.state_dict().items()):
+        if not name.startswith(("G", "D")):
+            continue
+        for k, v in sd.items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_ranks_agree(res: TrainResult, rank: int, size: int) -> None:
+    """All ranks must end with the same parameters; rank 0 records the digests in
+    `ddp_ranks.json` and every rank raises if they differ."""
+    from semlab import io
+
+    # DDP broadcasts buffers (BatchNorm running statistics) from rank 0 at the start of
+    # each forward; after the last step they still hold each rank's own update: take rank 0's
+    for net in (getattr(res.trainer, n) for n in ("G", "D", "G_A", "G_B", "D_A", "D_B") if hasattr(res.trainer, n)):
+        for b in net.buffers():
+            dist.broadcast(b, 0)
+    digests = [None] * size
+    dist.all_gather_object(digests, weights_digest(res.trainer))
+    same = len(set(digests)) == 1
+    if rank == 0:
+        io.write_json_atomic(res.out / "ddp_ranks.json", {"world_size": size, "digests": digests, "identical": same})
+    if not same:
+        raise RuntimeError(f"ranks ended with different weights: {digests}")

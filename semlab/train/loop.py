@@ -35,6 +35,7 @@ class TrainResult:
     log: list[dict] = field(default_factory=list)
     generator_path: Path | None = None
     resumed_from: str | None = None
+    trainer: object | None = field(default=None, repr=False)
 
 
 def to_tensors(data: ArrayData, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,7 +161,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str = "cpu", rank:
                     save(epoch, s + 1)
                 if cfg.max_steps is not None and global_step >= cfg.max_steps:
                     save(epoch, s + 1)
-                    return TrainResult(out, global_step, epoch, log, None, resumed)
+                    return TrainResult(out, global_step, epoch, log, None, resumed, trainer)
             trainer.end_epoch()
             epoch += 1
             step_in_epoch = 0
@@ -173,7 +174,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str = "cpu", rank:
     if rank == 0:
         gpath = save_generator(trainer, cfg, out / "generator.pt", data.size)
     del t_start
-    return TrainResult(out, global_step, epoch, log, gpath, resumed)
+    return TrainResult(out, global_step, epoch, log, gpath, resumed, trainer)
 
 
 def save_generator(trainer, cfg: TrainConfig, path: Path, size: int) -> Path:

@@ -78,25 +78,30 @@ class Pix2PixTrainer(Trainer):
         for p in self.D.parameters():
             p.requires_grad_(True)
         self.optD.zero_grad(set_to_none=True)
+        # two backward passes (fake, then real) accumulate the same gradient as one on the
+        # sum, and keep each forward paired with its backward, as DistributedDataParallel needs
         with self.autocast():
-            pred_fake = D(self._d_in(mask, fake.detach()))
-            pred_real = D(self._d_in(mask, real))
-            loss_D = 0.5 * (gan_loss(pred_fake, False, cfg.gan_mode) + gan_loss(pred_real, True, cfg.gan_mode))
-        loss_D.backward()
+            loss_D_fake = 0.5 * gan_loss(D(self._d_in(mask, fake.detach())), False, cfg.gan_mode)
+        loss_D_fake.backward()
+        with self.autocast():
+            loss_D_real = 0.5 * gan_loss(D(self._d_in(mask, real)), True, cfg.gan_mode)
+        loss_D_real.backward()
+        loss_D = loss_D_fake.detach() + loss_D_real.detach()
         self.optD.step()
         # G: fool D, stay close to the real image
         for p in self.D.parameters():
             p.requires_grad_(False)
         self.optG.zero_grad(set_to_none=True)
         with self.autocast():
-            pred_fake = D(self._d_in(mask, fake))
+            # the plain D (not its DDP wrapper): D is not updated here, only G's gradients flow
+            pred_fake = self.D(self._d_in(mask, fake))
             loss_gan = gan_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False)
             loss_l1 = torch.nn.functional.l1_loss(fake.float(), real.float()) * cfg.lambda_l1
             loss_G = loss_gan + loss_l1
             loss_fm = None
             if cfg.lambda_fm > 0:
                 with torch.no_grad():
-                    pred_real = D(self._d_in(mask, real))
+                    pred_real = self.D(self._d_in(mask, real))
                 loss_fm = feature_matching(pred_fake, pred_real) * cfg.lambda_fm
                 loss_G = loss_G + loss_fm
         loss_G.backward()
