@@ -178,3 +178,26 @@ def test_two_process_ddp_ends_with_identical_weights(dataset, tmp_path):
     last = load_checkpoint(latest_checkpoint(tmp_path / "ddp" / "checkpoints"))
     assert last["step"] == 2 * steps_per_epoch(n_train, 1, world=2)  # each rank saw half an epoch per epoch
     assert (tmp_path / "ddp" / "generator.pt").is_file()
+
+
+def test_cyclegan_trains_resumes_its_pools_and_generates(dataset, tmp_path):
+    from semlab.train.cyclegan import ImagePool
+    from semlab.train.generate import Generator
+
+    cfg = TrainConfig(model="cyclegan", dataset=str(dataset), out=str(tmp_path / "cg"), n_epochs=1, n_epochs_decay=0,
+                      max_steps=6, checkpoint_every=3, pool_size=4, **TINY)
+    assert cfg.netG == "resnet_9blocks" and cfg.norm == "instance" and cfg.gan_mode == "lsgan" and not cfg.dropout
+    res = train(cfg, progress=False)
+    assert res.steps == 6 and {"loss_cycle_A", "loss_idt_B", "loss_D_B"} <= set(res.log[-1])
+    st = load_checkpoint(latest_checkpoint(tmp_path / "cg" / "checkpoints"))
+    assert len(st["trainer"]["pool_B"]) == 4  # the image pool is part of the checkpoint
+    # max_steps grows: the run resumes from step 6
+    res2 = train(TrainConfig(**{**cfg.to_dict(), "max_steps": 8}), progress=False)
+    assert res2.resumed_from == "ckpt-000000006.pt" and res2.steps == 8
+    g = Generator(latest_checkpoint(tmp_path / "cg" / "checkpoints"))
+    out = g(np.zeros((2, 32, 32), np.int64))
+    assert out.shape == (2, 32, 32) and np.isfinite(out).all()
+    pool = ImagePool(2)
+    torch.manual_seed(0)
+    first = pool.query(torch.ones(2, 1, 4, 4))
+    assert torch.equal(first, torch.ones(2, 1, 4, 4)) and len(pool.items) == 2

@@ -139,9 +139,13 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str = "cpu", rank:
     try:
         while epoch < total_epochs:
             order = epoch_order(len(data), cfg.seed, epoch, 0, rank, world)
+            # CycleGAN is unpaired: images come in an independent order
+            order_b = epoch_order(len(data), cfg.seed, epoch, 1, rank, world) if cfg.model == "cyclegan" else order
             for s in range(step_in_epoch, spe):
                 idx = batch_indices(order, cfg.batch_size, s)
                 mask, img = to_tensors(data, idx)
+                if order_b is not order:
+                    img = to_tensors(data, batch_indices(order_b, cfg.batch_size, s))[1]
                 t = time.perf_counter()
                 losses = trainer.train_step(mask, img)
                 if cfg.extra.get("step_delay_s"):  # slows training down (the kill-and-resume test)
