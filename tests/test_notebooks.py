@@ -26,6 +26,10 @@ PARAMETERS = {
     "10_make_dataset.ipynb": ["PROFILE", "RUN_DIR", "SEED", "SOURCE", "PRESET", "BACKEND", "SAM2_MODEL",
                               "SAM2_IMAGE_SIZE", "POINTS_PER_SIDE", "PRED_IOU_THRESH", "STABILITY_SCORE_THRESH",
                               "DENOISE", "THRESHOLD", "CALIBRATE_EDGES", "N_CALIBRATE", "REAL_DIR"],
+    "20_train_pix2pix.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "EPOCHS", "EPOCHS_DECAY",
+                               "BATCH_SIZE", "PRECISION", "NET_G", "UPSAMPLE", "GAN_MODE", "DIFFAUG", "COMPARE_FP32"],
+    "21_train_cyclegan.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "MAX_STEPS", "BATCH_SIZE",
+                                "PRECISION", "NET_G", "LAMBDA_IDENTITY", "DIFFAUG"],
 }
 
 
@@ -118,3 +122,26 @@ def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch):
 
     painted = read_mask(run_dir / "10_make_dataset" / "painted_mask.png")
     assert painted.shape == (64, 64) and (painted == 3).any()
+
+
+@pytest.mark.slow
+def test_train_pix2pix_runs_in_smoke_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    run_dir = tmp_path / "run"
+    nb, text, images = _run(tmp_path, "20_train_pix2pix.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
+    assert images >= 3
+    m = json.loads((run_dir / "20_train_pix2pix" / "metrics.json").read_text())
+    assert m["steps"] > 0 and 0 < m["psnr"] < m["psnr_upper_bound"] and m["step_s_fp32"] > 0
+    out = json.loads((run_dir / "20_train_pix2pix" / "outputs.json").read_text())
+    assert Path(out["generator"]).is_file()
+    assert (run_dir / "20_train_pix2pix" / "fp32_vs_bf16.png").is_file()
+
+
+@pytest.mark.slow
+def test_train_cyclegan_runs_in_smoke_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    run_dir = tmp_path / "run"
+    nb, text, images = _run(tmp_path, "21_train_cyclegan.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
+    assert images >= 2
+    m = json.loads((run_dir / "21_train_cyclegan" / "metrics.json").read_text())
+    assert m["steps"] == 4 and m["psnr"] > 0

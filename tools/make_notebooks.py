@@ -497,15 +497,337 @@ it.
 ]
 
 
+TRAIN_PIX2PIX = [
+    md("""
+# 20 · Train Pix2Pix: canonical masks to SEM images
+
+Pix2Pix (Isola et al. 2017) learns a mask -> SEM translator from pairs: a U-Net generator
+and a 70x70 PatchGAN discriminator that judges (mask, image) pairs, with lambda x L1 (100)
+pulling the output toward the real image. semlab keeps the original networks, losses and
+schedule (constant learning rate, then linear decay to zero) and trains them faster: images
+held in memory as uint8, batches, channels-last, bf16 autocast. Training checkpoints
+atomically and resumes exactly where it stopped.
+
+On simulated data the best any generator can do is known: the simulator's **noise-free
+image**. Shot and detector noise are unpredictable from the mask, so PSNR/SSIM of the
+noise-free image against the noisy one is the **upper bound**; this notebook shows how close
+Pix2Pix gets.
+"""),
+    code("""
+PROFILE = "cpu"
+RUN_DIR = ""
+SEED = 0
+DATASET = ""
+PRESET = "ic-metal"
+EPOCHS = None
+EPOCHS_DECAY = None
+BATCH_SIZE = None
+PRECISION = "bf16"
+NET_G = "unet"
+UPSAMPLE = "transposed"
+GAN_MODE = "vanilla"
+DIFFAUG = ""
+COMPARE_FP32 = True
+""", tags=("parameters",)),
+    code("""
+%matplotlib inline
+from pathlib import Path
+
+import numpy as np
+from IPython.display import display
+
+from semlab.config import profile_settings
+from semlab.data.datasets import load_dataset, make_default_dataset
+from semlab.io import write_json_atomic
+from semlab.metrics.pixel import bootstrap_ci, paired_scores
+from semlab.paths import data_dir
+from semlab.reports import publish_outputs
+from semlab.train import TrainConfig, train
+from semlab.train.data import steps_per_epoch
+from semlab.train.generate import Generator
+from semlab.train.preview import EpochPreview
+from semlab.viz.training import loss_curves, translation_grid
+
+settings = profile_settings(PROFILE)
+N_SHOW = min(settings["n_show"], 6)
+OUT = Path(RUN_DIR) / "20_train_pix2pix" if RUN_DIR else None
+if OUT is not None:
+    OUT.mkdir(parents=True, exist_ok=True)
+source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+ds = load_dataset(source)
+train_ids, test_ids = ds.split("train"), ds.split("test")
+run_root = (OUT if OUT is not None else data_dir() / "runs" / f"pix2pix-{PROFILE}")
+print(f"dataset {source}: {len(train_ids)} training pairs, {len(test_ids)} test pairs; runs in {run_root}")
+"""),
+    md("""
+## 1. Train
+
+Every epoch the generator is run on the same few validation masks (mask | generated | real),
+so you can watch the images form. Re-running this cell with the same folder resumes from
+the last checkpoint instead of starting over.
+"""),
+    code("""
+cfg = TrainConfig(model="pix2pix", dataset=str(source), out=str(run_root / "pix2pix"), seed=SEED,
+                  n_epochs=EPOCHS if EPOCHS is not None else settings["train_epochs"],
+                  n_epochs_decay=EPOCHS_DECAY if EPOCHS_DECAY is not None else settings["train_epochs_decay"],
+                  batch_size=BATCH_SIZE or settings["train_batch"], precision=PRECISION,
+                  channels_last=PRECISION == "bf16", netG=NET_G, upsample=UPSAMPLE, gan_mode=GAN_MODE,
+                  diffaug=DIFFAUG, checkpoint_every=200)
+val_ids = (ds.split("val") or train_ids)[:N_SHOW]
+preview = EpochPreview(np.stack([ds.mask(i) for i in val_ids]), np.stack([ds.image(i) for i in val_ids]),
+                       out_dir=run_root / "pix2pix" / "samples", show=True,
+                       every=max(1, (cfg.n_epochs + cfg.n_epochs_decay) // 4))
+result = train(cfg, progress=True, on_epoch=preview)
+print(f"{result.steps} steps, {cfg.n_epochs}+{cfg.n_epochs_decay} epochs, batch {cfg.batch_size}, {cfg.precision}"
+      + (f" (resumed from {result.resumed_from})" if result.resumed_from else ""))
+"""),
+    code("""
+fig = loss_curves({"pix2pix": result.log})
+if OUT is not None:
+    fig.savefig(OUT / "loss_curves.png", dpi=90)
+fig
+"""),
+    md("""
+Loss against training step (faint: every step; solid: moving average). `loss_D` is the
+discriminator's loss on real and generated pairs (about 0.69 x 2 / 2 when it cannot tell
+them apart), `loss_G_GAN` how well the generator fools it, `loss_G_L1` 100 x the mean
+absolute difference to the real image: it should fall steadily, and in the decay epochs
+flatten out.
+
+## 2. Test set: how close to the best possible?
+"""),
+    code("""
+gen = Generator(result.generator_path)
+test_masks = np.stack([ds.mask(i) for i in test_ids])
+test_real = np.stack([ds.image(i) for i in test_ids])
+test_clean = np.stack([ds.clean(i) for i in test_ids]) if ds.clean(test_ids[0]) is not None else None
+fake = gen(test_masks, seed=SEED)
+rows = {"Pix2Pix vs real (noisy) image": paired_scores(fake, test_real)}
+if test_clean is not None:
+    rows["noise-free image vs real: upper bound"] = paired_scores(test_clean, test_real)
+    rows["Pix2Pix vs noise-free image"] = paired_scores(fake, test_clean)
+table = {}
+print(f"{'comparison (test split, n=' + str(len(test_ids)) + ')':<42}{'PSNR dB [95% CI]':>26}{'SSIM [95% CI]':>26}")
+for name, sc in rows.items():
+    p, s = bootstrap_ci(sc["psnr"]), bootstrap_ci(sc["ssim"])
+    table[name] = {"psnr": p, "ssim": s}
+    print(f"{name:<42}{p[0]:>10.2f} [{p[1]:.2f}, {p[2]:.2f}]{s[0]:>10.3f} [{s[1]:.3f}, {s[2]:.3f}]")
+"""),
+    md("""
+The middle row is the ceiling: even a perfect generator cannot predict the shot noise, so it
+scores at best what the noise-free image scores against the noisy one. The gap between the
+first row and the ceiling is what training could still gain; the last row compares
+Pix2Pix with the noise-free truth (higher means the structure is right and the texture
+averages out correctly).
+"""),
+    code("""
+k = min(N_SHOW, len(test_ids))
+fig = translation_grid(test_masks[:k], fake[:k], test_real[:k], titles=test_ids[:k])
+if OUT is not None:
+    fig.savefig(OUT / "test_grid.png", dpi=80)
+fig
+"""),
+    md("""
+Test masks the generator never saw (top), its images (middle) and the real simulated SEM
+images (bottom). Look for the bright edge rims, the dark halos beside them, the texture of
+the metal and the noise grain: a translator that only learned the mean gray levels would
+give flat, blurry images here.
+
+## 3. bf16 versus fp32
+
+bf16 autocast is what makes training fast on this CPU (AMX). It must not change what the
+network learns: the same configuration in fp32, from the same seed, for the first epochs.
+"""),
+    code("""
+curves = None
+if COMPARE_FP32 and settings["compare_epochs"] > 0 and PRECISION == "bf16":
+    n_cmp = settings["compare_epochs"]
+    cfg32 = TrainConfig(**{**cfg.to_dict(), "precision": "fp32", "channels_last": False,
+                           "out": str(run_root / "pix2pix-fp32"), "n_epochs": cfg.n_epochs,
+                           "max_steps": n_cmp * steps_per_epoch(len(train_ids), cfg.batch_size)})
+    res32 = train(cfg32, progress=True)
+    bf16_part = [r for r in result.log if r["step"] <= res32.steps]
+    curves = {"bf16": bf16_part, "fp32": res32.log}
+    fig = loss_curves(curves, smooth=10)
+    if OUT is not None:
+        fig.savefig(OUT / "fp32_vs_bf16.png", dpi=90)
+    display(fig)
+    l1 = {k: float(np.mean([r["loss_G_L1"] for r in v[-len(v) // 4:]])) for k, v in curves.items()}
+    print(f"mean L1 loss over the last quarter of {res32.steps} steps: bf16 {l1['bf16']:.3f}, fp32 {l1['fp32']:.3f}")
+    t = {k: float(np.median([r["seconds"] for r in v])) for k, v in curves.items()}
+    print(f"median step time: bf16 {t['bf16']:.3f} s, fp32 {t['fp32']:.3f} s ({t['fp32'] / t['bf16']:.1f}x)")
+else:
+    print("comparison skipped (COMPARE_FP32 off, PRECISION not bf16, or the profile has none)")
+"""),
+    md("""
+Both runs start from the same weights and see the same batches; the curves should overlap
+within their noise. A bf16 curve that drifts above the fp32 one would mean precision is
+costing quality.
+"""),
+    code("""
+publish_outputs(RUN_DIR, "20_train_pix2pix", generator=result.generator_path, dataset=source)
+metrics = {"profile": PROFILE, "steps": result.steps, "precision": cfg.precision, "batch_size": cfg.batch_size,
+           "epochs": cfg.n_epochs + cfg.n_epochs_decay, "n_test": len(test_ids),
+           "psnr": table["Pix2Pix vs real (noisy) image"]["psnr"][0],
+           "ssim": table["Pix2Pix vs real (noisy) image"]["ssim"][0]}
+bound = table.get("noise-free image vs real: upper bound")
+if bound:
+    metrics.update(psnr_upper_bound=bound["psnr"][0], ssim_upper_bound=bound["ssim"][0],
+                   psnr_gap_db=bound["psnr"][0] - metrics["psnr"], ssim_gap=bound["ssim"][0] - metrics["ssim"])
+if curves:
+    metrics["step_s_bf16"] = float(np.median([r["seconds"] for r in curves["bf16"]]))
+    metrics["step_s_fp32"] = float(np.median([r["seconds"] for r in curves["fp32"]]))
+if OUT is not None:
+    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
+metrics
+"""),
+    md("""
+The generator's path goes into the run manifest, where the evaluation and forensics
+notebooks find it. From the shell the same training is
+`semlab train DATASET --out RUN --precision bf16 --batch-size 8`, and
+`semlab generate --checkpoint RUN/generator.pt --masks MASKS --out IMAGES` turns any masks,
+hand-drawn ones included, into SEM images.
+"""),
+]
+
+
+TRAIN_CYCLEGAN = [
+    md("""
+# 21 · Train CycleGAN: masks and SEM images without pairs
+
+CycleGAN (Zhu et al. 2017) needs no pairs: two generators (mask -> SEM and SEM -> mask) and
+two discriminators, held together by cycle consistency (mask -> SEM -> mask must give the
+mask back, and the other way round). It is what a user with masks from one place and SEM
+images from another can train. Without pairs the generated image only has to look like *an*
+SEM image of that layout, so pixel scores (PSNR, SSIM) against the paired real image are
+expected to be far below Pix2Pix's, as in the seed project (PSNR 13.1 dB vs 33.8 dB).
+"""),
+    code("""
+PROFILE = "cpu"
+RUN_DIR = ""
+SEED = 0
+DATASET = ""
+PRESET = "ic-metal"
+MAX_STEPS = None
+BATCH_SIZE = 1
+PRECISION = "bf16"
+NET_G = "resnet_9blocks"
+LAMBDA_IDENTITY = 0.5
+DIFFAUG = ""
+""", tags=("parameters",)),
+    code("""
+%matplotlib inline
+from pathlib import Path
+
+import numpy as np
+
+from semlab.config import profile_settings
+from semlab.data.datasets import load_dataset, make_default_dataset
+from semlab.io import write_json_atomic
+from semlab.metrics.pixel import bootstrap_ci, paired_scores
+from semlab.paths import data_dir
+from semlab.reports import publish_outputs
+from semlab.train import TrainConfig, train
+from semlab.train.generate import Generator
+from semlab.train.preview import EpochPreview
+from semlab.viz.training import loss_curves, translation_grid
+
+settings = profile_settings(PROFILE)
+N_SHOW = min(settings["n_show"], 6)
+OUT = Path(RUN_DIR) / "21_train_cyclegan" if RUN_DIR else None
+if OUT is not None:
+    OUT.mkdir(parents=True, exist_ok=True)
+source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+ds = load_dataset(source)
+test_ids = ds.split("test")
+run_root = (OUT if OUT is not None else data_dir() / "runs" / f"cyclegan-{PROFILE}")
+steps = MAX_STEPS if MAX_STEPS is not None else settings["cyclegan_steps"]
+print(f"dataset {source}: {len(ds.split('train'))} masks and images (used unpaired); "
+      f"step budget: {steps or 'the whole schedule'}")
+"""),
+    md("""
+## 1. Train (unpaired)
+
+Masks and images are drawn in independent orders, so the pairs the dataset has are never
+used. The identity loss (weight `LAMBDA_IDENTITY` x 10) asks the mask -> SEM generator to
+leave an SEM image unchanged, which keeps its gray texture.
+"""),
+    code("""
+cfg = TrainConfig(model="cyclegan", dataset=str(source), out=str(run_root / "cyclegan"), seed=SEED,
+                  n_epochs=settings["cyclegan_epochs"], n_epochs_decay=settings["cyclegan_epochs_decay"],
+                  batch_size=BATCH_SIZE, precision=PRECISION, channels_last=PRECISION == "bf16", netG=NET_G,
+                  lambda_identity=LAMBDA_IDENTITY, diffaug=DIFFAUG, max_steps=steps, checkpoint_every=100)
+val_ids = (ds.split("val") or ds.split("train"))[:N_SHOW]
+preview = EpochPreview(np.stack([ds.mask(i) for i in val_ids]), np.stack([ds.image(i) for i in val_ids]),
+                       out_dir=run_root / "cyclegan" / "samples", show=True)
+result = train(cfg, progress=True, on_epoch=preview)
+print(f"{result.steps} steps, batch {cfg.batch_size}, {cfg.precision}")
+fig = loss_curves({"cyclegan": result.log}, keys=("loss_G_A", "loss_D_A", "loss_cycle_A", "loss_cycle_B"))
+if OUT is not None:
+    fig.savefig(OUT / "loss_curves.png", dpi=90)
+fig
+"""),
+    md("""
+`loss_G_A` / `loss_D_A`: the mask -> SEM generator against its discriminator (least
+squares: 0.25 each when D is undecided); `loss_cycle_A`: mask -> SEM -> mask, `loss_cycle_B`:
+SEM -> mask -> SEM, both x 10. Falling cycle losses mean the two generators agree.
+
+## 2. Test set
+"""),
+    code("""
+from semlab.train.checkpoint import latest_checkpoint
+
+gen = Generator(result.generator_path or latest_checkpoint(run_root / "cyclegan" / "checkpoints"))
+test_masks = np.stack([ds.mask(i) for i in test_ids])
+test_real = np.stack([ds.image(i) for i in test_ids])
+fake = gen(test_masks, seed=SEED)
+scores = {"CycleGAN vs real image": paired_scores(fake, test_real)}
+clean = [ds.clean(i) for i in test_ids]
+if clean[0] is not None:
+    scores["noise-free vs real: upper bound"] = paired_scores(np.stack(clean), test_real)
+table = {}
+for name, sc in scores.items():
+    p, s = bootstrap_ci(sc["psnr"]), bootstrap_ci(sc["ssim"])
+    table[name] = {"psnr": p, "ssim": s}
+    print(f"{name:<34} PSNR {p[0]:6.2f} dB [{p[1]:.2f}, {p[2]:.2f}]   SSIM {s[0]:.3f} [{s[1]:.3f}, {s[2]:.3f}]")
+k = min(N_SHOW, len(test_ids))
+fig = translation_grid(test_masks[:k], fake[:k], test_real[:k], titles=test_ids[:k])
+if OUT is not None:
+    fig.savefig(OUT / "test_grid.png", dpi=80)
+fig
+"""),
+    md("""
+Test masks (top), CycleGAN's images (middle), the real images (bottom). With a short CPU
+budget the images are rough; the point of this notebook is the method and its numbers at
+equal settings, and `PROFILE="full"` on a GPU trains the seed's 200 epochs.
+"""),
+    code("""
+publish_outputs(RUN_DIR, "21_train_cyclegan", generator=result.generator_path
+                or latest_checkpoint(run_root / "cyclegan" / "checkpoints"), dataset=source)
+metrics = {"profile": PROFILE, "steps": result.steps, "precision": cfg.precision,
+           "psnr": table["CycleGAN vs real image"]["psnr"][0], "ssim": table["CycleGAN vs real image"]["ssim"][0]}
+if "noise-free vs real: upper bound" in table:
+    metrics["psnr_upper_bound"] = table["noise-free vs real: upper bound"]["psnr"][0]
+if OUT is not None:
+    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
+metrics
+"""),
+]
+
+
 NOTEBOOK_CELLS = {
     "00_explore_data.ipynb": EXPLORE_DATA,
     "10_make_dataset.ipynb": MAKE_DATASET,
+    "20_train_pix2pix.ipynb": TRAIN_PIX2PIX,
+    "21_train_cyclegan.ipynb": TRAIN_CYCLEGAN,
 }
 
 # notebooks a notebook needs (`semlab run` skips it when one of them failed)
 DEPENDS_ON: dict[str, list[str]] = {
     "00_explore_data.ipynb": [],
     "10_make_dataset.ipynb": [],
+    "20_train_pix2pix.ipynb": [],
+    "21_train_cyclegan.ipynb": [],
 }
 
 

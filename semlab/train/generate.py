@@ -59,6 +59,8 @@ class Generator:
                 torch.manual_seed(seed)  # each batch (image) gets the same noise: order-independent
                 t = torch.from_numpy(m[i:i + batch_size].astype(np.int64))
                 x = torch.nn.functional.one_hot(t, labels.NUM_CLASSES).permute(0, 3, 1, 2).float().to(self.device)
+                if self.cfg.model == "cyclegan":  # its mask domain is one-hot scaled to [-1, 1]
+                    x = x * 2 - 1
                 y = self.net(nets.with_noise(x, self.cfg)).float()
                 out.append(((y.clamp(-1, 1) + 1) / 2)[:, 0].cpu().numpy())
         self.net.train(False)

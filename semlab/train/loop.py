@@ -86,14 +86,17 @@ def _check_config(out: Path, cfg: TrainConfig) -> None:
     io.write_json_atomic(p, mine)
 
 
-def train(cfg: TrainConfig, *, progress: bool = True, device: str = "cpu", rank: int = 0, world: int = 1,
+def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None, rank: int = 0, world: int = 1,
           wrap=None, on_epoch=None) -> TrainResult:
     """Train (or resume) the model of `cfg` into `cfg.out` (see the package docstring).
 
-    `rank`/`world`/`wrap` are set by the distributed launcher (`semlab.train.ddp`);
+    `device` defaults to "cuda" when available, else "cpu". `rank`/`world`/`wrap` are
+    set by the distributed launcher (`semlab.train.ddp`);
     `on_epoch(trainer, epoch, log)` is called after each epoch (notebook previews)."""
     if not cfg.out:
         raise ValueError("TrainConfig.out (the run folder) is required")
+    if device is None:  # a GPU when torch sees one, else the CPU
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:

@@ -1,0 +1,42 @@
+"""PSNR/SSIM wrappers against closed forms, and the bootstrap interval."""
+
+import numpy as np
+import pytest
+
+from semlab.metrics.pixel import bootstrap_ci, paired_scores, psnr, ssim
+
+
+def test_psnr_closed_form():
+    rng = np.random.default_rng(0)
+    ref = rng.random((32, 32))
+    pred = np.clip(ref + rng.normal(0, 0.05, ref.shape), 0, 1)
+    mse = np.mean((pred - ref) ** 2)
+    assert psnr(pred, ref) == pytest.approx(10 * np.log10(1 / mse))
+
+
+def test_ssim_identity_and_ordering():
+    rng = np.random.default_rng(1)
+    ref = rng.random((48, 48))
+    assert ssim(ref, ref) == pytest.approx(1.0)
+    a = np.clip(ref + rng.normal(0, 0.02, ref.shape), 0, 1)
+    b = np.clip(ref + rng.normal(0, 0.2, ref.shape), 0, 1)
+    assert 1.0 > ssim(a, ref) > ssim(b, ref)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(2)
+    small = rng.normal(5, 1, 20)
+    big = rng.normal(5, 1, 2000)
+    m, lo, hi = bootstrap_ci(small)
+    assert lo < m < hi and m == pytest.approx(small.mean())
+    _, lo2, hi2 = bootstrap_ci(big)
+    assert hi2 - lo2 < (hi - lo) / 3
+    assert all(np.isnan(bootstrap_ci([])))
+
+
+def test_paired_scores_shapes_and_errors():
+    x = [np.zeros((16, 16)), np.ones((16, 16)) * 0.5]
+    s = paired_scores(x, x)
+    assert s["psnr"].shape == (2,) and np.isinf(s["psnr"]).all()
+    with pytest.raises(ValueError):
+        paired_scores(x, x[:1])
