@@ -32,8 +32,7 @@ def train_maybe_distributed(cfg: TrainConfig, progress: bool = True) -> TrainRes
         torch.cuda.set_device(device)
 
     def wrap(m: torch.nn.Module) -> torch.nn.Module:
-        return torch.nn.parallel.DistributedDataParallel(m, device_ids=[device] if cuda else None,
-                                                         broadcast_buffers=True)
+        return torch.nn.parallel.DistributedDataParallel(m, device_ids=[device] if cuda else None)
 
     try:
         res = train(cfg, progress=progress and rank == 0, device=device, rank=rank, world=size, wrap=wrap)
