@@ -227,7 +227,7 @@ def test_reports_in_browser(browser, smoke_run, base_url):
                 "is => is.map(i => ({src: i.currentSrc.slice(0, 40), ok: i.complete && i.naturalWidth > 0}))")
             broken = [i["src"] for i in imgs if not i["ok"]]
             assert not broken, f"{name}: {len(broken)} of {len(imgs)} images did not load: {broken}"
-            assert len(imgs) >= 3, f"{name}: only {len(imgs)} figures"
+            assert len(imgs) >= 2, f"{name}: only {len(imgs)} figures"  # every notebook shows images
             assert all(i["src"].startswith("data:image/") for i in imgs), f"{name}: figures not embedded"
             seen["figures"][name] = len(imgs)
             for href in _relative_hrefs(page):  # e.g. the link back to the run index
