@@ -24,8 +24,9 @@ def _overrides(items: list[str]) -> dict:
     out = {}
     for it in items or []:
         if "=" not in it:
-            raise SystemExit(f"--set takes NAME=VALUE, got {it!r}")
+            raise ValueError(f"--set takes NAME=VALUE, got {it!r}")
         k, v = it.split("=", 1)
+        k = k.strip()
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
@@ -112,19 +113,6 @@ def cmd_run(a) -> int:
     return 0 if res.ok else 1
 
 
-def _parse_sets(items) -> dict:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise ValueError(f"--set wants NAME=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
-
-
 def cmd_train(a) -> int:
     from semlab.train import TrainConfig
     from semlab.train.ddp import train_maybe_distributed
@@ -138,7 +126,7 @@ def cmd_train(a) -> int:
             opts[k] = v
     if a.channels_last:
         opts["channels_last"] = True
-    opts.update(_parse_sets(a.set))
+    opts.update(_overrides(a.set))
     cfg = TrainConfig.from_dict(opts)
     res = train_maybe_distributed(cfg, progress=not a.quiet)
     if res is not None:

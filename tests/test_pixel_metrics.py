@@ -40,3 +40,14 @@ def test_paired_scores_shapes_and_errors():
     assert s["psnr"].shape == (2,) and np.isinf(s["psnr"]).all()
     with pytest.raises(ValueError):
         paired_scores(x, x[:1])
+
+
+def test_ci_table_and_its_text():
+    from semlab.metrics.pixel import ci_table, format_ci_table
+
+    rng = np.random.default_rng(3)
+    t = ci_table({"a": {"psnr": rng.normal(30, 1, 40), "ssim": rng.uniform(0.8, 0.9, 40)}})
+    m, lo, hi = t["a"]["psnr"]
+    assert lo < m < hi and 29 < m < 31
+    text = format_ci_table(t, "x")
+    assert text.splitlines()[1].startswith("a") and f"{m:.2f}" in text

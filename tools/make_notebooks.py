@@ -539,7 +539,7 @@ from IPython.display import display
 from semlab.config import profile_settings
 from semlab.data.datasets import load_dataset, make_default_dataset
 from semlab.io import write_json_atomic
-from semlab.metrics.pixel import bootstrap_ci, paired_scores
+from semlab.metrics.pixel import ci_table, format_ci_table, paired_scores
 from semlab.paths import data_dir
 from semlab.reports import publish_outputs
 from semlab.train import TrainConfig, train
@@ -606,12 +606,8 @@ rows = {"Pix2Pix vs real (noisy) image": paired_scores(fake, test_real)}
 if test_clean is not None:
     rows["noise-free image vs real: upper bound"] = paired_scores(test_clean, test_real)
     rows["Pix2Pix vs noise-free image"] = paired_scores(fake, test_clean)
-table = {}
-print(f"{'comparison (test split, n=' + str(len(test_ids)) + ')':<42}{'PSNR dB [95% CI]':>26}{'SSIM [95% CI]':>26}")
-for name, sc in rows.items():
-    p, s = bootstrap_ci(sc["psnr"]), bootstrap_ci(sc["ssim"])
-    table[name] = {"psnr": p, "ssim": s}
-    print(f"{name:<42}{p[0]:>10.2f} [{p[1]:.2f}, {p[2]:.2f}]{s[0]:>10.3f} [{s[1]:.3f}, {s[2]:.3f}]")
+table = ci_table(rows)
+print(format_ci_table(table, f"comparison (test split, n={len(test_ids)})"))
 """),
     md("""
 The middle row is the ceiling: even a perfect generator cannot predict the shot noise, so it
@@ -724,7 +720,7 @@ import numpy as np
 from semlab.config import profile_settings
 from semlab.data.datasets import load_dataset, make_default_dataset
 from semlab.io import write_json_atomic
-from semlab.metrics.pixel import bootstrap_ci, paired_scores
+from semlab.metrics.pixel import ci_table, format_ci_table, paired_scores
 from semlab.paths import data_dir
 from semlab.reports import publish_outputs
 from semlab.train import TrainConfig, train
@@ -785,11 +781,8 @@ scores = {"CycleGAN vs real image": paired_scores(fake, test_real)}
 clean = [ds.clean(i) for i in test_ids]
 if clean[0] is not None:
     scores["noise-free vs real: upper bound"] = paired_scores(np.stack(clean), test_real)
-table = {}
-for name, sc in scores.items():
-    p, s = bootstrap_ci(sc["psnr"]), bootstrap_ci(sc["ssim"])
-    table[name] = {"psnr": p, "ssim": s}
-    print(f"{name:<34} PSNR {p[0]:6.2f} dB [{p[1]:.2f}, {p[2]:.2f}]   SSIM {s[0]:.3f} [{s[1]:.3f}, {s[2]:.3f}]")
+table = ci_table(scores)
+print(format_ci_table(table, f"comparison (test split, n={len(test_ids)})"))
 k = min(N_SHOW, len(test_ids))
 fig = translation_grid(test_masks[:k], fake[:k], test_real[:k], titles=test_ids[:k])
 if OUT is not None:

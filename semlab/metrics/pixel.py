@@ -38,3 +38,17 @@ def paired_scores(preds, refs) -> dict[str, np.ndarray]:
         raise ValueError(f"{len(preds)} predictions for {len(refs)} references")
     return {"psnr": np.array([psnr(p, r) for p, r in zip(preds, refs)]),
             "ssim": np.array([ssim(p, r) for p, r in zip(preds, refs)])}
+
+
+def ci_table(rows: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """{comparison: per-image scores} -> {comparison: {metric: (mean, ci_low, ci_high)}}."""
+    return {name: {k: bootstrap_ci(v) for k, v in sc.items()} for name, sc in rows.items()}
+
+
+def format_ci_table(table: dict, title: str = "comparison") -> str:
+    """A plain-text table of `ci_table`'s output (PSNR in dB, SSIM)."""
+    lines = [f"{title:<44}{'PSNR dB [95% CI]':>26}{'SSIM [95% CI]':>26}"]
+    for name, t in table.items():
+        p, s = t["psnr"], t["ssim"]
+        lines.append(f"{name:<44}{p[0]:>10.2f} [{p[1]:.2f}, {p[2]:.2f}]{s[0]:>10.3f} [{s[1]:.3f}, {s[2]:.3f}]")
+    return "\n".join(lines)

@@ -142,14 +142,6 @@ class CycleGANTrainer(Trainer):
                 "loss_G_B": loss_G_B.item(), "loss_cycle_A": loss_cyc_A.item(), "loss_cycle_B": loss_cyc_B.item(),
                 "loss_idt_A": float(loss_idt_A.detach()), "loss_idt_B": float(loss_idt_B.detach())}
 
-    def end_epoch(self) -> None:
-        self.schedG.step()
-        self.schedD.step()
-
-    @property
-    def lr(self) -> float:
-        return float(self.optG.param_groups[0]["lr"])
-
     def generator(self) -> torch.nn.Module:
         return self.G_A
 

@@ -21,9 +21,17 @@ def linear_decay(cfg: TrainConfig):
 
 
 class Trainer:
-    """Common parts: autocast, channels_last, optimisers, state."""
+    """Common parts: autocast, channels_last, the per-epoch schedule, the learning rate."""
 
     cfg: TrainConfig
+
+    def end_epoch(self) -> None:
+        self.schedG.step()
+        self.schedD.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optG.param_groups[0]["lr"])
 
     def autocast(self):
         if self.cfg.precision == "bf16":
@@ -112,14 +120,6 @@ class Pix2PixTrainer(Trainer):
         if loss_fm is not None:
             out["loss_G_FM"] = loss_fm.item()
         return out
-
-    def end_epoch(self) -> None:
-        self.schedG.step()
-        self.schedD.step()
-
-    @property
-    def lr(self) -> float:
-        return float(self.optG.param_groups[0]["lr"])
 
     def generator(self) -> torch.nn.Module:
         return self.G
