@@ -107,3 +107,25 @@ def test_spectral_slope_power_law():
     f = np.linspace(0.01, 0.5, 50)
     assert spectral_slope(f, 3.0 * f**-2.5) == pytest.approx(-2.5)
     assert np.isnan(spectral_slope(f[:2], f[:2]))
+
+
+def test_log_spectrum_distance_and_high_frequency_ratio():
+    from scipy import ndimage
+
+    from semlab.metrics.spectral import high_frequency_ratio, log_spectrum_distance
+
+    rng = np.random.default_rng(0)
+    white = [rng.normal(0, 1, (64, 64)) for _ in range(8)]
+    white2 = [rng.normal(0, 1, (64, 64)) for _ in range(8)]
+    louder = [3 * w for w in white2]  # +9.54 dB at every frequency
+    smooth = [ndimage.gaussian_filter(w, 2) for w in white2]
+    assert log_spectrum_distance(white, white) == 0.0
+    assert log_spectrum_distance(white, white2) < 1.0  # same spectrum up to sampling noise
+    assert log_spectrum_distance(white2, louder) == pytest.approx(20 * np.log10(3), rel=1e-6)
+    assert log_spectrum_distance(white, smooth) > 10
+    # white noise: the share of ring-weighted power above 0.25 cycles/px is the share of
+    # the radial bins' ring weights above it (flat spectrum)
+    f = np.arange(1, 33) / 64
+    expected = (f[f > 0.25]).sum() / f.sum()
+    assert high_frequency_ratio(white, window=None) == pytest.approx(expected, rel=0.05)
+    assert high_frequency_ratio(smooth) < 0.01
