@@ -170,7 +170,8 @@ def high_frequency_ratio(images: Sequence[np.ndarray], *, cutoff: float = 0.25,
     """Share of the spectral power above `cutoff` cycles/px, from the mean radially
     averaged spectrum weighted by each ring's circumference (the number of frequencies
     in it, up to Nyquist): for white noise the share of ring weight above the cutoff
-    (0.61 at 0.25), near 0 for smooth images; GAN and upsampling artifacts raise it."""
+    (0.74 at 0.25 for a square image), near 0 for smooth images; GAN and upsampling
+    artifacts raise it."""
     f, p = _mean_power(images, window)
     ring = 2 * np.pi * f  # frequencies per bin grow with the radius
     w = p * ring
