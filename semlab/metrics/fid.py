@@ -1,0 +1,362 @@
+"""FID and KID with the official pytorch-fid Inception weights (design.md section 5).
+
+The network is pytorch-fid's ``InceptionV3([3], resize_input=True, normalize_input=True,
+use_fid_inception=True)`` loaded from exactly the file that
+``semlab.weights.resolve("pt_inception")`` finds. Without that file the metric is
+*unavailable*: :func:`compute_fid` then returns ``{"fid": None, "status": "unavailable: ..."}``
+and never a number from a random network.
+
+Image conversion (the only one): a gray image (H, W), float in [0, 1] or uint8 (divided by
+255), is replicated to 3 channels and fed in [0, 1]; the model itself resizes it to 299x299
+bilinearly and scales it to [-1, 1], exactly as pytorch-fid does for RGB images.
+
+Features are float64 (N, 2048), the 2048-d output of the final average pool.
+
+* :func:`frechet_distance` - FID from statistics, scipy ``sqrtm`` with pytorch-fid's
+  eps-offset fallback; equals ``pytorch_fid.fid_score.calculate_frechet_distance``.
+* :func:`fid_from_features` - FID from two feature sets. With fewer samples than
+  dimensions (both covariances singular, the usual case below 2,049 images) it uses the
+  exact identity ``tr sqrt(S1 S2) = ||A B^T||_* / sqrt((n1-1)(n2-1))`` (A, B the centred
+  features), which avoids a 2048x2048 ``sqrtm`` (~10 s, and ill-conditioned there).
+* :func:`kid_from_features` - KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel
+  ``k(x, y) = (x.y / d + 1)^3`` averaged over random subsets.
+* :func:`feature_stats_cache` - features/statistics of a (real) set cached on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io as _io
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from semlab import weights as _weights
+
+__all__ = [
+    "FID_DIMS",
+    "load_inception",
+    "inception_features",
+    "frechet_distance",
+    "fid_from_features",
+    "kid_from_features",
+    "images_sha256",
+    "weights_sha256",
+    "feature_stats_cache",
+    "compute_fid",
+]
+
+FID_DIMS = 2048
+_CACHE_VERSION = "fid-cache-v1"
+
+
+# --------------------------------------------------------------------------- model
+
+
+@contextlib.contextmanager
+def _torch_hub_dir_holding(weights_file: Path) -> Iterator[str]:
+    """Point torch.hub at a temporary folder whose ``checkpoints/`` holds `weights_file`
+    under its official name (a symlink, or a copy where links are impossible), so that
+    pytorch-fid's own constructor loads exactly that file; restores the hub dir after."""
+    import torch.hub
+
+    spec = _weights.KNOWN["pt_inception"]
+    old = torch.hub._hub_dir  # None means "derived from $TORCH_HOME"; restored as is
+    tmp = tempfile.mkdtemp(prefix="semlab-fid-hub-")
+    try:
+        ck = Path(tmp) / "checkpoints"
+        ck.mkdir()
+        dst = ck / spec.filename
+        try:
+            os.symlink(Path(weights_file).resolve(), dst)
+        except OSError:
+            shutil.copyfile(weights_file, dst)
+        torch.hub.set_dir(tmp)
+        yield tmp
+    finally:
+        torch.hub._hub_dir = old
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_inception(path=None, *, download: bool = True):
+    """The FID Inception network (eval mode, CPU) built from the official pytorch-fid
+    weights found by ``semlab.weights.resolve("pt_inception", path)``.
+
+    Raises ``semlab.weights.WeightsNotFound`` (naming the file, size, URL and folder) when
+    the file is missing. The resolved file is available as ``model.semlab_weights_path``.
+    """
+    from pytorch_fid.inception import InceptionV3
+
+    wfile = _weights.resolve("pt_inception", path, download=download)
+    with _torch_hub_dir_holding(wfile):
+        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]], resize_input=True,
+                            normalize_input=True, use_fid_inception=True)
+    model.eval()
+    model.semlab_weights_path = str(wfile)
+    return model
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _as_float_images(images) -> list[np.ndarray]:
+    """A list of float32 (H, W) arrays in [0, 1] from (N, H, W) or a sequence of (H, W),
+    float in [0, 1] or uint8."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 2:
+            images = images[None]
+        if images.ndim != 3:
+            raise ValueError(f"images must be gray (N, H, W), got shape {images.shape}")
+        seq = list(images)
+    else:
+        seq = list(images)
+    out = []
+    for i, im in enumerate(seq):
+        a = np.asarray(im)
+        if a.ndim != 2:
+            raise ValueError(f"image {i}: expected a gray (H, W) array, got shape {a.shape}")
+        if a.dtype == np.uint8:
+            a = a.astype(np.float32) / 255.0
+        elif np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
+            a = a.astype(np.float32)
+            if not np.isfinite(a).all():
+                raise ValueError(f"image {i}: non-finite values")
+            lo, hi = float(a.min()), float(a.max())
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise ValueError(f"image {i}: float values must be in [0, 1], got [{lo:g}, {hi:g}]")
+            a = np.clip(a, 0.0, 1.0)
+        else:
+            raise ValueError(f"image {i}: unsupported dtype {a.dtype} (use float in [0, 1] or uint8)")
+        out.append(a)
+    return out
+
+
+def inception_features(images, model, batch_size: int = 50, precision: str = "fp32") -> np.ndarray:
+    """float64 (N, 2048) Inception pool features of gray images (see module docstring for
+    the conversion). ``precision="bf16"`` runs under CPU bf16 autocast (faster, ~1e-2
+    relative differences). Images of different sizes are allowed; each batch holds
+    consecutive images of one size."""
+    import torch
+
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    imgs = _as_float_images(images)
+    feats = np.empty((len(imgs), FID_DIMS), np.float64)
+    model.eval()
+    # batches: consecutive runs of equal shape, cut at batch_size
+    starts, i = [], 0
+    while i < len(imgs):
+        j = i + 1
+        while j < len(imgs) and j - i < batch_size and imgs[j].shape == imgs[i].shape:
+            j += 1
+        starts.append((i, j))
+        i = j
+    ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+           else contextlib.nullcontext())
+    with torch.inference_mode(), ctx:
+        for a, b in starts:
+            x = torch.from_numpy(np.stack(imgs[a:b]))[:, None].expand(-1, 3, -1, -1).contiguous()
+            out = model(x)[0]
+            if out.shape[2:] != (1, 1):  # never with block 3; kept like pytorch-fid
+                out = torch.nn.functional.adaptive_avg_pool2d(out, (1, 1))
+            feats[a:b] = out.float().reshape(b - a, -1).double().numpy()
+    return feats
+
+
+# --------------------------------------------------------------------------- distances
+
+
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+    from scipy import linalg
+
+    r = linalg.sqrtm(m)
+    return r[0] if isinstance(r, tuple) else r
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) in float64:
+    ``||mu1 - mu2||^2 + tr(s1 + s2 - 2 sqrtm(s1 s2))``. If the product's square root is not
+    finite, ``eps * I`` is added to both covariances (as pytorch-fid does); an imaginary
+    part above 1e-3 raises ValueError."""
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+        raise ValueError(f"inconsistent shapes: mu {mu1.shape} {mu2.shape}, sigma {s1.shape} {s2.shape}")
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's "singular matrix" notice
+        covmean = _sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():
+            off = np.eye(s1.shape[0]) * eps
+            covmean = _sqrtm((s1 + off) @ (s2 + off))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag)):g} in sqrtm(s1 s2)")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def _stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = np.asarray(feats, np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors (N, d), got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def fid_from_features(f1, f2) -> float:
+    """FID between two feature sets (N1, d) and (N2, d), covariances with ddof=1.
+
+    If ``min(N1, N2) <= d`` the covariances are singular and the trace term is computed
+    exactly from the centred features (nuclear norm of ``A B^T``), which is what
+    :func:`frechet_distance` approximates there; otherwise :func:`frechet_distance`."""
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"feature shapes differ: {f1.shape} vs {f2.shape}")
+    n1, n2, d = f1.shape[0], f2.shape[0], f1.shape[1]
+    if n1 < 2 or n2 < 2:
+        raise ValueError("need at least 2 feature vectors per set")
+    if min(n1, n2) > d:
+        return frechet_distance(*_stats(f1), *_stats(f2))
+    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
+    a, b = f1 - mu1, f2 - mu2
+    tr1 = float(np.sum(a * a)) / (n1 - 1)
+    tr2 = float(np.sum(b * b)) / (n2 - 1)
+    nuc = float(np.linalg.svd(a @ b.T, compute_uv=False).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff + tr1 + tr2 - 2 * nuc / np.sqrt((n1 - 1) * (n2 - 1)))
+
+
+def _kid_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    d = x.shape[1]
+    m = x.shape[0]
+    kxx = (x @ x.T / d + 1) ** 3
+    kyy = (y @ y.T / d + 1) ** 3
+    kxy = (x @ y.T / d + 1) ** 3
+    sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    syy = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    return float(sxx + syy - 2 * kxy.mean())
+
+
+def kid_from_features(f1, f2, subset_size: int = 1000, n_subsets: int = 100,
+                      seed: int = 0) -> tuple[float, float]:
+    """KID as (mean, std) over `n_subsets` subsets of ``m = min(subset_size, N1, N2)``
+    vectors from each set (drawn without replacement within a subset, independently
+    between subsets: ``rng = np.random.default_rng(seed)``, then per subset
+    ``rng.choice(N1, m, replace=False)`` followed by ``rng.choice(N2, m, replace=False)``).
+    Each value is the unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3``; std has ddof=0."""
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"feature shapes differ: {f1.shape} vs {f2.shape}")
+    m = min(subset_size, f1.shape[0], f2.shape[0])
+    if m < 2:
+        raise ValueError("KID needs at least 2 feature vectors per set")
+    rng = np.random.default_rng(seed)
+    vals = np.empty(n_subsets)
+    for k in range(n_subsets):
+        ix = rng.choice(f1.shape[0], m, replace=False)
+        iy = rng.choice(f2.shape[0], m, replace=False)
+        vals[k] = _kid_mmd2(f1[ix], f2[iy])
+    return float(vals.mean()), float(vals.std())
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def images_sha256(images) -> str:
+    """sha256 over the images' shapes, dtypes and bytes (in order)."""
+    h = hashlib.sha256()
+    seq = list(images) if not isinstance(images, np.ndarray) or images.ndim != 2 else [images]
+    h.update(f"n={len(seq)};".encode())
+    for im in seq:
+        a = np.ascontiguousarray(np.asarray(im))
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+_WEIGHTS_HASHES: dict[tuple, str] = {}
+
+
+def weights_sha256(path) -> str:
+    """sha256 of a weights file, remembered per (path, size, mtime) in this process."""
+    from semlab.io import sha256_file
+
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHTS_HASHES:
+        _WEIGHTS_HASHES[key] = sha256_file(p)
+    return _WEIGHTS_HASHES[key]
+
+
+def feature_stats_cache(images, model, cache_dir, model_hash: str, batch_size: int = 50,
+                        precision: str = "fp32") -> dict:
+    """Features and statistics of `images`, cached in ``cache_dir/<key>.npz`` where key is
+    the sha256 of (images' bytes, `model_hash`, precision, cache version).
+
+    Returns {"features", "mu", "sigma", "hit": bool, "path"}. Written atomically
+    (``semlab.io.atomic_write``: temp file + os.replace); an unreadable cache file is
+    recomputed. `cache_dir=None` disables the cache."""
+    key = hashlib.sha256(f"{_CACHE_VERSION};{images_sha256(images)};{model_hash};{precision}"
+                         .encode()).hexdigest()
+    path = Path(cache_dir) / f"{key[:40]}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    return {"features": z["features"], "mu": z["mu"], "sigma": z["sigma"],
+                            "hit": True, "path": str(path)}
+        except (OSError, ValueError, KeyError):
+            pass  # corrupt or foreign file: recompute and overwrite
+    feats = inception_features(images, model, batch_size=batch_size, precision=precision)
+    mu, sigma = _stats(feats)
+    if path is not None:
+        from semlab.io import atomic_write
+
+        buf = _io.BytesIO()
+        np.savez(buf, key=np.array(key), features=feats, mu=mu, sigma=sigma)
+        with atomic_write(path, "wb") as f:
+            f.write(buf.getvalue())
+    return {"features": feats, "mu": mu, "sigma": sigma, "hit": False,
+            "path": str(path) if path is not None else None}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def compute_fid(real, fake, weights_path=None, cache_dir=None, *, batch_size: int = 50,
+                precision: str = "fp32", kid_subset_size: int = 1000, kid_subsets: int = 100,
+                seed: int = 0, model=None) -> dict:
+    """FID and KID of `fake` against `real` (gray image sets, see module docstring).
+
+    Returns {"fid", "kid", "kid_std", "n_real", "n_fake", "weights", "precision",
+    "real_cache_hit"}; or, without the official weights (``semlab.weights.status``, never
+    downloads), {"fid": None, "kid": None, "kid_std": None, "status": "unavailable: <file>
+    not found (put it in data/weights/)"}. Real-set features are cached in `cache_dir`.
+    A `model` from :func:`load_inception` may be passed to avoid reloading it."""
+    if model is not None and getattr(model, "semlab_weights_path", None):
+        wfile = model.semlab_weights_path
+    else:
+        ok, info = _weights.status("pt_inception", weights_path)
+        if not ok:
+            return {"fid": None, "kid": None, "kid_std": None, "status": f"unavailable: {info}"}
+        wfile = info
+        model = load_inception(wfile, download=False)
+    real_stats = feature_stats_cache(real, model, cache_dir, weights_sha256(wfile),
+                                     batch_size=batch_size, precision=precision)
+    f_real = real_stats["features"]
+    f_fake = inception_features(fake, model, batch_size=batch_size, precision=precision)
+    kid, kid_std = kid_from_features(f_real, f_fake, subset_size=kid_subset_size,
+                                     n_subsets=kid_subsets, seed=seed)
+    return {"fid": fid_from_features(f_real, f_fake), "kid": kid, "kid_std": kid_std,
+            "n_real": int(f_real.shape[0]), "n_fake": int(f_fake.shape[0]),
+            "weights": str(wfile), "precision": precision,
+            "real_cache_hit": bool(real_stats["hit"])}
