@@ -142,6 +142,27 @@ def cmd_generate(a) -> int:
     return 0
 
 
+def cmd_evaluate(a) -> int:
+    from semlab.metrics.evaluate import evaluate, read_folder, to_markdown, write_table
+
+    real_ids, real = read_folder(a.real)
+    fake_ids, fake = read_folder(a.fake)
+    if a.paired:  # pairs by file name
+        common = sorted(set(real_ids) & set(fake_ids))
+        if not common:
+            raise ValueError(f"--paired: no file names in common between {a.real} and {a.fake}")
+        ri, fi = {k: i for i, k in enumerate(real_ids)}, {k: i for i, k in enumerate(fake_ids)}
+        real, fake = [real[ri[k]] for k in common], [fake[fi[k]] for k in common]
+    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else None
+    kw = {"metrics": metrics} if metrics else {}
+    rows = evaluate(real, fake, paired=a.paired, cache_dir=a.cache, **kw)
+    print(to_markdown(rows))
+    if a.out:
+        for out in a.out.split(","):
+            print("wrote", write_table(rows, out))
+    return 0
+
+
 def cmd_lab(a) -> int:
     from semlab.lab import main as lab_main
 
@@ -269,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("evaluate", help="metrics of generated vs real images, with 95% confidence intervals")
+    s.add_argument("--real", required=True, help="folder of real images")
+    s.add_argument("--fake", required=True, help="folder of generated images")
+    s.add_argument("--paired", action="store_true", help="pair images by file name: adds PSNR, SSIM, LPIPS")
+    s.add_argument("--metrics", default=None, help="comma-separated subset of fid,kid,spectral,lpips,psnr,ssim")
+    s.add_argument("--out", default=None, help="table file(s): .csv, .md, .tex (comma-separated)")
+    s.add_argument("--cache", default=None, help="folder caching the real set's Inception features")
+    s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("lab", help="JupyterLab on the notebooks (semlab kernel, localhost, token auth)")
     s.add_argument("--port", type=int, default=None)

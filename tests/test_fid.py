@@ -241,3 +241,17 @@ def test_real_stats_cache(env, model, images, tmp_path):
     r2 = F.compute_fid(noise[:4], smooth[:4], cache_dir=cache, kid_subset_size=4, kid_subsets=3)
     assert not r1["real_cache_hit"] and r2["real_cache_hit"]
     assert r1["fid"] == pytest.approx(r2["fid"], rel=1e-12)
+
+
+def test_evaluate_reports_fid_and_kid_with_intervals(env, random_weights_dir, images, tmp_path):
+    """The evaluate table with the (random, test-only) network in the official format."""
+    from semlab.metrics.evaluate import evaluate
+
+    env.setenv("SEMLAB_WEIGHTS", str(random_weights_dir))
+    noise, smooth = images
+    rows = {r["metric"]: r for r in evaluate(list(noise), list(smooth), metrics=("fid", "kid"), n_boot=100,
+                                             cache_dir=tmp_path / "cache")}
+    f = rows["fid"]
+    assert f["status"] == "ok" and f["value"] > 1 and f["ci_low"] <= f["value"] <= f["ci_high"] * 1.5
+    assert rows["kid"]["status"] == "ok" and rows["kid"]["ci_low"] < rows["kid"]["value"] < rows["kid"]["ci_high"]
+    assert list((tmp_path / "cache").glob("*.npz"))  # the real set's features are cached

@@ -1,0 +1,198 @@
+"""`semlab evaluate`: one tidy table of metrics for generated vs real images.
+
+Rows are (metric, value, ci_low, ci_high, n, status, note): paired metrics (PSNR,
+SSIM, LPIPS) are means over image pairs with percentile-bootstrap 95% intervals;
+set metrics (FID, KID, spectral distance, high-frequency ratio) come with a bootstrap
+over the images (FID: the feature rows resampled; KID: its spread over subsets).
+A metric whose weights are missing has no value and says so in `status`
+("unavailable: <file> not found (put it in data/weights/)"); it is never computed on
+random weights. Tables export to CSV, Markdown and LaTeX; `comparison_table` puts
+several models side by side with the best value per column marked.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from semlab import io
+from semlab.metrics.pixel import bootstrap_ci, paired_scores
+
+FIELDS = ("metric", "value", "ci_low", "ci_high", "n", "status", "note")
+# for each metric: is a higher value better?
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "kid": False,
+                    "spectral_distance_db": False, "hf_ratio_gap": False}
+SET_METRICS = ("fid", "kid", "spectral", "lpips", "psnr", "ssim")
+
+
+def _row(metric, value=None, lo=None, hi=None, n=0, status="ok", note=""):
+    return {"metric": metric, "value": value, "ci_low": lo, "ci_high": hi, "n": n, "status": status, "note": note}
+
+
+def read_folder(folder) -> tuple[list[str], list[np.ndarray]]:
+    """Gray images of a folder (sorted by name) as float32 [0, 1]."""
+    from semlab.data.sources import list_images
+
+    files = list_images(folder)
+    if not files:
+        raise ValueError(f"{folder}: no images found")
+    return [f.stem for f in files], [io.read_image(f) for f in files]
+
+
+def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: bool = False,
+             metrics: Sequence[str] = SET_METRICS, n_boot: int = 200, seed: int = 0,
+             cache_dir=None, lpips_net: str = "alex") -> list[dict]:
+    """Evaluate `fake` against `real` (lists of 2-D float images in [0, 1]). With
+    `paired`, fake[i] is the translation of real[i]'s mask (PSNR, SSIM, LPIPS)."""
+    rows: list[dict] = []
+    if paired and len(real) != len(fake):
+        raise ValueError(f"paired evaluation needs as many fakes as reals ({len(fake)} vs {len(real)})")
+    rng = np.random.default_rng(seed)
+    if paired and ("psnr" in metrics or "ssim" in metrics):
+        sc = paired_scores(fake, real)
+        for k in ("psnr", "ssim"):
+            if k in metrics:
+                m, lo, hi = bootstrap_ci(sc[k], n_boot=n_boot, seed=seed)
+                rows.append(_row(k, m, lo, hi, len(real), note="mean over pairs, 95% bootstrap CI"))
+    if paired and "lpips" in metrics:
+        from semlab.metrics.lpips import compute_lpips
+
+        res = compute_lpips(np.stack(fake), np.stack(real), net=lpips_net)
+        if res["lpips"] is None:
+            rows.append(_row("lpips", status=res["status"], n=len(real)))
+        else:
+            m, lo, hi = bootstrap_ci(res["per_image"], n_boot=n_boot, seed=seed)
+            rows.append(_row("lpips", m, lo, hi, len(real), note=f"{lpips_net}, mean over pairs"))
+    if "fid" in metrics or "kid" in metrics:
+        rows += _fid_rows(real, fake, metrics, n_boot, rng, cache_dir)
+    if "spectral" in metrics:
+        rows += _spectral_rows(real, fake, n_boot, rng)
+    return rows
+
+
+def _fid_rows(real, fake, metrics, n_boot, rng, cache_dir) -> list[dict]:
+    from semlab.metrics import fid as F
+    from semlab.weights import status
+
+    found, where = status("pt_inception")
+    n = min(len(real), len(fake))
+    if not found:
+        return [_row(m, status=f"unavailable: {where}", n=n) for m in ("fid", "kid") if m in metrics]
+    model = F.load_inception()
+    fr = F.feature_stats_cache(real, model, cache_dir, F.weights_sha256(model.semlab_weights_path))["features"] \
+        if cache_dir else F.inception_features(real, model)
+    ff = F.inception_features(fake, model)
+    out = []
+    if "fid" in metrics:
+        value = F.fid_from_features(fr, ff)
+        boots = [F.fid_from_features(fr[rng.integers(0, len(fr), len(fr))], ff[rng.integers(0, len(ff), len(ff))])
+                 for _ in range(max(n_boot // 10, 10))]
+        lo, hi = np.quantile(boots, [0.025, 0.975])
+        note = "biased upward at small n: compare only at equal n" + ("; fewer than 2048 images" if n < 2048 else "")
+        out.append(_row("fid", value, float(lo), float(hi), n, note=note))
+    if "kid" in metrics:
+        k, s = F.kid_from_features(fr, ff, subset_size=min(1000, n), n_subsets=100)
+        out.append(_row("kid", k, k - 1.96 * s, k + 1.96 * s, n, note="unbiased; +-1.96 std over 100 subsets"))
+    return out
+
+
+def _spectral_rows(real, fake, n_boot, rng) -> list[dict]:
+    from semlab.metrics.spectral import high_frequency_ratio, log_spectrum_distance
+
+    real, fake = list(real), list(fake)
+    d = log_spectrum_distance(real, fake)
+    boots = [log_spectrum_distance([real[i] for i in rng.integers(0, len(real), len(real))],
+                                   [fake[i] for i in rng.integers(0, len(fake), len(fake))])
+             for _ in range(max(n_boot // 4, 20))]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    hr, hf = high_frequency_ratio(real), high_frequency_ratio(fake)
+    return [_row("spectral_distance_db", d, float(lo), float(hi), min(len(real), len(fake)),
+                 note="RMS difference of mean log power spectra"),
+            _row("hf_ratio_gap", abs(hf - hr), None, None, min(len(real), len(fake)),
+                 note=f"share of power above 0.25 cyc/px: real {hr:.3f}, fake {hf:.3f}")]
+
+
+# ----------------------------------------------------------------------- exports
+
+def _fmt(v, digits=4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def write_table(rows: list[dict], path) -> Path:
+    """CSV, Markdown or LaTeX by the file's suffix (.csv, .md, .tex), atomically."""
+    p = Path(path)
+    if p.suffix == ".csv":
+        return io.write_csv_atomic(p, rows, list(FIELDS))
+    if p.suffix == ".md":
+        return io.write_text_atomic(p, to_markdown(rows) + "\n")
+    if p.suffix == ".tex":
+        return io.write_text_atomic(p, to_latex(rows) + "\n")
+    raise ValueError(f"{p}: table format by suffix: .csv, .md or .tex")
+
+
+def _cell(r) -> str:
+    if r["value"] is None:
+        return r["status"]
+    ci = f" [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if r["ci_low"] is not None else ""
+    return f"{_fmt(r['value'])}{ci}"
+
+
+def to_markdown(rows: list[dict]) -> str:
+    lines = ["| metric | value [95% CI] | n | note |", "|---|---|---|---|"]
+    lines += [f"| {r['metric']} | {_cell(r)} | {r['n']} | {r['note']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def _tex(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        s = s.replace(a, b)
+    return s
+
+
+def to_latex(rows: list[dict]) -> str:
+    lines = [r"\begin{tabular}{lrr}", r"\hline", r"metric & value [95\% CI] & $n$ \\", r"\hline"]
+    lines += [f"{_tex(r['metric'])} & {_tex(_cell(r))} & {r['n']} \\\\" for r in rows]
+    lines += [r"\hline", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def comparison_table(results: dict[str, list[dict]], fmt: str = "markdown") -> str:
+    """Models as rows, metrics as columns, value [CI]; the best value of each column in
+    bold (Markdown) or \\textbf (LaTeX); unavailable cells say so."""
+    metrics = []
+    for rows in results.values():
+        metrics += [r["metric"] for r in rows if r["metric"] not in metrics]
+    by = {m: {name: next((r for r in rows if r["metric"] == m), None) for name, rows in results.items()}
+          for m in metrics}
+    best = {}
+    for m in metrics:
+        vals = {n: r["value"] for n, r in by[m].items() if r is not None and r["value"] is not None}
+        if vals and m in HIGHER_IS_BETTER:
+            pick = max if HIGHER_IS_BETTER[m] else min
+            best[m] = pick(vals, key=vals.get)
+    bold = (lambda s: f"**{s}**") if fmt == "markdown" else (lambda s: f"\\textbf{{{s}}}")
+    header = ["model"] + metrics
+    body = []
+    for name in results:
+        cells = [name]
+        for m in metrics:
+            r = by[m][name]
+            c = "-" if r is None else _cell(r)
+            cells.append(bold(c) if best.get(m) == name else c)
+        body.append(cells)
+    if fmt == "markdown":
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(c) + " |" for c in body]
+        return "\n".join(out)
+    if fmt == "latex":
+        out = [r"\begin{tabular}{l" + "r" * len(metrics) + "}", r"\hline",
+               " & ".join(_tex(h) for h in header) + r" \\", r"\hline"]
+        out += [" & ".join(c if c.startswith("\\textbf") else _tex(c) for c in row) + r" \\" for row in body]
+        out += [r"\hline", r"\end{tabular}"]
+        return "\n".join(out)
+    raise ValueError(f"format {fmt!r}; valid: markdown, latex")

@@ -1,0 +1,83 @@
+"""`semlab evaluate`: the tidy table, honest unavailable cells, exports, comparisons."""
+
+import csv
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from semlab import io
+from semlab.metrics.evaluate import comparison_table, evaluate, to_latex, to_markdown, write_table
+from semlab.metrics.pixel import psnr
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+
+
+def _sets(n=12, size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    real = [np.clip(0.5 + 0.1 * rng.normal(size=(size, size)), 0, 1).astype(np.float32) for _ in range(n)]
+    fake = [np.clip(ndimage.gaussian_filter(r, 1) + 0.01, 0, 1).astype(np.float32) for r in real]
+    return real, fake
+
+
+def test_paired_rows_and_unavailable_cells(no_weights):
+    real, fake = _sets()
+    rows = {r["metric"]: r for r in evaluate(real, fake, paired=True, n_boot=100)}
+    want = float(np.mean([psnr(f, r) for f, r in zip(fake, real)]))
+    assert rows["psnr"]["value"] == pytest.approx(want) and rows["psnr"]["ci_low"] < want < rows["psnr"]["ci_high"]
+    assert 0 < rows["ssim"]["value"] < 1
+    for m, f in (("fid", "pt_inception-2015-12-05-6726825d.pth"), ("kid", "pt_inception"),
+                 ("lpips", "alexnet-owt-7be5be79.pth")):
+        assert rows[m]["value"] is None and rows[m]["status"].startswith("unavailable: ") and f in rows[m]["status"]
+    assert rows["spectral_distance_db"]["value"] > 1  # blurred fakes lose high frequencies
+    assert "real" in rows["hf_ratio_gap"]["note"]
+
+
+def test_exports(no_weights, tmp_path):
+    real, fake = _sets()
+    rows = evaluate(real, fake, paired=True, metrics=("psnr", "fid"), n_boot=50)
+    p = write_table(rows, tmp_path / "t.csv")
+    got = list(csv.DictReader(open(p)))
+    assert [r["metric"] for r in got] == ["psnr", "fid"] and got[1]["status"].startswith("unavailable")
+    md = to_markdown(rows)
+    assert md.count("\n") == 3 and "| psnr |" in md and "unavailable" in md
+    tex = to_latex(rows)
+    assert r"\begin{tabular}" in tex and r"95\% CI" in tex
+    with pytest.raises(ValueError, match="suffix"):
+        write_table(rows, tmp_path / "t.xlsx")
+
+
+def test_comparison_marks_the_best_per_column():
+    a = [{"metric": "psnr", "value": 30.0, "ci_low": 29.0, "ci_high": 31.0, "n": 5, "status": "ok", "note": ""},
+         {"metric": "fid", "value": 20.0, "ci_low": None, "ci_high": None, "n": 5, "status": "ok", "note": ""}]
+    b = [{"metric": "psnr", "value": 25.0, "ci_low": 24.0, "ci_high": 26.0, "n": 5, "status": "ok", "note": ""},
+         {"metric": "fid", "value": 10.0, "ci_low": None, "ci_high": None, "n": 5, "status": "ok", "note": ""}]
+    md = comparison_table({"pix2pix": a, "cyclegan": b})
+    lines = md.splitlines()
+    assert lines[0] == "| model | psnr | fid |"
+    assert "**30 [29, 31]**" in lines[2] and "**10**" in lines[3]  # higher PSNR, lower FID
+    assert r"\textbf{30 [29, 31]}" in comparison_table({"pix2pix": a, "cyclegan": b}, fmt="latex")
+
+
+def test_cli_evaluate_folders(no_weights, tmp_path, capsys):
+    from semlab import cli
+
+    real, fake = _sets(n=6)
+    for d, imgs in (("r", real), ("f", fake)):
+        (tmp_path / d).mkdir()
+        for i, im in enumerate(imgs):
+            io.write_image(tmp_path / d / f"{i:03d}.png", im)
+    out = f"{tmp_path / 't.csv'},{tmp_path / 't.md'}"
+    rc = cli.main(["evaluate", "--real", str(tmp_path / "r"), "--fake", str(tmp_path / "f"), "--paired",
+                   "--metrics", "psnr,ssim,spectral", "--out", out])
+    assert rc == 0 and "| psnr |" in capsys.readouterr().out
+    assert (tmp_path / "t.csv").is_file() and (tmp_path / "t.md").is_file()
+    (tmp_path / "g").mkdir()
+    io.write_image(tmp_path / "g" / "zzz.png", fake[0])
+    assert cli.main(["evaluate", "--real", str(tmp_path / "r"), "--fake", str(tmp_path / "g"), "--paired"]) == 2
