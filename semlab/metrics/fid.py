@@ -60,13 +60,14 @@ _CACHE_VERSION = "fid-cache-v1"
 
 
 @contextlib.contextmanager
-def _torch_hub_dir_holding(weights_file: Path) -> Iterator[str]:
+def _torch_hub_dir_holding(weights_file: Path, name: str = "pt_inception") -> Iterator[str]:
     """Point torch.hub at a temporary folder whose ``checkpoints/`` holds `weights_file`
-    under its official name (a symlink, or a copy where links are impossible), so that
-    pytorch-fid's own constructor loads exactly that file; restores the hub dir after."""
+    under the official file name of `semlab.weights.KNOWN[name]` (a symlink, or a copy
+    where links are impossible), so that the library's own constructor (pytorch-fid,
+    torchvision via lpips) loads exactly that file; restores the hub dir after."""
     import torch.hub
 
-    spec = _weights.KNOWN["pt_inception"]
+    spec = _weights.KNOWN[name]
     old = torch.hub._hub_dir  # None means "derived from $TORCH_HOME"; restored as is
     tmp = tempfile.mkdtemp(prefix="semlab-fid-hub-")
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,34 +24,17 @@ import numpy as np
 BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 
 
-@contextlib.contextmanager
-def _hub_with(file: Path):
-    """torch.hub pointed at a temporary folder whose checkpoints/ holds `file`, so
-    torchvision's loader finds it under its official name without any download."""
-    import torch
-
-    old = torch.hub.get_dir()
-    with tempfile.TemporaryDirectory() as tmp:
-        ck = Path(tmp) / "checkpoints"
-        ck.mkdir()
-        os.symlink(Path(file).resolve(), ck / Path(file).name)
-        torch.hub.set_dir(tmp)
-        try:
-            yield
-        finally:
-            torch.hub.set_dir(old)
-
-
 def load_lpips(net: str = "alex", path=None):
     """The lpips model with the resolved backbone weights (eval mode, no gradients)."""
     import lpips
 
+    from semlab.metrics.fid import _torch_hub_dir_holding
     from semlab.weights import resolve
 
     if net not in BACKBONES:
         raise KeyError(f"unknown LPIPS backbone {net!r}; valid: {', '.join(BACKBONES)}")
     file = resolve(BACKBONES[net], path)
-    with _hub_with(file), open(os.devnull, "w") as null, contextlib.redirect_stdout(null), warnings.catch_warnings():
+    with _torch_hub_dir_holding(file, BACKBONES[net]), open(os.devnull, "w") as null, contextlib.redirect_stdout(null), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")  # lpips' old API call
         model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False)
     return model.eval()
