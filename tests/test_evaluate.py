@@ -31,7 +31,7 @@ def test_paired_rows_and_unavailable_cells(no_weights):
     rows = {r["metric"]: r for r in evaluate(real, fake, paired=True, n_boot=100)}
     want = float(np.mean([psnr(f, r) for f, r in zip(fake, real)]))
     assert rows["psnr"]["value"] == pytest.approx(want) and rows["psnr"]["ci_low"] < want < rows["psnr"]["ci_high"]
-    assert 0 < rows["ssim"]["value"] < 1
+    assert 0 < rows["ssim"]["value"] < 1 and 0 < rows["ms_ssim"]["value"] < 1
     for m, f in (("fid", "pt_inception-2015-12-05-6726825d.pth"), ("kid", "pt_inception"),
                  ("lpips", "alexnet-owt-7be5be79.pth")):
         assert rows[m]["value"] is None and rows[m]["status"].startswith("unavailable: ") and f in rows[m]["status"]

@@ -51,3 +51,24 @@ def test_ci_table_and_its_text():
     assert lo < m < hi and 29 < m < 31
     text = format_ci_table(t, "x")
     assert text.splitlines()[1].startswith("a") and f"{m:.2f}" in text
+
+
+def test_single_scale_terms_equal_scikit_image_and_ms_ssim_behaves():
+    from skimage.metrics import structural_similarity
+
+    from semlab.metrics.pixel import _ssim_terms, ms_ssim
+
+    rng = np.random.default_rng(4)
+    ref = np.clip(0.5 + 0.2 * rng.normal(size=(128, 128)), 0, 1)
+    a = np.clip(ref + rng.normal(0, 0.03, ref.shape), 0, 1)
+    b = np.clip(ref + rng.normal(0, 0.15, ref.shape), 0, 1)
+    sk = structural_similarity(ref, a, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                               use_sample_covariance=False)
+    assert _ssim_terms(a, ref)[0] == pytest.approx(sk, abs=1e-9)
+    assert ms_ssim(ref, ref) == pytest.approx(1.0)
+    assert 1.0 > ms_ssim(a, ref) > ms_ssim(b, ref) > 0
+    # a global brightness offset hurts SSIM's luminance term only at the coarsest scale
+    shifted = np.clip(ref + 0.1, 0, 1)
+    assert ms_ssim(shifted, ref) > ssim(shifted, ref)
+    with pytest.raises(ValueError):
+        ms_ssim(ref, ref[:64])

@@ -1,7 +1,7 @@
 """`semlab evaluate`: one tidy table of metrics for generated vs real images.
 
 Rows are (metric, value, ci_low, ci_high, n, status, note): paired metrics (PSNR,
-SSIM, LPIPS) are means over image pairs with percentile-bootstrap 95% intervals;
+SSIM, MS-SSIM, LPIPS) are means over image pairs with percentile-bootstrap 95% intervals;
 set metrics (FID, KID, spectral distance, high-frequency ratio) come with a bootstrap
 over the images (FID: the feature rows resampled; KID: its spread over subsets).
 A metric whose weights are missing has no value and says so in `status`
@@ -23,9 +23,9 @@ from semlab.metrics.pixel import bootstrap_ci, paired_scores
 
 FIELDS = ("metric", "value", "ci_low", "ci_high", "n", "status", "note")
 # for each metric: is a higher value better?
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "kid": False,
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False, "fid": False, "kid": False,
                     "spectral_distance_db": False, "hf_ratio_gap": False}
-SET_METRICS = ("fid", "kid", "spectral", "lpips", "psnr", "ssim")
+SET_METRICS = ("fid", "kid", "spectral", "lpips", "psnr", "ssim", "ms_ssim")
 
 
 def _row(metric, value=None, lo=None, hi=None, n=0, status="ok", note=""):
@@ -57,6 +57,12 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
             if k in metrics:
                 m, lo, hi = bootstrap_ci(sc[k], n_boot=n_boot, seed=seed)
                 rows.append(_row(k, m, lo, hi, len(real), note="mean over pairs, 95% bootstrap CI"))
+    if paired and "ms_ssim" in metrics:
+        from semlab.metrics.pixel import ms_ssim
+
+        v = np.array([ms_ssim(f, r) for f, r in zip(fake, real)])
+        m, lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+        rows.append(_row("ms_ssim", m, lo, hi, len(real), note="Wang et al. 2003, mean over pairs"))
     if paired and "lpips" in metrics:
         from semlab.metrics.lpips import compute_lpips
 
