@@ -514,7 +514,7 @@ def render_run_index(meta: dict[str, Any]) -> str:
             for k, (key, val) in enumerate(items):
                 first = (f"<td rowspan=\"{len(items)}\">{e(s['name'])}</td>" if k == 0 else "")
                 num = isinstance(val, (int, float)) and not isinstance(val, bool)
-                cell = f"<td class=\"num\">" if num else "<td class=\"text\">"
+                cell = "<td class=\"num\">" if num else "<td class=\"text\">"
                 metric_rows.append(f"<tr>{first}<td>{e(key)}</td>{cell}{e(_fmt_value(val))}</td></tr>")
         if s.get("metrics_error"):
             metric_rows.append(f"<tr><td>{e(s['name'])}</td><td colspan=\"2\">{e(s['metrics_error'])}</td></tr>")

@@ -350,7 +350,6 @@ def _gauss_var_factor(s: float) -> float:
 
 
 _EPS = 1e-6
-_NDTRI_MAX = float(-special.ndtri(_EPS))  # ~4.75
 
 
 def _signed_distance(cov: np.ndarray, sigma_px: float) -> np.ndarray:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 

@@ -20,7 +20,6 @@ the last one to finish (or `merge_shards`) writes `manifest.csv`.
 from __future__ import annotations
 
 import json
-import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -265,6 +264,3 @@ def read_regions(path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im).astype(np.int32)
 
-
-def _env_threads() -> int:  # pragma: no cover - informational
-    return int(os.environ.get("OMP_NUM_THREADS", "0") or 0)

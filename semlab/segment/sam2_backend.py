@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semlab.segment.base import Segment, SegmentationError, check_image
+from semlab.segment.base import Segment, check_image
 from semlab.weights import KNOWN, resolve
 
 __all__ = ["SAM2_MODELS", "SUPPORTED_IMAGE_SIZES", "Sam2Settings", "Sam2Segmenter", "make_random_checkpoint"]

@@ -16,19 +16,25 @@ def checkpoint_path(folder, step: int) -> Path:
     return Path(folder) / f"ckpt-{step:09d}.pt"
 
 
-def save_checkpoint(state: dict, folder, step: int, keep: int = 2) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    dst = checkpoint_path(folder, step)
+def atomic_torch_save(obj, dst) -> Path:
+    """torch.save to a temporary name, fsync, rename: never a partial file at `dst`."""
+    dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:
-        torch.save(state, tmp)
+        torch.save(obj, tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dst)
     finally:
         if tmp.exists():
             tmp.unlink()
+    return dst
+
+
+def save_checkpoint(state: dict, folder, step: int, keep: int = 2) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = atomic_torch_save(state, checkpoint_path(folder, step))
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return dst

@@ -128,7 +128,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None,
         nonlocal last_good
         if rank != 0:
             return None
-        state = {"format": "semlab-train-1", "config": cfg.to_dict(), "epoch": ep, "step_in_epoch": sie,
+        state = {"format": "semlab-train-1", "config": cfg.to_dict(), "size": data.size, "epoch": ep,
+                 "step_in_epoch": sie,
                  "step": global_step, "trainer": trainer.state_dict(), "rng_torch": torch.get_rng_state(),
                  "log_fields": list(LOG_FIELDS),
                  "log": [[r.get(k) for k in LOG_FIELDS] for r in log]}
@@ -138,7 +139,6 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None,
 
     bar = tqdm(total=total_epochs * spe, initial=epoch * spe + step_in_epoch, disable=not progress or rank != 0,
                desc=f"{cfg.model} {out.name}", unit="step")
-    t_start = time.perf_counter()
     try:
         while epoch < total_epochs:
             order = epoch_order(len(data), cfg.seed, epoch, 0, rank, world)
@@ -180,17 +180,12 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None,
     gpath = None
     if rank == 0:
         gpath = save_generator(trainer, cfg, out / "generator.pt", data.size)
-    del t_start
     return TrainResult(out, global_step, epoch, log, gpath, resumed, trainer)
 
 
 def save_generator(trainer, cfg: TrainConfig, path: Path, size: int) -> Path:
     """The trained mask -> SEM generator alone, for `semlab generate`."""
-    from semlab.train.checkpoint import save_checkpoint as _  # noqa: F401  (same atomic writer below)
+    from semlab.train.checkpoint import atomic_torch_save
 
-    state = {"format": "semlab-generator-1", "config": cfg.to_dict(), "size": int(size),
-             "model": trainer.generator().state_dict()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save({"format": "semlab-generator-1", "config": cfg.to_dict(), "size": int(size),
+                              "model": trainer.generator().state_dict()}, path)
