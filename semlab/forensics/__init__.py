@@ -1,0 +1,1 @@
+"""Real vs generated: detectors, Captum saliency and FFT-spectrum artifact analysis."""
