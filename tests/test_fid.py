@@ -255,3 +255,47 @@ def test_evaluate_reports_fid_and_kid_with_intervals(env, random_weights_dir, im
     assert f["status"] == "ok" and f["value"] > 1 and f["ci_low"] <= f["value"] <= f["ci_high"] * 1.5
     assert rows["kid"]["status"] == "ok" and rows["kid"]["ci_low"] < rows["kid"]["value"] < rows["kid"]["ci_high"]
     assert list((tmp_path / "cache").glob("*.npz"))  # the real set's features are cached
+
+
+# ----------------------------------------------------------------------------------
+# sample size: FID-infinity and the bias curve
+
+def _gaussian_sets(rng, d=16, n_real=20000, n_fake=600):
+    a = rng.normal(size=(d, d)) * 0.3
+    s2 = np.eye(d) * 0.5 + a @ a.T / d
+    m2 = np.full(d, 0.3)
+    fr = rng.normal(size=(n_real, d))
+    ff = rng.normal(size=(n_fake, d)) @ np.linalg.cholesky(s2).T + m2
+    return fr, ff, F.frechet_distance(np.zeros(d), np.eye(d), m2, s2)
+
+
+def test_fid_infinity_removes_the_finite_sample_bias():
+    """Gaussian features with a closed-form Frechet distance: FID at N is biased upward
+    by ~k/N; the extrapolation to 1/N = 0 lands on the true value on average."""
+    rng = np.random.default_rng(0)
+    err_n, err_inf = [], []
+    for t in range(8):
+        fr, ff, true = _gaussian_sets(rng)
+        err_n.append(F.fid_from_features(fr, ff) - true)
+        r = F.fid_infinity(fr, ff, repeats=2, seed=t)
+        err_inf.append(r["value"] - true)
+        assert r["slope"] > 0 and len(r["ns"]) == len(r["fids"]) and max(r["ns"]) == 600
+    assert np.mean(err_n) > 0.1                       # the bias a single FID hides
+    assert abs(np.mean(err_inf)) < 0.4 * np.mean(err_n)
+    with pytest.raises(ValueError, match="n_min"):
+        F.fid_infinity(fr, ff, n_min=600)
+
+
+def test_distance_vs_n_shows_fd_falling_and_kid_level():
+    rng = np.random.default_rng(1)
+    fr, ff, true = _gaussian_sets(rng, n_real=800, n_fake=800)
+    rows = F.distance_vs_n(fr, ff, [40, 200, 800, 5000], repeats=3, seed=0, kid_subsets=5)
+    assert {r["n"] for r in rows} == {40, 200, 800}  # 5000 is more than the sets hold
+    fd = {n: np.mean([r["fd"] for r in rows if r["n"] == n]) for n in (40, 200, 800)}
+    kid = {n: np.mean([r["kid"] for r in rows if r["n"] == n]) for n in (40, 200, 800)}
+    assert fd[40] > fd[200] > fd[800] and fd[40] > true + 1.0
+    # unbiased KID: no systematic fall with n (within its scatter at small n)
+    assert abs(kid[40] - kid[800]) < 0.5 * (fd[40] - fd[800]) / true * kid[800] + 0.05
+    # each row is exactly the FD of some subset pair: at n = N it is the full-set value
+    full = [r["fd"] for r in rows if r["n"] == 800]
+    assert np.allclose(full, F.fid_from_features(fr, ff))

@@ -221,3 +221,44 @@ def test_random_fields_have_the_requested_variance():
         # smooth across the edge: neighbours across are strongly correlated
         a, b = (e[:, :, :-1], e[:, :, 1:]) if axis == 0 else (e[:, :-1, :], e[:, 1:, :])
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+# ----------------------------------------------------------------------------------
+# render_mask: the simulator as a mask -> SEM translator (physics baseline)
+
+def test_render_mask_of_a_simulated_mask_looks_like_its_source():
+    from semlab.data.simulate import render_mask
+
+    src = simulate("ic-metal", 128, seed=3)
+    r = render_mask(src.mask, "ic-metal", seed=3)
+    assert r.image.shape == src.image.shape and r.image.dtype == np.float32
+    assert np.array_equal(r.mask, src.mask)
+    assert r.params["rendered_from_mask"] is True
+    # same parameters drawn (same seed): the noise-free images agree except near edges,
+    # where the mask's pixel edges replace the sub-pixel rough ones
+    inner = ndimage.binary_erosion(src.mask == labels.PATTERN, iterations=3)
+    outer = ndimage.binary_erosion(src.mask == labels.BACKGROUND, iterations=3)
+    assert abs(r.clean[inner].mean() - src.clean[inner].mean()) < 0.03
+    assert abs(r.clean[outer].mean() - src.clean[outer].mean()) < 0.03
+    # pattern brighter than background, as in the source image
+    assert r.clean[inner].mean() > r.clean[outer].mean() + 0.1
+    # contours trace the mask's pattern boundary
+    rr, cc = np.concatenate(r.contours).T
+    assert len(r.contours) > 0 and rr.min() >= -0.51 and cc.max() <= 127.51
+
+
+def test_render_mask_other_seed_other_imaging_and_bad_masks():
+    from semlab.data.simulate import render_mask
+
+    m = np.zeros((64, 64), np.uint8)
+    m[:, 16:32] = labels.PATTERN
+    m[30:34, 40:44] = labels.DEFECT
+    a, b = render_mask(m, seed=0), render_mask(m, seed=1)
+    assert not np.array_equal(a.image, b.image)
+    assert np.array_equal(render_mask(m, seed=0).image, a.image)  # deterministic
+    # a defect on background is drawn at the defect level, not as pattern
+    assert abs(a.clean[31, 41] - a.clean[5, 5]) > 0.05
+    with pytest.raises(ValueError, match="labels must be in"):
+        render_mask(np.full((8, 8), 7, np.uint8))
+    with pytest.raises(ValueError, match="integer"):
+        render_mask(np.zeros((8, 8), np.float32))

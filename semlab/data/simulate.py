@@ -415,6 +415,23 @@ def get_preset(name: str) -> Preset:
         raise KeyError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}") from None
 
 
+def _params(pre: Preset, rng: np.random.Generator, disable, overrides: dict, shot_noise_method: str) -> dict:
+    """Validate the options, then draw the preset's parameters (the first use of `rng`)."""
+    if shot_noise_method not in SHOT_NOISE_METHODS:
+        raise ValueError(f"shot_noise_method {shot_noise_method!r}; valid: {SHOT_NOISE_METHODS}")
+    unknown = set(overrides) - set(pre.params)
+    if unknown:
+        raise KeyError(f"unknown simulator parameter(s) {sorted(unknown)}; valid: {sorted(pre.params)}")
+    bad = set(disable) - set(EFFECTS)
+    if bad:
+        raise KeyError(f"unknown effect(s) {sorted(bad)}; valid: {list(EFFECTS)}")
+    p = _draw(rng, pre.params)
+    for eff in disable:
+        p.update(EFFECTS[eff][1])
+    p.update(overrides)
+    return p
+
+
 def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0, *,
              disable: tuple[str, ...] | list[str] = (), pixel_nm: float | None = None,
              with_contours: bool = True, shot_noise_method: str = "auto", **overrides) -> SimResult:
@@ -426,20 +443,9 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     `shot_noise_method` is "auto" or "exact" (see `shot_noise`).
     """
     pre = get_preset(preset)
-    if shot_noise_method not in SHOT_NOISE_METHODS:
-        raise ValueError(f"shot_noise_method {shot_noise_method!r}; valid: {SHOT_NOISE_METHODS}")
     h, w = (size, size) if isinstance(size, int) else size
-    unknown = set(overrides) - set(pre.params)
-    if unknown:
-        raise KeyError(f"unknown simulator parameter(s) {sorted(unknown)}; valid: {sorted(pre.params)}")
-    bad = set(disable) - set(EFFECTS)
-    if bad:
-        raise KeyError(f"unknown effect(s) {sorted(bad)}; valid: {list(EFFECTS)}")
     rng = _rng(seed)
-    p = _draw(rng, pre.params)
-    for eff in disable:
-        p.update(EFFECTS[eff][1])
-    p.update(overrides)
+    p = _params(pre, rng, disable, overrides, shot_noise_method)
     px = float(pixel_nm) if pixel_nm else pre.field_of_view_nm / max(h, w)
     lay = _layout(rng, pre, p, h, w, px)
 
@@ -466,6 +472,72 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     if phi_d is not None:
         mask[phi_d > 0] = labels.DEFECT
 
+    image, clean = _form_image(rng, p, px, phi_p, phi_h, phi_d, d, gx, mask, shot_noise_method)
+
+    contours = structure_contours(d) if with_contours else []
+    p.update({"preset": preset, "pixel_nm": px, "height": h, "width": w,
+              "seed": list(seed) if isinstance(seed, (tuple, list)) else int(seed),
+              "n_rects": len(lay.rects), "n_holes": len(lay.holes), "n_defects": len(lay.defects),
+              "disabled": list(disable), "shot_noise_method": shot_noise_method})
+    p = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.items()}
+    return SimResult(image, mask, clean, contours, p)
+
+
+def render_mask(mask: np.ndarray, preset: str = "ic-metal", seed=0, *, pixel_nm: float | None = None,
+                disable: tuple[str, ...] | list[str] = (), shot_noise_method: str = "auto",
+                **overrides) -> SimResult:
+    """The simulator as a mask -> SEM translator: the physics baseline for generators.
+
+    Applies `simulate`'s image formation (material contrast, sidewall, edge rims and
+    halos, texture, beam blur, charging, gain, shot/detector/scan noise) to a given
+    canonical label mask. The imaging parameters are drawn from `preset` for `seed`, as
+    a generator would have to choose them: it does not know the real image's brightness,
+    contrast, dose or blur. Edges are the mask's pixel boundaries rounded by the preset's
+    corner radius; no line-edge roughness is added (a mask already has its edges). Under
+    a defect the structure is taken from the nearest non-defect pixel. The returned
+    `mask` is the input (plus a data bar if the preset draws one)."""
+    m = np.asarray(mask)
+    if m.ndim != 2 or not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"mask must be an integer (H, W) label map, got {m.dtype} {m.shape}")
+    if m.size and (m.min() < 0 or m.max() >= labels.NUM_CLASSES):
+        raise ValueError(f"mask labels must be in 0..{labels.NUM_CLASSES - 1}, got {int(m.min())}..{int(m.max())}")
+    pre = get_preset(preset)
+    h, w = m.shape
+    rng = _rng(seed)
+    p = _params(pre, rng, disable, overrides, shot_noise_method)
+    px = float(pixel_nm) if pixel_nm else pre.field_of_view_nm / max(h, w)
+    base = m
+    is_def = m == labels.DEFECT
+    if is_def.all():
+        base = np.zeros_like(m)
+    elif is_def.any():  # nearest non-defect label beneath each defect pixel
+        idx = ndimage.distance_transform_edt(is_def, return_distances=False, return_indices=True)
+        base = m[tuple(idx)]
+    s_round = p["corner_radius_nm"] / 1.2 / px
+    phi_p = _signed_distance(np.isin(base, (labels.PATTERN, labels.HOLE)).astype(np.float32), s_round)
+    phi_h = phi_d = None
+    if (base == labels.HOLE).any():
+        phi_h = _signed_distance((base == labels.HOLE).astype(np.float32), s_round)
+    d = phi_p if phi_h is None else np.minimum(phi_p, -phi_h)
+    gy, gx = np.gradient(d)
+    if is_def.any():
+        phi_d = _signed_distance(is_def.astype(np.float32), 0.6)
+    out_mask = m.astype(np.uint8, copy=True)
+    image, clean = _form_image(rng, p, px, phi_p, phi_h, phi_d, d, gx, out_mask, shot_noise_method)
+    p.update({"preset": preset, "pixel_nm": px, "height": h, "width": w,
+              "seed": list(seed) if isinstance(seed, (tuple, list)) else int(seed),
+              "rendered_from_mask": True, "disabled": list(disable), "shot_noise_method": shot_noise_method})
+    p = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.items()}
+    return SimResult(image, out_mask, clean, structure_contours(d), p)
+
+
+def _form_image(rng: np.random.Generator, p: dict, px: float, phi_p: np.ndarray, phi_h, phi_d, d: np.ndarray,
+                gx: np.ndarray, mask: np.ndarray, shot_noise_method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Image formation (steps 4-12) from signed distances (px) of the pattern `phi_p`,
+    the holes `phi_h` and the defects `phi_d` (None when absent), the combined edge
+    distance `d` and its x gradient `gx`. Returns (noisy image, noise-free image);
+    a data bar, if on, is written into `mask` and `p`."""
+    h, w = phi_p.shape
     # 4-6: material contrast, sidewall, edge effect, texture
     sw = p["sidewall_nm"] / px
     bg, pat = p["background_level"], p["pattern_level"]
@@ -532,13 +604,7 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
         p["databar_row"] = h - bar.shape[0]
     image = np.clip(img, 0.0, 1.0).astype(np.float32)
 
-    contours = structure_contours(d) if with_contours else []
-    p.update({"preset": preset, "pixel_nm": px, "height": h, "width": w,
-              "seed": list(seed) if isinstance(seed, (tuple, list)) else int(seed),
-              "n_rects": len(lay.rects), "n_holes": len(lay.holes), "n_defects": len(lay.defects),
-              "disabled": list(disable), "shot_noise_method": shot_noise_method})
-    p = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.items()}
-    return SimResult(image, mask, clean, contours, p)
+    return image, clean
 
 
 SHOT_NOISE_METHODS = ("auto", "exact")
