@@ -81,3 +81,43 @@ def test_cli_evaluate_folders(no_weights, tmp_path, capsys):
     (tmp_path / "g").mkdir()
     io.write_image(tmp_path / "g" / "zzz.png", fake[0])
     assert cli.main(["evaluate", "--real", str(tmp_path / "r"), "--fake", str(tmp_path / "g"), "--paired"]) == 2
+
+
+def test_sem_encoder_rows_are_named_apart_and_work_without_weights(no_weights):
+    """FD_sem / KD_sem need no downloaded weights; the table names the encoder and never
+    calls them FID; with fid_inf the unavailable FID-infinity says why."""
+    from semlab.metrics.fid import fid_from_features
+    from semlab.metrics.sem_encoder import EncoderConfig, train_sem_encoder
+
+    real, fake = _sets(n=16, size=48)
+    enc = train_sem_encoder(real, EncoderConfig(steps=3, batch_size=8, crop=32, width=4), progress=False)
+    timings = {}
+    rows = {r["metric"]: r for r in evaluate(real, fake, metrics=("fid",), sem_encoder=enc, fid_inf=True,
+                                             n_boot=40, timings=timings)}
+    assert rows["fid"]["value"] is None and rows["fid_inf"]["value"] is None
+    assert "unavailable" in rows["fid_inf"]["status"]
+    fd = rows["fd_sem"]
+    assert fd["value"] == pytest.approx(fid_from_features(enc.features(real), enc.features(fake)), rel=1e-9)
+    assert fd["ci_low"] < fd["ci_high"] and "not FID" in fd["note"]
+    assert rows["kd_sem"]["ci_low"] < rows["kd_sem"]["ci_high"]
+    assert "fd_sem_inf" in rows and "Chong" in rows["fd_sem_inf"]["note"]
+    assert set(timings) >= {"sem"}
+
+
+def test_kid_bootstrap_interval_matches_a_direct_resampling():
+    """Reference: each resample's unbiased MMD^2 over all pairs of drawn items whose
+    ORIGINAL indices differ (explicit pair enumeration)."""
+    from semlab.metrics import fid as F
+
+    rng = np.random.default_rng(2)
+    f1, f2 = rng.normal(size=(40, 6)), rng.normal(size=(35, 6)) + 0.3
+    lo, hi = F.kid_bootstrap(f1, f2, n_boot=30, seed=7)
+    r = np.random.default_rng(7)
+    k = lambda a, b: (a @ b.T / 6 + 1) ** 3  # noqa: E731
+    vals = []
+    for _ in range(30):
+        ix, iy = r.integers(0, 40, 35), r.integers(0, 35, 35)
+        ox, oy = ix[:, None] != ix[None, :], iy[:, None] != iy[None, :]
+        vals.append(k(f1[ix], f1[ix])[ox].mean() + k(f2[iy], f2[iy])[oy].mean() - 2 * k(f1[ix], f2[iy]).mean())
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(vals, [0.025, 0.975])), rel=1e-9)
+    assert lo < F.kid_from_features(f1, f2)[0] < hi

@@ -3,7 +3,8 @@
 Rows are (metric, value, ci_low, ci_high, n, status, note): paired metrics (PSNR,
 SSIM, MS-SSIM, LPIPS) are means over image pairs with percentile-bootstrap 95% intervals;
 set metrics (FID, KID, spectral distance, high-frequency ratio) come with a bootstrap
-over the images (FID: the feature rows resampled; KID: its spread over subsets).
+over the images (FID and KID: the feature rows of both sets resampled); FD_sem and
+KD_sem do the same in the features of semlab's SEM encoder, FID-infinity is optional.
 A metric whose weights are missing has no value and says so in `status`
 ("unavailable: <file> not found (put it in data/weights/)"); it is never computed on
 random weights. Tables export to CSV, Markdown and LaTeX; `comparison_table` puts
@@ -24,6 +25,7 @@ from semlab.metrics.pixel import bootstrap_ci, paired_scores
 FIELDS = ("metric", "value", "ci_low", "ci_high", "n", "status", "note")
 # for each metric: is a higher value better?
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False, "fid": False, "kid": False,
+                    "fid_inf": False, "fd_sem": False, "kd_sem": False, "fd_sem_inf": False,
                     "spectral_distance_db": False, "hf_ratio_gap": False}
 SET_METRICS = ("fid", "kid", "spectral", "lpips", "psnr", "ssim", "ms_ssim")
 
@@ -44,15 +46,32 @@ def read_folder(folder) -> tuple[list[str], list[np.ndarray]]:
 
 def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: bool = False,
              metrics: Sequence[str] = SET_METRICS, n_boot: int = 200, seed: int = 0,
-             cache_dir=None, lpips_net: str = "alex") -> list[dict]:
+             cache_dir=None, lpips_net: str = "alex", sem_encoder=None, fid_inf: bool = False,
+             precision: str = "fp32", timings: dict | None = None) -> list[dict]:
     """Evaluate `fake` against `real` (lists of 2-D float images in [0, 1]). With
-    `paired`, fake[i] is the translation of real[i]'s mask (PSNR, SSIM, LPIPS)."""
+    `paired`, fake[i] is the translation of real[i]'s mask (PSNR, SSIM, MS-SSIM, LPIPS).
+
+    `sem_encoder` (a :class:`semlab.metrics.sem_encoder.SemEncoder`) adds FD_sem and
+    KD_sem; `fid_inf` adds FID extrapolated to infinitely many images; `precision` is the
+    Inception's ("bf16" ~2x faster on CPUs with AMX, ~1e-2 relative feature error).
+    Inception features are extracted once per call (and, with `cache_dir`, once per real
+    set across calls). `timings`, if given, receives the seconds spent per metric group."""
+    import time
+
     rows: list[dict] = []
+    timings = {} if timings is None else timings
     if paired and len(real) != len(fake):
         raise ValueError(f"paired evaluation needs as many fakes as reals ({len(fake)} vs {len(real)})")
     rng = np.random.default_rng(seed)
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        return out
+
     if paired and ("psnr" in metrics or "ssim" in metrics):
-        sc = paired_scores(fake, real)
+        sc = timed("psnr_ssim", lambda: paired_scores(fake, real))
         for k in ("psnr", "ssim"):
             if k in metrics:
                 m, lo, hi = bootstrap_ci(sc[k], n_boot=n_boot, seed=seed)
@@ -60,49 +79,81 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
     if paired and "ms_ssim" in metrics:
         from semlab.metrics.pixel import ms_ssim
 
-        v = np.array([ms_ssim(f, r) for f, r in zip(fake, real)])
+        v = timed("ms_ssim", lambda: np.array([ms_ssim(f, r) for f, r in zip(fake, real)]))
         m, lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
         rows.append(_row("ms_ssim", m, lo, hi, len(real), note="Wang et al. 2003, mean over pairs"))
     if paired and "lpips" in metrics:
         from semlab.metrics.lpips import compute_lpips
 
-        res = compute_lpips(np.stack(fake), np.stack(real), net=lpips_net)
+        res = timed("lpips", lambda: compute_lpips(np.stack(fake), np.stack(real), net=lpips_net))
         if res["lpips"] is None:
             rows.append(_row("lpips", status=res["status"], n=len(real)))
         else:
             m, lo, hi = bootstrap_ci(res["per_image"], n_boot=n_boot, seed=seed)
             rows.append(_row("lpips", m, lo, hi, len(real), note=f"{lpips_net}, mean over pairs"))
     if "fid" in metrics or "kid" in metrics:
-        rows += _fid_rows(real, fake, metrics, n_boot, rng, cache_dir)
+        rows += _fid_rows(real, fake, metrics, n_boot, rng, cache_dir, fid_inf, precision, timed, seed)
+    if sem_encoder is not None:
+        rows += timed("sem", lambda: _sem_rows(real, fake, sem_encoder, n_boot, rng, fid_inf, seed))
     if "spectral" in metrics:
-        rows += _spectral_rows(real, fake, n_boot, rng)
+        rows += timed("spectral", lambda: _spectral_rows(real, fake, n_boot, rng))
     return rows
 
 
-def _fid_rows(real, fake, metrics, n_boot, rng, cache_dir) -> list[dict]:
+def _fd_rows(prefix: str, fr, ff, n_boot, rng, fid_inf: bool, seed: int, note_extra: str = "") -> list[dict]:
+    """FD (with a bootstrap CI over the images of both sets), KD (bootstrap CI) and
+    optionally FD-infinity, on precomputed features; `prefix` names them (fid/kid or
+    fd_sem/kd_sem)."""
+    from semlab.metrics import fid as F
+
+    fd_name, kd_name = ("fid", "kid") if prefix == "" else (f"fd{prefix}", f"kd{prefix}")
+    n = min(len(fr), len(ff))
+    value = F.fid_from_features(fr, ff)
+    boots = [F.fid_from_features(fr[rng.integers(0, len(fr), len(fr))], ff[rng.integers(0, len(ff), len(ff))])
+             for _ in range(max(n_boot // 10, 10))]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    bias = "biased upward at small n: compare only at equal n" + (
+        f"; fewer images than the {fr.shape[1]} feature dimensions" if n <= fr.shape[1] else "")
+    out = [_row(fd_name, value, float(lo), float(hi), n, note=(note_extra + "; " if note_extra else "") + bias)]
+    k, _ = F.kid_from_features(fr, ff, subset_size=min(1000, n), n_subsets=100, seed=seed)
+    klo, khi = F.kid_bootstrap(fr, ff, n_boot=max(n_boot // 2, 50), seed=seed)
+    out.append(_row(kd_name, k, klo, khi, n, note=(note_extra + "; " if note_extra else "") +
+                    f"unbiased MMD^2 (subsets of {min(1000, n)}); 95% bootstrap CI"))
+    if fid_inf:
+        r = F.fid_infinity(fr, ff, repeats=2, seed=seed)
+        out.append(_row(f"{fd_name}_inf", r["value"], None, None, n,
+                        note=f"Chong & Forsyth 2020: linear fit in 1/N over N = {min(r['ns'])}..{max(r['ns'])}, "
+                             f"R^2 {r['r2']:.2f}"))
+    return out
+
+
+def _fid_rows(real, fake, metrics, n_boot, rng, cache_dir, fid_inf, precision, timed, seed) -> list[dict]:
     from semlab.metrics import fid as F
     from semlab.weights import status
 
     found, where = status("pt_inception")
     n = min(len(real), len(fake))
     if not found:
-        return [_row(m, status=f"unavailable: {where}", n=n) for m in ("fid", "kid") if m in metrics]
-    model = F.load_inception()
-    fr = F.feature_stats_cache(real, model, cache_dir, F.weights_sha256(model.semlab_weights_path))["features"] \
-        if cache_dir else F.inception_features(real, model)
-    ff = F.inception_features(fake, model)
-    out = []
-    if "fid" in metrics:
-        value = F.fid_from_features(fr, ff)
-        boots = [F.fid_from_features(fr[rng.integers(0, len(fr), len(fr))], ff[rng.integers(0, len(ff), len(ff))])
-                 for _ in range(max(n_boot // 10, 10))]
-        lo, hi = np.quantile(boots, [0.025, 0.975])
-        note = "biased upward at small n: compare only at equal n" + ("; fewer than 2048 images" if n < 2048 else "")
-        out.append(_row("fid", value, float(lo), float(hi), n, note=note))
-    if "kid" in metrics:
-        k, s = F.kid_from_features(fr, ff, subset_size=min(1000, n), n_subsets=100)
-        out.append(_row("kid", k, k - 1.96 * s, k + 1.96 * s, n, note="unbiased; +-1.96 std over 100 subsets"))
-    return out
+        names = [m for m in ("fid", "kid") if m in metrics] + (["fid_inf"] if fid_inf else [])
+        return [_row(m, status=f"unavailable: {where}", n=n) for m in names]
+    model = timed("inception_load", F.load_inception)
+    if cache_dir:
+        fr = timed("inception_real", lambda: F.feature_stats_cache(
+            real, model, cache_dir, F.weights_sha256(model.semlab_weights_path), precision=precision)["features"])
+    else:
+        fr = timed("inception_real", lambda: F.inception_features(real, model, precision=precision))
+    ff = timed("inception_fake", lambda: F.inception_features(fake, model, precision=precision))
+    rows = timed("fid_kid", lambda: _fd_rows("", fr, ff, n_boot, rng, fid_inf, seed))
+    keep = set(metrics) | ({"fid_inf"} if fid_inf else set())
+    return [r for r in rows if r["metric"] in keep]
+
+
+def _sem_rows(real, fake, encoder, n_boot, rng, fid_inf, seed) -> list[dict]:
+    """FD_sem / KD_sem in the SEM encoder's features: named apart from FID, with the
+    encoder's identity in the note."""
+    fr, ff = encoder.features(real), encoder.features(fake)
+    return _fd_rows("_sem", fr, ff, n_boot, rng, fid_inf, seed,
+                    note_extra=f"SEM encoder {(encoder.sha256 or 'unsaved')[:12]}, not FID")
 
 
 def _spectral_rows(real, fake, n_boot, rng) -> list[dict]:

@@ -52,6 +52,7 @@ __all__ = [
     "weights_sha256",
     "feature_stats_cache",
     "compute_fid",
+    "kid_bootstrap",
     "fid_infinity",
     "distance_vs_n",
 ]
@@ -250,26 +251,88 @@ def _kid_mmd2(x: np.ndarray, y: np.ndarray) -> float:
     return float(sxx + syy - 2 * kxy.mean())
 
 
+_FULL_KERNEL_MAX = 2500  # below this many vectors per set, the kernels are computed once
+
+
+class _Kernels:
+    """The three polynomial-kernel matrices of two feature sets, computed once, so that
+    KID over many subsets (or bootstrap resamples) costs O(m^2) each instead of O(m^2 d)."""
+
+    def __init__(self, f1: np.ndarray, f2: np.ndarray):
+        d = f1.shape[1]
+        self.kxx = (f1 @ f1.T / d + 1) ** 3
+        self.kyy = (f2 @ f2.T / d + 1) ** 3
+        self.kxy = (f1 @ f2.T / d + 1) ** 3
+
+    def mmd2(self, ix: np.ndarray, iy: np.ndarray) -> float:
+        """Unbiased MMD^2 of the distinct rows ix of set 1 and iy of set 2 (= `_kid_mmd2`)."""
+        m = len(ix)
+        kxx = self.kxx[np.ix_(ix, ix)]
+        kyy = self.kyy[np.ix_(iy, iy)]
+        sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        syy = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        return float(sxx + syy - 2 * self.kxy[np.ix_(ix, iy)].mean())
+
+
 def kid_from_features(f1, f2, subset_size: int = 1000, n_subsets: int = 100,
                       seed: int = 0) -> tuple[float, float]:
     """KID as (mean, std) over `n_subsets` subsets of ``m = min(subset_size, N1, N2)``
     vectors from each set (drawn without replacement within a subset, independently
     between subsets: ``rng = np.random.default_rng(seed)``, then per subset
     ``rng.choice(N1, m, replace=False)`` followed by ``rng.choice(N2, m, replace=False)``).
-    Each value is the unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3``; std has ddof=0."""
+    Each value is the unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3``; std has ddof=0.
+    When m equals both set sizes every subset is the whole set: one value, std 0 (use
+    :func:`kid_bootstrap` for an interval)."""
     f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature shapes differ: {f1.shape} vs {f2.shape}")
     m = min(subset_size, f1.shape[0], f2.shape[0])
     if m < 2:
         raise ValueError("KID needs at least 2 feature vectors per set")
+    if m == f1.shape[0] == f2.shape[0]:
+        return _kid_mmd2(f1, f2), 0.0
     rng = np.random.default_rng(seed)
     vals = np.empty(n_subsets)
+    kern = _Kernels(f1, f2) if max(f1.shape[0], f2.shape[0]) <= _FULL_KERNEL_MAX else None
     for k in range(n_subsets):
         ix = rng.choice(f1.shape[0], m, replace=False)
         iy = rng.choice(f2.shape[0], m, replace=False)
-        vals[k] = _kid_mmd2(f1[ix], f2[iy])
+        vals[k] = kern.mmd2(ix, iy) if kern is not None else _kid_mmd2(f1[ix], f2[iy])
     return float(vals.mean()), float(vals.std())
+
+
+def _kid_weighted(kxx, kyy, kxy, wx: np.ndarray, wy: np.ndarray) -> float:
+    """Unbiased MMD^2 of a bootstrap resample given by counts `wx`, `wy` (how often each
+    vector was drawn). Pairs of a vector with itself (or its copies) are left out of the
+    within-set means, as the diagonal is in the unbiased estimator; keeping them would
+    bias a with-replacement bootstrap upward by about k(x, x) / m."""
+    def within(k, w):
+        num = w @ k @ w - (w * w) @ np.diagonal(k)
+        return num / (w.sum() ** 2 - (w * w).sum())
+    return float(within(kxx, wx) + within(kyy, wy) - 2 * (wx @ kxy @ wy) / (wx.sum() * wy.sum()))
+
+
+def kid_bootstrap(f1, f2, n_boot: int = 200, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of KID: the images of both sets resampled with
+    replacement (m = the smaller set's size from each), each resample scored by the
+    unbiased MMD^2 with copies of one vector not paired with each other
+    (:func:`_kid_weighted`). The kernels are computed once (sets up to 2,500 vectors;
+    larger sets are first subsampled to that size)."""
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    rng = np.random.default_rng(seed)
+    if len(f1) > _FULL_KERNEL_MAX:
+        f1 = f1[rng.choice(len(f1), _FULL_KERNEL_MAX, replace=False)]
+    if len(f2) > _FULL_KERNEL_MAX:
+        f2 = f2[rng.choice(len(f2), _FULL_KERNEL_MAX, replace=False)]
+    kern = _Kernels(f1, f2)
+    m = min(len(f1), len(f2))
+    vals = []
+    for _ in range(n_boot):
+        wx = np.bincount(rng.integers(0, len(f1), m), minlength=len(f1)).astype(np.float64)
+        wy = np.bincount(rng.integers(0, len(f2), m), minlength=len(f2)).astype(np.float64)
+        vals.append(_kid_weighted(kern.kxx, kern.kyy, kern.kxy, wx, wy))
+    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 # --------------------------------------------------------------------------- cache
