@@ -60,6 +60,9 @@ def _registry() -> dict[str, WeightSpec]:
                          ("squeezenet1_1", "squeezenet1_1-b8a52dc0.pth", 4.7)):
         known[name] = WeightSpec(name, fn, mb, f"https://download.pytorch.org/models/{fn}",
                                  "lpips-backbone", torch_hub=True)
+    known["resnet18"] = WeightSpec("resnet18", "resnet18-f37072fd.pth", 44.7,
+                                   "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+                                   "detector-backbone", torch_hub=True)
     return known
 
 

@@ -39,7 +39,7 @@ def test_registry_entries():
     for name in ("alexnet", "vgg16", "squeezenet1_1"):
         spec = KNOWN[name]
         assert spec.torch_hub and spec.url == f"https://download.pytorch.org/models/{spec.filename}"
-    assert len(KNOWN) == 12
+    assert len(KNOWN) == 13
     with pytest.raises(Exception):
         KNOWN["alexnet"].filename = "x"  # frozen
 

@@ -1,0 +1,226 @@
+"""Figures for the real-vs-generated forensics notebook: spectra, spectral peaks, detectors.
+
+Each function returns a ``matplotlib.figure.Figure`` built without pyplot (nothing is
+shown or left open). Inputs are the result objects of `semlab.forensics.spectrum` and
+`semlab.forensics.detector`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping, Sequence, Union
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+if TYPE_CHECKING:
+    from semlab.forensics.detector import DetectionResult
+    from semlab.forensics.spectrum import SpectralPeak, SpectrumComparison
+
+    Results = Union[Mapping[str, DetectionResult], Sequence[DetectionResult]]
+
+__all__ = [
+    "radial_spectra_figure",
+    "spectrum_difference_figure",
+    "spectral_peaks_figure",
+    "confusion_matrices_figure",
+    "roc_curves_figure",
+    "detector_metrics_figure",
+]
+
+
+def _named(results) -> list[tuple[str, "DetectionResult"]]:
+    if isinstance(results, Mapping):
+        return list(results.items())
+    if hasattr(results, "metrics") and hasattr(results, "scores"):  # a single result
+        return [(results.detector, results)]
+    return [(r.detector, r) for r in results]
+
+
+def radial_spectra_figure(comparison: "SpectrumComparison", *, ratio: bool = True,
+                          title: str | None = None) -> Figure:
+    """Mean radial power spectra with their bootstrap bands (log-log), and with `ratio`
+    a second panel: each set's ratio to the reference in dB with its band (0 dB = same
+    power as the real images). A dotted line marks Nyquist (0.5 cycles/px); bins beyond
+    it hold only diagonal frequencies (where a checkerboard sits)."""
+    c = comparison
+    ncols = 2 if ratio and len(c.power) > 1 else 1
+    fig = Figure(figsize=(5.2 * ncols, 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, ncols))
+    ax = axes[0]
+    pct = round(100 * c.level)
+    for name, (m, lo, hi) in c.power.items():
+        line, = ax.loglog(c.freq, m, lw=1.4, label=f"{name} (n={c.n_images.get(name, '?')})")
+        ax.fill_between(c.freq, np.maximum(lo, 1e-30), hi, color=line.get_color(), alpha=0.25, lw=0)
+    ax.set_xlabel("spatial frequency (cycles/px)")
+    ax.set_ylabel("power")
+    ax.set_title(f"radial power spectra ({pct}% bootstrap bands)", fontsize=9)
+    if c.freq.max() > 0.5:
+        ax.axvline(0.5, color="0.4", ls=":", lw=1)
+    ax.grid(alpha=0.3, which="both")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap
+    ax.legend(fontsize=8)
+    if ncols == 2:
+        ax = axes[1]
+        for name, (m, lo, hi) in c.ratio_db.items():
+            if name == c.reference:
+                continue
+            line, = ax.semilogx(c.freq, m, lw=1.4, label=name)
+            ax.fill_between(c.freq, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
+        ax.axhline(0, color="k", lw=0.8)
+        if c.freq.max() > 0.5:
+            ax.axvline(0.5, color="0.4", ls=":", lw=1)
+        ax.set_xlabel("spatial frequency (cycles/px)")
+        ax.set_ylabel(f"power vs {c.reference} (dB)")
+        ax.set_title(f"ratio to {c.reference}", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def spectrum_difference_figure(diffs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *,
+                               vmax: float | None = None, title: str | None = None) -> Figure:
+    """One panel per generator: the generated-minus-real 2-D spectrum difference in dB
+    (`log_spectrum_difference`), zero frequency centred, a diverging colour map
+    symmetric around 0 (red: the generator adds power, blue: it lacks power). `vmax`
+    (dB) defaults to the 99th percentile of |difference| over all panels."""
+    if not diffs:
+        raise ValueError("spectrum_difference_figure needs at least one difference map")
+    if vmax is None:
+        vmax = float(np.percentile(np.concatenate([np.abs(d[2]).ravel() for d in diffs.values()]), 99)) or 1.0
+    n = len(diffs)
+    fig = Figure(figsize=(3.6 * n + 0.8, 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n))
+    im = None
+    for ax, (name, (fy, fx, d)) in zip(axes, diffs.items()):
+        dy, dx = (fy[1] - fy[0]) / 2, (fx[1] - fx[0]) / 2
+        im = ax.imshow(d, cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="lower", interpolation="nearest",
+                       extent=(fx[0] - dx, fx[-1] + dx, fy[0] - dy, fy[-1] + dy))
+        ax.set_title(f"{name} - real", fontsize=9)
+        ax.set_xlabel("fx (cycles/px)")
+        ax.set_ylabel("fy (cycles/px)")
+    fig.colorbar(im, ax=list(axes), shrink=0.85, label="dB")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def spectral_peaks_figure(spectrum: tuple[np.ndarray, np.ndarray, np.ndarray], peaks: Sequence["SpectralPeak"],
+                          *, title: str | None = None, annotate: int = 6) -> Figure:
+    """The mean 2-D log spectrum ((fy, fx, P) from `mean_power_spectrum_2d`) with the
+    detected peaks circled (each at +f and -f) and the strongest `annotate` labelled
+    with their period in px and z-score."""
+    fy, fx, p = spectrum
+    fig = Figure(figsize=(5.0, 4.4), layout="constrained")
+    ax = fig.subplots()
+    dy, dx = (fy[1] - fy[0]) / 2, (fx[1] - fx[0]) / 2
+    logp = np.log10(np.maximum(p, 1e-30))
+    finite = logp[np.isfinite(logp) & (p > 0)]
+    vmin, vmax = (np.percentile(finite, [1, 99.9]) if finite.size else (None, None))
+    im = ax.imshow(logp, cmap="magma", origin="lower", interpolation="nearest", vmin=vmin, vmax=vmax,
+                   extent=(fx[0] - dx, fx[-1] + dx, fy[0] - dy, fy[-1] + dy))
+    fig.colorbar(im, ax=ax, shrink=0.85, label="log10 power")
+    ext_y = (fy[0] - dy - 1e-9, fy[-1] + dy + 1e-9)
+    ext_x = (fx[0] - dx - 1e-9, fx[-1] + dx + 1e-9)
+    for k, pk in enumerate(peaks):
+        pts = {(pk.fy, pk.fx), (-pk.fy, -pk.fx)}
+        for y, x in list(pts):  # a Nyquist component is +0.5 = -0.5: drawn where the array holds it
+            if abs(abs(y) - 0.5) < 1e-9:
+                pts |= {(-y, x)}
+            if abs(abs(x) - 0.5) < 1e-9:
+                pts |= {(y, -x)}
+                if abs(abs(y) - 0.5) < 1e-9:
+                    pts |= {(-y, -x)}
+        for y, x in pts:
+            if ext_y[0] <= y <= ext_y[1] and ext_x[0] <= x <= ext_x[1]:
+                ax.plot(x, y, marker="o", ms=13, mfc="none", mec="cyan", mew=1.5)
+        if k < annotate:
+            ax.annotate(f"{pk.period_px:.2f} px (z={pk.z:.0f})", (pk.fx, pk.fy), xytext=(6, 6 + 10 * (k % 2)),
+                        textcoords="offset points", color="cyan", fontsize=8)
+    ax.set_xlim(ext_x)
+    ax.set_ylim(ext_y)
+    ax.set_xlabel("fx (cycles/px)")
+    ax.set_ylabel("fy (cycles/px)")
+    ax.set_title(title or f"mean spectrum: {len(peaks)} peak(s)", fontsize=9)
+    return fig
+
+
+def confusion_matrices_figure(results: "Results", *, normalize: bool = True) -> Figure:
+    """One confusion matrix per detector (rows: true real / generated; columns:
+    predicted), as counts or, with `normalize`, as fractions of each true class."""
+    named = _named(results)
+    n = len(named)
+    fig = Figure(figsize=(3.0 * n + 0.4, 3.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for ax, (name, r) in zip(axes, named):
+        cm = np.asarray(r.confusion, dtype=np.float64)
+        show = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+        ax.imshow(show, cmap="Blues", vmin=0, vmax=1 if normalize else max(cm.max(), 1))
+        for i in range(2):
+            for j in range(2):
+                txt = f"{show[i, j]:.2f}\n({int(cm[i, j])})" if normalize else f"{int(cm[i, j])}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=9,
+                        color="white" if show[i, j] > (0.5 if normalize else cm.max() / 2) else "black")
+        ax.set_xticks([0, 1], ["real", "generated"])
+        ax.set_yticks([0, 1], ["real", "generated"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        acc = r.metrics["accuracy"]
+        ax.set_title(f"{name}\naccuracy {acc.value:.3f} [{acc.lo:.3f}, {acc.hi:.3f}]", fontsize=9)
+    return fig
+
+
+def roc_curves_figure(results: "Results", *, title: str | None = None) -> Figure:
+    """ROC curves of the out-of-fold scores of each detector, the AUC and its CI in the
+    legend, the chance diagonal dashed."""
+    from sklearn.metrics import roc_curve
+
+    fig = Figure(figsize=(4.6, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for name, r in _named(results):
+        fpr, tpr, _ = roc_curve(r.labels, r.scores)
+        auc = r.metrics["roc_auc"]
+        ax.plot(fpr, tpr, lw=1.5, label=f"{name}: AUC {auc.value:.3f} [{auc.lo:.3f}, {auc.hi:.3f}]")
+    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate (real called generated)")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title or "real vs generated: ROC (out-of-fold)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def detector_metrics_figure(results: "Results", metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "roc_auc"),
+                            *, title: str | None = None) -> Figure:
+    """A table-like bar plot: one row per detector, one panel per metric, bars with
+    their confidence intervals and the value written beside them; the dashed line is
+    chance (0.5). Read it as "how detectable is the generator, and by what"."""
+    named = _named(results)
+    if not named:
+        raise ValueError("detector_metrics_figure needs at least one result")
+    n, m = len(named), len(metrics)
+    fig = Figure(figsize=(3.2 * m + 1.2, 0.55 * n + 1.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, m, sharey=True))
+    y = np.arange(n)[::-1]
+    for ax, key in zip(axes, metrics):
+        vals = np.array([r.metrics[key].value for _, r in named])
+        lo = np.array([r.metrics[key].lo for _, r in named])
+        hi = np.array([r.metrics[key].hi for _, r in named])
+        ax.barh(y, vals, xerr=[vals - lo, hi - vals], color="tab:blue", alpha=0.75, capsize=3)
+        for yi, v, l, h in zip(y, vals, lo, hi):
+            ax.text(0.02, yi, f"{v:.3f} [{l:.3f}, {h:.3f}]", va="center", fontsize=7,
+                    transform=ax.get_yaxis_transform(), bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 1})
+        ax.axvline(0.5, color="0.4", ls="--", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_title(key.replace("_", " "), fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(y, [name for name, _ in named])
+    if title:
+        fig.suptitle(title)
+    return fig
