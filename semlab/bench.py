@@ -70,6 +70,10 @@ def format_records(records: list[dict], as_json: bool) -> str:
         return "\n".join(json.dumps(r, sort_keys=False) for r in records)
     lines = []
     for r in records:
+        if "images_per_s" not in r:  # cost records (segsem, metrics): all fields
+            lines.append(f"{r['name']}: " + ", ".join(f"{k}={v}" for k, v in r.items()
+                                                      if k not in ("name", "python", "numpy", "cpus")))
+            continue
         rate = r.get("images_per_s")
         opts = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("name", "images_per_s", "python", "numpy", "cpus"))
         lines.append(f"{r['name']}: {rate} images/s ({opts})")
@@ -194,3 +198,76 @@ def bench_train(model: str = "pix2pix", size: int = 256, batch_size: int = 1, pr
 
 
 BENCHES["train"] = bench_train
+
+
+def bench_metrics(n: int = 1000, size: int = 256, precision: str = "fp32", seed: int = 0,
+                  sem_steps: int = 200, fid_inf: bool = True) -> list[dict]:
+    """The whole `semlab evaluate` suite on `n` pairs of `size`² images: PSNR, SSIM,
+    MS-SSIM, LPIPS (alex), FID, KID, FID-infinity, FD_sem, KD_sem, spectral distances,
+    all with bootstrap CIs. Real images: simulated ic-metal; fakes: the physics baseline
+    (`render_mask` of the same masks). The Inception and AlexNet weights are RANDOM (the
+    official files are not available offline): the timing is real, the values are not.
+    Run twice: cold (real-set Inception features extracted) and warm (read from the
+    feature cache, as a second model evaluated against the same real set would)."""
+    from semlab.data.simulate import render_mask, simulate
+    from semlab.metrics.evaluate import evaluate
+    from semlab.metrics.fid import save_random_inception
+    from semlab.metrics.lpips import save_random_backbone
+    from semlab.metrics.sem_encoder import EncoderConfig, train_sem_encoder
+
+    t = time.perf_counter()
+    sims = [simulate("ic-metal", size, (seed, i), with_contours=False) for i in range(n)]
+    real = [s.image for s in sims]
+    fake = [render_mask(s.mask, "ic-metal", (seed + 1, i)).image for i, s in enumerate(sims)]
+    data_s = time.perf_counter() - t
+    keys = ("SEMLAB_WEIGHTS", "SEMLAB_OFFLINE")
+    saved = {k: os.environ.get(k) for k in keys}
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            os.environ["SEMLAB_WEIGHTS"], os.environ["SEMLAB_OFFLINE"] = f"{d}/weights", "1"
+            save_random_inception(f"{d}/weights", seed)
+            save_random_backbone("alex", f"{d}/weights", seed)
+            t = time.perf_counter()
+            enc = train_sem_encoder(real[:min(n, 500)], EncoderConfig(steps=sem_steps, seed=seed), progress=False)
+            enc_s = time.perf_counter() - t
+            for run in ("cold", "warm"):
+                timings: dict = {}
+                t = time.perf_counter()
+                rows = evaluate(real, fake, paired=True, cache_dir=f"{d}/cache", sem_encoder=enc, fid_inf=fid_inf,
+                                precision=precision, seed=seed, timings=timings)
+                total = time.perf_counter() - t
+                out.append({"name": "metrics", "cache": run, "n": n, "size": size, "precision": precision,
+                            "weights": "random (timing only; values meaningless)",
+                            "metrics": [r["metric"] for r in rows if r["status"] == "ok"],
+                            "total_s": round(total, 2), "pairs_per_s": round(n / total, 2),
+                            "timings_s": {k: round(v, 2) for k, v in timings.items()},
+                            "sem_encoder_train_s": round(enc_s, 2), "data_s": round(data_s, 2),
+                            "threads": _threads(), **_env()})
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return out
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+BENCHES["metrics"] = bench_metrics
+
+
+def bench_segsem(**opts) -> list[dict]:
+    """SegSEM costs: SAM2 image embedding and one encoder-only fine-tuning step
+    (`semlab.contours.bench.bench_segsem`; randomly initialised weights, real timing)."""
+    from semlab.contours.bench import bench_segsem as _bench
+
+    return [{**r, **_env()} for r in _bench(**opts)]
+
+
+BENCHES["segsem"] = bench_segsem

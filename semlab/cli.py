@@ -155,7 +155,11 @@ def cmd_evaluate(a) -> int:
         real, fake = [real[ri[k]] for k in common], [fake[fi[k]] for k in common]
     metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else None
     kw = {"metrics": metrics} if metrics else {}
-    rows = evaluate(real, fake, paired=a.paired, cache_dir=a.cache, **kw)
+    if a.sem_encoder:
+        from semlab.metrics.sem_encoder import load_sem_encoder
+
+        kw["sem_encoder"] = load_sem_encoder(a.sem_encoder)
+    rows = evaluate(real, fake, paired=a.paired, cache_dir=a.cache, fid_inf=a.fid_inf, precision=a.precision, **kw)
     print(to_markdown(rows))
     if a.out:
         for out in a.out.split(","):
@@ -183,6 +187,12 @@ def cmd_bench(a) -> int:
             opts["points_per_side"] = tuple(int(x) for x in a.points_per_side.split(","))
         if a.image_size:
             opts["image_size"] = a.image_size
+    elif a.name == "metrics":
+        opts = {"n": a.n or 1000, "size": a.size or 256, "precision": a.precision}
+    elif a.name == "segsem":
+        opts = {"steps": a.steps if a.steps != 10 else 3}
+        if a.size:
+            opts["sizes"] = (a.size,)
     else:
         opts = {"preset": a.preset, "size": a.size or 256, "n": a.n or 500}
         if a.write:
@@ -298,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", default=None, help="comma-separated subset of fid,kid,spectral,lpips,psnr,ssim,ms_ssim")
     s.add_argument("--out", default=None, help="table file(s): .csv, .md, .tex (comma-separated)")
     s.add_argument("--cache", default=None, help="folder caching the real set's Inception features")
+    s.add_argument("--fid-inf", action="store_true", help="add FID extrapolated to infinitely many images")
+    s.add_argument("--sem-encoder", default=None,
+                   help="a SEM encoder file (semlab.metrics.sem_encoder) for FD_sem / KD_sem")
+    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="Inception precision")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("lab", help="JupyterLab on the notebooks (semlab kernel, localhost, token auth)")
@@ -306,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_lab)
 
     s = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json")
-    s.add_argument("name", help="simulate | segment | train")
+    s.add_argument("name", help="simulate | segment | train | metrics | segsem")
     s.add_argument("--preset", default="ic-metal", help="simulate: layout preset")
     s.add_argument("--size", type=int, default=None, help="image size (simulate 256, segment 512)")
     s.add_argument("--n", type=int, default=None, help="images (simulate 500, segment: classical 10, sam2 2)")
@@ -316,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=None, help="segment sam2: model input 1024 or 512")
     s.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"], help="train: which model")
     s.add_argument("--batch-size", type=int, default=1, help="train: batch size")
-    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="train: fp32 or bf16 autocast")
+    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="train: fp32 or bf16 autocast; metrics: the Inception's precision")
     s.add_argument("--steps", type=int, default=10, help="train: timed steps")
     s.add_argument("--channels-last", default=None, choices=["on", "off"], help="train: memory format (default: on for bf16)")
     s.add_argument("--json", action="store_true")

@@ -492,3 +492,31 @@ def distance_vs_n(f_real, f_fake, ns, *, repeats: int = 3, seed: int = 0,
                                        seed=int(rng.integers(1 << 31)))
             rows.append({"n": n, "repeat": r, "fd": fid_from_features(a, b), "kid": kid})
     return rows
+
+
+def save_random_inception(folder, seed: int = 0) -> Path:
+    """A randomly initialised FID Inception saved under the official file name in
+    `folder`: exercises the real loading code offline (tests, `semlab bench metrics`).
+    Its numbers are meaningless and must never be reported as FID."""
+    import torch
+    import pytorch_fid.inception as pi
+    import torchvision.models.inception as tvi
+
+    spec = _weights.KNOWN["pt_inception"]
+    old_load, old_sd = pi.load_state_dict_from_url, tvi.Inception3.load_state_dict
+    try:  # the architecture without the (offline) download
+        pi.load_state_dict_from_url = lambda *a, **k: {}
+        tvi.Inception3.load_state_dict = lambda self, *a, **k: None
+        net = pi.fid_inception_v3()
+    finally:
+        pi.load_state_dict_from_url, tvi.Inception3.load_state_dict = old_load, old_sd
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                fan_in = mod.weight[0].numel()
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+    out = Path(folder) / spec.filename
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), out)
+    return out

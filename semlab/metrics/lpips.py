@@ -78,3 +78,24 @@ def compute_lpips(preds, refs, net: str = "alex", path=None) -> dict:
     d = lpips_distances(load_lpips(net, path), preds, refs)
     return {"lpips": float(d.mean()) if d.size else float("nan"), "per_image": d, "net": net,
             "status": "ok", "weights": where}
+
+
+def save_random_backbone(net: str, folder, seed: int = 0):
+    """A randomly initialised torchvision backbone for LPIPS saved under its official
+    file name in `folder` (tests, `semlab bench metrics`); never reported as LPIPS."""
+    from pathlib import Path
+
+    import torch
+    import torchvision
+
+    from semlab.weights import KNOWN
+
+    if net not in BACKBONES:
+        raise KeyError(f"unknown LPIPS backbone {net!r}; valid: {', '.join(BACKBONES)}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = getattr(torchvision.models, BACKBONES[net])(weights=None)
+    out = Path(folder) / KNOWN[BACKBONES[net]].filename
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)
+    return out
