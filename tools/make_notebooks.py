@@ -824,6 +824,25 @@ DEPENDS_ON: dict[str, list[str]] = {
 }
 
 
+def _load_cell_modules() -> None:
+    """Notebooks whose cells live in tools/notebook_cells/nbNN_*.py: each module defines
+    NAME (the .ipynb file name), CELLS and DEPENDS_ON, using `md` and `code`, which are
+    provided as globals (no import needed)."""
+    import importlib.util
+
+    folder = Path(__file__).resolve().parent / "notebook_cells"
+    for f in sorted(folder.glob("nb*.py")):
+        spec = importlib.util.spec_from_file_location(f"semlab_nb_{f.stem}", f)
+        mod = importlib.util.module_from_spec(spec)
+        mod.md, mod.code = md, code
+        spec.loader.exec_module(mod)
+        NOTEBOOK_CELLS[mod.NAME] = mod.CELLS
+        DEPENDS_ON[mod.NAME] = list(mod.DEPENDS_ON)
+
+
+_load_cell_modules()
+
+
 def build(cells, depends_on=()) -> nbformat.NotebookNode:
     nb = new_notebook(cells=cells)
     nb.metadata["semlab"] = {"depends_on": list(depends_on)}
