@@ -30,6 +30,8 @@ PARAMETERS = {
                                "BATCH_SIZE", "PRECISION", "NET_G", "UPSAMPLE", "GAN_MODE", "DIFFAUG", "COMPARE_FP32"],
     "21_train_cyclegan.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "MAX_STEPS", "BATCH_SIZE",
                                 "PRECISION", "NET_G", "LAMBDA_IDENTITY", "DIFFAUG"],
+    "30_metric_tables.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "N_EVAL", "FID_INF", "LPIPS_NET",
+                               "SEM_STEPS"],
 }
 
 
@@ -145,3 +147,38 @@ def test_train_cyclegan_runs_in_smoke_profile(tmp_path, monkeypatch):
     assert images >= 2
     m = json.loads((run_dir / "21_train_cyclegan" / "metrics.json").read_text())
     assert m["steps"] == 4 and m["psnr"] > 0
+
+
+@pytest.mark.slow
+def test_metric_tables_runs_in_smoke_profile(tmp_path, monkeypatch):
+    """Notebook 30 with a (2-step) Pix2Pix from the run manifest, no CycleGAN and no
+    FID/LPIPS weights: Pix2Pix, the physics baseline and the upper bound are scored,
+    CycleGAN is reported missing, FID says which file is missing."""
+    from semlab.data.datasets import make_default_dataset
+    from semlab.train import TrainConfig, train
+
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    ds = make_default_dataset("ic-metal", "smoke", progress=False)
+    res = train(TrainConfig(model="pix2pix", dataset=str(ds), out=str(tmp_path / "p2p"), max_steps=2, batch_size=2),
+                progress=False)
+    from semlab.train.checkpoint import latest_checkpoint
+
+    gen = latest_checkpoint(tmp_path / "p2p" / "checkpoints")  # max_steps: a training checkpoint, no generator.pt
+    assert res.steps == 2 and gen is not None
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps(
+        {"outputs": {"20_train_pix2pix": {"generator": str(gen), "dataset": str(ds)}}}))
+    nb, text, images = _run(tmp_path, "30_metric_tables.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
+    assert images >= 4
+    out = run_dir / "30_metric_tables"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["models"] == ["Pix2Pix", "simulator (physics baseline)", "noise-free image (upper bound)"]
+    assert m["missing_models"] == ["CycleGAN"]
+    assert m["Pix2Pix/psnr"] < m["noise-free image (upper bound)/psnr"] and m["Pix2Pix/fid"] is None
+    assert m["Pix2Pix/fd_sem"] is not None and len(m["sem_encoder_sha256"]) == 64
+    table = (out / "comparison.md").read_text()
+    assert "pt_inception-2015-12-05-6726825d.pth not found" in table and "**" in table

@@ -47,7 +47,7 @@ def read_folder(folder) -> tuple[list[str], list[np.ndarray]]:
 def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: bool = False,
              metrics: Sequence[str] = SET_METRICS, n_boot: int = 200, seed: int = 0,
              cache_dir=None, lpips_net: str = "alex", sem_encoder=None, fid_inf: bool = False,
-             precision: str = "fp32", timings: dict | None = None) -> list[dict]:
+             precision: str = "fp32", timings: dict | None = None, per_image: dict | None = None) -> list[dict]:
     """Evaluate `fake` against `real` (lists of 2-D float images in [0, 1]). With
     `paired`, fake[i] is the translation of real[i]'s mask (PSNR, SSIM, MS-SSIM, LPIPS).
 
@@ -55,11 +55,13 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
     KD_sem; `fid_inf` adds FID extrapolated to infinitely many images; `precision` is the
     Inception's ("bf16" ~2x faster on CPUs with AMX, ~1e-2 relative feature error).
     Inception features are extracted once per call (and, with `cache_dir`, once per real
-    set across calls). `timings`, if given, receives the seconds spent per metric group."""
+    set across calls). `timings`, if given, receives the seconds spent per metric group;
+    `per_image`, if given, receives the per-pair values of the paired metrics (arrays)."""
     import time
 
     rows: list[dict] = []
     timings = {} if timings is None else timings
+    per_image = {} if per_image is None else per_image
     if paired and len(real) != len(fake):
         raise ValueError(f"paired evaluation needs as many fakes as reals ({len(fake)} vs {len(real)})")
     rng = np.random.default_rng(seed)
@@ -74,12 +76,14 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
         sc = timed("psnr_ssim", lambda: paired_scores(fake, real))
         for k in ("psnr", "ssim"):
             if k in metrics:
+                per_image[k] = np.asarray(sc[k])
                 m, lo, hi = bootstrap_ci(sc[k], n_boot=n_boot, seed=seed)
                 rows.append(_row(k, m, lo, hi, len(real), note="mean over pairs, 95% bootstrap CI"))
     if paired and "ms_ssim" in metrics:
         from semlab.metrics.pixel import ms_ssim
 
         v = timed("ms_ssim", lambda: np.array([ms_ssim(f, r) for f, r in zip(fake, real)]))
+        per_image["ms_ssim"] = v
         m, lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
         rows.append(_row("ms_ssim", m, lo, hi, len(real), note="Wang et al. 2003, mean over pairs"))
     if paired and "lpips" in metrics:
@@ -89,6 +93,7 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
         if res["lpips"] is None:
             rows.append(_row("lpips", status=res["status"], n=len(real)))
         else:
+            per_image["lpips"] = np.asarray(res["per_image"])
             m, lo, hi = bootstrap_ci(res["per_image"], n_boot=n_boot, seed=seed)
             rows.append(_row("lpips", m, lo, hi, len(real), note=f"{lpips_net}, mean over pairs"))
     if "fid" in metrics or "kid" in metrics:
@@ -119,7 +124,9 @@ def _fd_rows(prefix: str, fr, ff, n_boot, rng, fid_inf: bool, seed: int, note_ex
     klo, khi = F.kid_bootstrap(fr, ff, n_boot=max(n_boot // 2, 50), seed=seed)
     out.append(_row(kd_name, k, klo, khi, n, note=(note_extra + "; " if note_extra else "") +
                     f"unbiased MMD^2 (subsets of {min(1000, n)}); 95% bootstrap CI"))
-    if fid_inf:
+    if fid_inf and len(ff) < 10:
+        out.append(_row(f"{fd_name}_inf", n=n, status=f"not computed: needs at least 10 images, got {len(ff)}"))
+    elif fid_inf:
         r = F.fid_infinity(fr, ff, repeats=2, seed=seed)
         out.append(_row(f"{fd_name}_inf", r["value"], None, None, n,
                         note=f"Chong & Forsyth 2020: linear fit in 1/N over N = {min(r['ns'])}..{max(r['ns'])}, "
@@ -218,9 +225,10 @@ def to_latex(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(results: dict[str, list[dict]], fmt: str = "markdown") -> str:
+def comparison_table(results: dict[str, list[dict]], fmt: str = "markdown", reference: Sequence[str] = ()) -> str:
     """Models as rows, metrics as columns, value [CI]; the best value of each column in
-    bold (Markdown) or \\textbf (LaTeX); unavailable cells say so."""
+    bold (Markdown) or \\textbf (LaTeX); unavailable cells say so. Rows named in
+    `reference` (e.g. the noise-free upper bound) are shown but never marked best."""
     metrics = []
     for rows in results.values():
         metrics += [r["metric"] for r in rows if r["metric"] not in metrics]
@@ -228,28 +236,37 @@ def comparison_table(results: dict[str, list[dict]], fmt: str = "markdown") -> s
           for m in metrics}
     best = {}
     for m in metrics:
-        vals = {n: r["value"] for n, r in by[m].items() if r is not None and r["value"] is not None}
+        vals = {n: r["value"] for n, r in by[m].items()
+                if r is not None and r["value"] is not None and n not in reference}
         if vals and m in HIGHER_IS_BETTER:
             pick = max if HIGHER_IS_BETTER[m] else min
             best[m] = pick(vals, key=vals.get)
     bold = (lambda s: f"**{s}**") if fmt == "markdown" else (lambda s: f"\\textbf{{{s}}}")
     header = ["model"] + metrics
-    body = []
+    body, notes = [], []  # a cell without a value points to a note below the table
     for name in results:
         cells = [name]
         for m in metrics:
             r = by[m][name]
-            c = "-" if r is None else _cell(r)
+            if r is not None and r["value"] is None:
+                if r["status"] not in notes:
+                    notes.append(r["status"])
+                c = f"{r['status'].split(':')[0]} [{notes.index(r['status']) + 1}]"
+            else:
+                c = "-" if r is None else _cell(r)
             cells.append(bold(c) if best.get(m) == name else c)
         body.append(cells)
     if fmt == "markdown":
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(c) + " |" for c in body]
+        if notes:
+            out += [""] + [f"[{i}] {n}  " for i, n in enumerate(notes, 1)]
         return "\n".join(out)
     if fmt == "latex":
         out = [r"\begin{tabular}{l" + "r" * len(metrics) + "}", r"\hline",
                " & ".join(_tex(h) for h in header) + r" \\", r"\hline"]
         out += [" & ".join(c if c.startswith("\\textbf") else _tex(c) for c in row) + r" \\" for row in body]
         out += [r"\hline", r"\end{tabular}"]
+        out += [_tex(f"[{i}] {n}") + r" \\" for i, n in enumerate(notes, 1)]
         return "\n".join(out)
     raise ValueError(f"format {fmt!r}; valid: markdown, latex")

@@ -1,0 +1,153 @@
+"""Metric tables across models (notebook 30): which generators to score, their images,
+one `evaluate` per model, and the sample-size study.
+
+Models: the trained translators of the run (Pix2Pix from notebook 20, CycleGAN from
+notebook 21, found through the run manifest or the standalone run folders), the
+simulator's own image formation applied to the test masks (`render_mask`: a physics
+baseline that knows how SEM images form but not each image's exact imaging
+parameters), and on simulated data the noise-free image (the upper bound: what a
+perfect generator could predict; only the shot and detector noise are left).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+PROFILES = {
+    # n_eval: test images scored per model (None: the whole test split);
+    # curve_ns / curve_repeats: the sample-size study; sem_*: the SEM encoder
+    "smoke": {"n_eval": None, "curve_ns": [10, 20, 40], "curve_repeats": 2, "sem_train": 24, "sem_steps": 10,
+              "sem_width": 8, "n_boot": 100},
+    "cpu": {"n_eval": None, "curve_ns": [50, 100, 200, 500, 1000], "curve_repeats": 3, "sem_train": 300,
+            "sem_steps": 200, "sem_width": 16, "n_boot": 400},
+    "full": {"n_eval": None, "curve_ns": [100, 200, 500, 1000, 2000, 5000], "curve_repeats": 5, "sem_train": 2000,
+             "sem_steps": 1000, "sem_width": 16, "n_boot": 1000},
+}
+
+UPPER_BOUND = "noise-free image (upper bound)"
+PHYSICS = "simulator (physics baseline)"
+
+
+def profile_settings(profile: str) -> dict:
+    try:
+        return dict(PROFILES[profile])
+    except KeyError:
+        raise KeyError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}") from None
+
+
+def find_generators(run_dir, profile: str) -> dict[str, dict]:
+    """{"Pix2Pix": {"path": ..., "found": bool, "where": str}, "CycleGAN": {...}}: from the
+    run manifest (`semlab.reports.run_outputs`) when there is a run, else the folders a
+    standalone run of notebooks 20 / 21 writes."""
+    from semlab.paths import data_dir
+    from semlab.reports import run_outputs
+    from semlab.train.checkpoint import latest_checkpoint
+
+    outs = run_outputs(run_dir)
+    found = {}
+    for name, nb, sub in (("Pix2Pix", "20_train_pix2pix", "pix2pix"), ("CycleGAN", "21_train_cyclegan", "cyclegan")):
+        path = (outs.get(nb) or {}).get("generator")
+        where = f"run manifest ({nb})"
+        if not path:
+            root = data_dir() / "runs" / f"{sub}-{profile}" / sub
+            path = root / "generator.pt"
+            where = f"standalone run folder {root}"
+            if not Path(path).is_file():
+                path = latest_checkpoint(root / "checkpoints")
+        ok = bool(path) and Path(path).is_file()
+        found[name] = {"path": str(path) if path else None, "found": ok,
+                       "where": where if ok else f"not found (run notebook {nb} first; looked in {where})"}
+    return found
+
+
+def model_images(dataset, ids, generators: dict[str, dict], *, preset: str = "ic-metal", seed: int = 0,
+                 with_upper_bound: bool = True) -> dict[str, np.ndarray]:
+    """Generated test images per model, (N, H, W) float32, in the order of `ids`."""
+    from semlab.data.simulate import render_mask
+    from semlab.train.generate import Generator
+
+    masks = np.stack([dataset.mask(i) for i in ids])
+    out: dict[str, np.ndarray] = {}
+    for name, g in generators.items():
+        if g.get("found"):
+            out[name] = Generator(g["path"])(masks, seed=seed)
+    phys = []
+    for k, (i, m) in enumerate(zip(ids, masks)):
+        prm = dataset.params(i)  # simulated data: render at the image's own pixel size and preset
+        phys.append(render_mask(m, prm.get("preset", preset), (seed, 7, k), pixel_nm=prm.get("pixel_nm")).image)
+    out[PHYSICS] = np.stack(phys)
+    if with_upper_bound and dataset.clean(ids[0]) is not None:
+        out[UPPER_BOUND] = np.stack([dataset.clean(i) for i in ids])
+    return out
+
+
+def evaluate_models(real: np.ndarray, fakes: dict[str, np.ndarray], *, sem_encoder=None, fid_inf: bool = True,
+                    n_boot: int = 400, seed: int = 0, cache_dir=None, lpips_net: str = "alex",
+                    progress: bool = True) -> tuple[dict[str, list[dict]], dict[str, dict[str, np.ndarray]]]:
+    """`evaluate` (paired) for every model against the same real images: (rows per model,
+    per-image values per model: {"psnr", "ssim", "ms_ssim", "lpips"?})."""
+    from tqdm.auto import tqdm
+
+    from semlab.metrics.evaluate import evaluate
+
+    results, per_image = {}, {}
+    for name, fake in tqdm(fakes.items(), desc="models", disable=not progress, leave=False):
+        per: dict = {}
+        results[name] = evaluate(list(real), list(fake), paired=True, sem_encoder=sem_encoder, fid_inf=fid_inf,
+                                 n_boot=n_boot, seed=seed, cache_dir=cache_dir, lpips_net=lpips_net, per_image=per)
+        per_image[name] = per
+    return results, per_image
+
+
+SEED_TABLE = ("fid", "lpips", "psnr", "ssim")
+
+
+def seed_table(results: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The seed project's four columns (FID, LPIPS, PSNR, SSIM), now with CIs."""
+    return {m: [r for r in rows if r["metric"] in SEED_TABLE] for m, rows in results.items()}
+
+
+def sample_size_study(encoder, real_sets: dict[str, tuple[list, list]], ns, *, repeats: int = 3,
+                      seed: int = 0) -> dict[str, list[dict]]:
+    """FD_sem and KD_sem against the number of images n for pairs of image sets
+    ({label: (set_a, set_b)}), e.g. two independent real sets (true distance zero) and
+    real vs the physics baseline: FD falls as n grows although nothing changes."""
+    from semlab.metrics.fid import distance_vs_n
+
+    out = {}
+    for label, (a, b) in real_sets.items():
+        fa, fb = encoder.features(a), encoder.features(b)
+        out[label] = distance_vs_n(fa, fb, ns, repeats=repeats, seed=seed)
+    return out
+
+
+def worst_indices(per_image: dict[str, np.ndarray], metric: str = "ssim", k: int = 4) -> list[int]:
+    """Indices of the k worst images by a per-image metric (lowest SSIM/PSNR/MS-SSIM,
+    highest LPIPS)."""
+    v = np.asarray(per_image[metric])
+    order = np.argsort(-v) if metric == "lpips" else np.argsort(v)
+    return [int(i) for i in order[:k]]
+
+
+def write_comparison(results: dict[str, list[dict]], folder) -> list[Path]:
+    """comparison.md / comparison.tex (models x metrics, best marked) and metrics.csv
+    (tidy: one row per model and metric, with CIs, n, status and note), atomically."""
+    from semlab import io
+    from semlab.metrics.evaluate import FIELDS, comparison_table
+
+    folder = Path(folder)
+    rows = [{"model": m, **r} for m, rs in results.items() for r in rs]
+    ref = [UPPER_BOUND]
+    return [io.write_text_atomic(folder / "comparison.md", comparison_table(results, "markdown", ref) + "\n"),
+            io.write_text_atomic(folder / "comparison.tex", comparison_table(results, "latex", ref) + "\n"),
+            io.write_csv_atomic(folder / "metrics.csv", rows, ["model", *FIELDS])]
+
+
+def value(results: dict[str, list[dict]], model: str, metric: str):
+    """One value of a results dict (None if absent or unavailable)."""
+    for r in results.get(model, []):
+        if r["metric"] == metric:
+            return r["value"]
+    return None

@@ -1,0 +1,79 @@
+"""Notebook 30's library: models found, images paired with the right masks, tables."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from semlab.data.datasets import load_dataset, simulate_dataset
+from semlab.metrics import tables
+from semlab.metrics.evaluate import comparison_table
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds") / "sim"
+    simulate_dataset(root, preset="line-space", n=24, size=48, seed=3, progress=False)
+    return load_dataset(root)
+
+
+def test_find_generators_from_manifest_and_standalone(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    run = tmp_path / "run"
+    run.mkdir()
+    g = tmp_path / "g.pt"
+    g.write_bytes(b"x")
+    (run / "manifest.json").write_text(json.dumps({"outputs": {"20_train_pix2pix": {"generator": str(g)}}}))
+    found = tables.find_generators(run, "smoke")
+    assert found["Pix2Pix"]["found"] and found["Pix2Pix"]["path"] == str(g)
+    assert not found["CycleGAN"]["found"] and "21_train_cyclegan" in found["CycleGAN"]["where"]
+    # standalone: the folder notebook 21 writes without a run
+    ck = tmp_path / "data" / "runs" / "cyclegan-smoke" / "cyclegan" / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "ckpt-000000004.pt").write_bytes(b"x")
+    found = tables.find_generators("", "smoke")
+    assert found["CycleGAN"]["found"] and found["CycleGAN"]["path"].endswith("ckpt-000000004.pt")
+    assert not found["Pix2Pix"]["found"]
+
+
+def test_model_images_are_paired_with_their_masks(dataset):
+    ids = dataset.split("train")[:5]
+    fakes = tables.model_images(dataset, ids, {"Pix2Pix": {"found": False}}, preset="line-space", seed=1)
+    assert set(fakes) == {tables.PHYSICS, tables.UPPER_BOUND}
+    for k, i in enumerate(ids):
+        np.testing.assert_array_equal(fakes[tables.UPPER_BOUND][k], dataset.clean(i))
+        m = dataset.mask(i)
+        # the physics baseline draws its pattern where this image's mask has pattern
+        phys = fakes[tables.PHYSICS][k]
+        assert phys.shape == m.shape
+        assert np.corrcoef(phys.ravel(), (m > 0).ravel())[0, 1] > 0.3
+
+
+def test_evaluate_models_tables_and_reference_row(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ids = dataset.ids[:12]
+    real = np.stack([dataset.image(i) for i in ids])
+    fakes = tables.model_images(dataset, ids, {}, preset="line-space", seed=0)
+    results, per = tables.evaluate_models(real, fakes, fid_inf=False, n_boot=50, progress=False)
+    # per-image values are the pairs' own scores, in order
+    from semlab.metrics.pixel import psnr
+    np.testing.assert_allclose(per[tables.PHYSICS]["psnr"], [psnr(f, r) for f, r in zip(fakes[tables.PHYSICS], real)])
+    assert tables.value(results, tables.UPPER_BOUND, "psnr") > tables.value(results, tables.PHYSICS, "psnr")
+    # the upper bound is better but is a reference: the physics baseline is marked best
+    md = comparison_table(results, "markdown", reference=[tables.UPPER_BOUND])
+    row = next(line for line in md.splitlines() if line.startswith(f"| {tables.PHYSICS}"))
+    assert row.split("|")[2].strip().startswith("**")
+    up = next(line for line in md.splitlines() if line.startswith(f"| {tables.UPPER_BOUND}"))
+    assert "**" not in up
+    # unavailable cells point to one note naming the file
+    assert "unavailable [1]" in md and "] unavailable: pt_inception" in md and "] unavailable: alexnet" in md
+    paths = tables.write_comparison(results, tmp_path / "out")
+    rows = list(csv.DictReader(open(paths[2])))
+    assert {r["model"] for r in rows} == set(fakes) and any(r["metric"] == "fid" and r["status"].startswith(
+        "unavailable") for r in rows)
+    assert tables.worst_indices(per[tables.PHYSICS], "ssim", 3) == list(np.argsort(per[tables.PHYSICS]["ssim"])[:3])
+    assert tables.worst_indices({"lpips": np.array([0.1, 0.5, 0.3])}, "lpips", 1) == [1]
