@@ -77,3 +77,18 @@ def test_evaluate_models_tables_and_reference_row(dataset, tmp_path, monkeypatch
         "unavailable") for r in rows)
     assert tables.worst_indices(per[tables.PHYSICS], "ssim", 3) == list(np.argsort(per[tables.PHYSICS]["ssim"])[:3])
     assert tables.worst_indices({"lpips": np.array([0.1, 0.5, 0.3])}, "lpips", 1) == [1]
+
+
+def test_summary_text_follows_the_intervals():
+    def r(metric, v, lo, hi):
+        return {"metric": metric, "value": v, "ci_low": lo, "ci_high": hi, "n": 10, "status": "ok", "note": ""}
+
+    res = {"A": [r("psnr", 25.0, 24.0, 26.0), r("kd_sem", 2.0, 1.5, 2.5)],
+           "B": [r("psnr", 23.0, 22.0, 23.5), r("kd_sem", 0.1, 0.0, 0.2)],
+           tables.UPPER_BOUND: [r("psnr", 30.0, 29.0, 31.0), r("kd_sem", 5.0, 4.0, 6.0)]}
+    text = tables.summary_text(res)
+    assert "**psnr**: best is A" in text and "**kd_sem**: best is B" in text and "clearly" in text
+    assert "Pixel metrics favour **A**, distribution metrics **B**" in text
+    assert tables.UPPER_BOUND not in text  # a reference, never a winner
+    res["B"][0] = r("psnr", 24.5, 23.0, 25.5)  # now overlapping A's interval
+    assert "intervals overlap" in tables.summary_text(res)

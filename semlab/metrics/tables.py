@@ -151,3 +151,42 @@ def value(results: dict[str, list[dict]], model: str, metric: str):
         if r["metric"] == metric:
             return r["value"]
     return None
+
+
+def _row_of(results, model, metric):
+    return next((r for r in results.get(model, []) if r["metric"] == metric and r["value"] is not None), None)
+
+
+def summary_text(results: dict[str, list[dict]], metrics=("psnr", "ssim", "lpips", "fid", "kd_sem", "fd_sem"),
+                 reference=(UPPER_BOUND,)) -> str:
+    """Markdown sentences built from the numbers: per metric the best model and whether
+    its lead over the runner-up is outside both 95% intervals; then whether pixel
+    metrics and distribution metrics agree on the winner."""
+    from semlab.metrics.evaluate import HIGHER_IS_BETTER
+
+    lines, winners = [], {}
+    for m in metrics:
+        rows = {n: _row_of(results, n, m) for n in results if n not in reference}
+        rows = {n: r for n, r in rows.items() if r is not None}
+        if len(rows) < 2:
+            continue
+        hib = HIGHER_IS_BETTER.get(m, False)
+        order = sorted(rows, key=lambda n: rows[n]["value"], reverse=hib)
+        a, b = rows[order[0]], rows[order[1]]
+        winners[m] = order[0]
+        sure = (a["ci_low"] is not None and b["ci_high"] is not None and b["ci_low"] is not None
+                and (a["ci_low"] > b["ci_high"] if hib else a["ci_high"] < b["ci_low"]))
+        verdict = "clearly (the 95% intervals do not overlap)" if sure else \
+            "but the intervals overlap: the data cannot separate them"
+        lines.append(f"- **{m}**: best is {order[0]} ({a['value']:.4g}), ahead of {order[1]} "
+                     f"({b['value']:.4g}), {verdict}.")
+    pix = [winners[m] for m in ("psnr", "ssim") if m in winners]
+    dist = [winners[m] for m in ("kd_sem", "fd_sem", "fid") if m in winners]
+    if pix and dist and set(pix).isdisjoint(dist):
+        lines.append(f"\nPixel metrics favour **{pix[0]}**, distribution metrics **{dist[0]}**. They measure "
+                     "different things: PSNR/SSIM reward predicting the average image (a smooth image scores well "
+                     "because noise cannot be predicted), while FD/KD reward images whose texture and noise look "
+                     "like real SEM. A generator can win one and lose the other.")
+    elif pix and dist:
+        lines.append(f"\nPixel and distribution metrics agree on **{pix[0]}**.")
+    return "\n".join(lines) if lines else "Fewer than two models could be scored."

@@ -126,6 +126,7 @@ results, per_image = tables.evaluate_models(real, fakes, sem_encoder=encoder, fi
                                             n_boot=study["n_boot"], seed=SEED, lpips_net=LPIPS_NET,
                                             cache_dir=data_dir() / "cache" / "fid")
 display(Markdown(comparison_table(results, "markdown", reference=[tables.UPPER_BOUND])))
+display(Markdown(tables.summary_text(results)))
 if OUT is not None:
     for p in tables.write_comparison(results, OUT):
         print("wrote", p)
