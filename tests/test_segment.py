@@ -13,7 +13,8 @@ from semlab.data.simulate import simulate
 from semlab.segment.base import Segment, SegmentationError
 from semlab.segment.canonical import (CanonicalRules, apply_edge_offset, calibrate_edge_offset,
                                       canonicalize, class_iou, paint_segments)
-from semlab.segment.classical import ClassicalSegmenter
+from semlab.segment.classical import (ClassicalSegmenter, ClassicalSettings, detect_particles,
+                                      particle_contrast_map, particle_settings)
 from semlab.segment.pipeline import merge_shards, segment_dataset, shard_of
 from semlab.segment.qa import check_mask
 
@@ -154,6 +155,139 @@ def test_classical_refuses_blank_and_tiny_images():
         seg.segment(np.random.default_rng(0).random((8, 40)).astype(np.float32))
     with pytest.raises(ValueError, match="denoise"):
         ClassicalSegmenter(denoise="median")
+
+
+# ---------------------------------------------------------------------------------
+# particles (defects): detection, delineation and what must not be called a particle
+
+def _disc_cover(shape, cy, cx, r):
+    """Area coverage of a disc (1-px linear ramp at its rim)."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return np.clip(r - np.hypot(yy - cy, xx - cx) + 0.5, 0.0, 1.0)
+
+
+def _sem_lines(particles=(), seed=0, noise=0.02, level=0.8, shape=(96, 128)):
+    """Vertical lines 20 px wide (0.45) on dark ground (0.15) with a bright edge rim
+    just inside each edge (+0.3, the SEM edge effect), a tip-to-tip gap (two line ends)
+    in the middle line, particles (cy, cx, r) at `level`, Gaussian blur (1 px) and
+    noise. Returns the image and the true mask."""
+    pat = np.zeros(shape, bool)
+    for x0 in (14, 54, 94):
+        pat[:, x0:x0 + 20] = True
+    pat[40:58, 54:74] = False
+    inside = ndimage.distance_transform_edt(pat)
+    sig = np.where(pat, 0.45, 0.15) + 0.3 * np.exp(-0.5 * (inside - 1.0) ** 2) * pat
+    truth = np.where(pat, labels.PATTERN, labels.BACKGROUND).astype(np.uint8)
+    for cy, cx, r in particles:
+        cov = _disc_cover(shape, cy, cx, r)
+        sig = sig * (1 - cov) + level * cov
+        truth[cov >= 0.5] = labels.DEFECT
+    img = ndimage.gaussian_filter(sig, 1.0) + noise * np.random.default_rng(seed).standard_normal(shape)
+    return np.clip(img, 0, 1).astype(np.float32), truth
+
+
+_PARTICLES = [(30.3, 44.6, 3.0),  # on the ground between two lines
+              (70.2, 24.1, 3.0),  # on top of a line (its rims 7 px away)
+              (20.5, 104.0, 2.5)]  # smaller, on another line
+_RULES = CanonicalRules(classes=("background", "pattern", "defect"), defect_max_area_frac=0.005)
+
+
+def test_dynamic_map_against_closed_form():
+    img = np.full((60, 60), 0.2, np.float32)
+    img[10:40, 10:40] = 0.5  # a plateau (900 px): larger than a particle
+    img[20:23, 20:23] = 0.8  # a 9-px particle on it: 0.3 above the plateau
+    img[50:53, 5:55] = 0.9  # a long bar (150 px): a line, not a particle
+    img[0:3, 45:48] = 0.7  # a 9-px blob cut by the frame: mirrored, still small
+    dyn = particle_contrast_map(img, max_area_px=40, smooth_px=0.0)
+    np.testing.assert_allclose(dyn[20:23, 20:23], 0.3, atol=1e-6)
+    np.testing.assert_allclose(dyn[0:3, 45:48], 0.5, atol=1e-6)
+    rest = np.ones(img.shape, bool)
+    rest[20:23, 20:23] = rest[0:3, 45:48] = False
+    assert np.abs(dyn[rest]).max() < 1e-6  # plateau, bar and ground: no height of their own
+
+
+def test_particle_settings_convert_nm_to_px():
+    assert particle_settings(2.0, (3.0, 8.0)) == {"blob_min_radius_px": 2.0, "blob_max_radius_px": 4.0}
+    # at 4 nm/px the smallest particles are below a pixel: the floors take over
+    assert particle_settings(4.0, (3.0, 8.0)) == {"blob_min_radius_px": 1.25, "blob_max_radius_px": 3.0}
+    assert particle_settings(0.5, (2.0, 5.0)) == {"blob_min_radius_px": 4.5, "blob_max_radius_px": 10.0}
+    with pytest.raises(ValueError, match="pixel_size_nm"):
+        particle_settings(0.0)
+    with pytest.raises(ValueError, match="radius_nm"):
+        particle_settings(2.0, (8.0, 3.0))
+    with pytest.raises(ValueError, match="blob_method"):
+        ClassicalSettings(blob_method="log")
+
+
+def test_isolated_particle_centre_and_radius():
+    """A blurred disc of known sub-pixel centre and radius on the ground, no noise:
+    the equal-area disc at half height recovers both."""
+    img, _ = _sem_lines([(30.3, 44.6, 3.0)], noise=0.0)
+    seg = ClassicalSegmenter()
+    den = seg.prepare(img)
+    bright = den > 0.3
+    parts = detect_particles(den, bright, seg.settings)
+    assert len(parts) == 1
+    cy, cx = parts[0].info["center"]
+    assert abs(cy - 30.3) < 0.3 and abs(cx - 44.6) < 0.3
+    assert abs(parts[0].info["radius_px"] - 3.0) < 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planted_particles_on_lines_and_ground_are_found(seed):
+    img, truth = _sem_lines(_PARTICLES, seed)
+    seg = ClassicalSegmenter(edge_offset_px=1.0)
+    mask = canonicalize(img, seg.segment(img), _RULES).mask
+    lab, n = ndimage.label(truth == labels.DEFECT)
+    assert n == len(_PARTICLES)
+    for j in range(1, n + 1):  # each particle, judged in a window around it
+        t = lab == j
+        p = (mask == labels.DEFECT) & ndimage.binary_dilation(t, iterations=4)
+        assert (p & t).sum() / (p | t).sum() > 0.6, f"particle {j}"
+    # nothing else is called a particle, and the lines do not suffer
+    far = ~ndimage.binary_dilation(truth == labels.DEFECT, iterations=4)
+    assert not (mask[far] == labels.DEFECT).any()
+    assert class_iou(mask, truth)["pattern"] > 0.97
+
+
+def test_particle_touching_a_rim_needs_the_dynamic_test():
+    """A particle just beside a line, touching its bright edge rim: the ring around it
+    holds rim pixels brighter than the particle, so the ring test alone misses it; the
+    dynamic test (height above the rim it merges with) finds it. A short piece of the
+    line given as a segment of its own is as bright as the rest: never a defect."""
+    img, truth = _sem_lines([(30.0, 36.0, 3.0)], noise=0.0, level=0.9)
+    line = truth == labels.PATTERN
+    part = truth == labels.DEFECT
+    piece = np.zeros(img.shape, bool)
+    piece[70:76, 16:32] = True  # a piece of the first line
+    segs = [Segment(line & ~piece), Segment(~line & ~part), Segment(piece), Segment(part)]
+    ring = canonicalize(img, segs, CanonicalRules(defect_test="ring", defect_max_area_frac=0.01)).mask
+    either = canonicalize(img, segs, CanonicalRules(defect_max_area_frac=0.01)).mask
+    assert (ring[part] != labels.DEFECT).all()
+    assert (either[part] == labels.DEFECT).all()
+    assert (either[piece] == labels.PATTERN).all() and (ring[piece] == labels.PATTERN).all()
+
+
+@pytest.mark.parametrize("preset,size", [("ic-metal", 128), ("contacts", 128), ("ic-metal", 256)])
+def test_line_ends_corners_and_contacts_are_not_particles(preset, size):
+    """Routed metal (line-ends, tip-to-tip gaps, L-bends) and contact arrays without any
+    particle: the classical pipeline calls (almost) nothing a defect."""
+    seg = ClassicalSegmenter(edge_offset_px=1.0)
+    defect_px, total = 0, 0
+    for i in range(4):
+        r = simulate(preset, size, (11, i), defect_prob=0.0)
+        mask = canonicalize(r.image, seg.segment(r.image), CanonicalRules()).mask
+        defect_px += int((mask == labels.DEFECT).sum())
+        total += mask.size
+    assert defect_px / total < 2e-4  # a stray false particle at most
+
+
+def test_synthetic_line_ends_are_not_particles():
+    img, truth = _sem_lines((), seed=3)
+    seg = ClassicalSegmenter(edge_offset_px=1.0)
+    segs = seg.segment(img)
+    assert not [s for s in segs if s.source == "classical:particle"]
+    assert not (canonicalize(img, segs, _RULES).mask == labels.DEFECT).any()
 
 
 def test_qa_flags():

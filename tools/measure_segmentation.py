@@ -20,7 +20,10 @@ Particle sizes are given physically (`--particle-radius-nm`, the range one looks
 and turned into pixels with the dataset's pixel size
 (`semlab.segment.classical.particle_settings`); `--particle-radius-nm none` keeps
 the segmenter's pixel defaults. Everything is written under `--out` (default
-/tmp/semlab-measure), never into the repository; reruns reuse finished folders.
+/tmp/semlab-measure), never into the repository; reruns reuse finished folders. The
+segmented folder's identity is the settings, not the code: after changing the
+segmenter's code, delete `<out>/*-seg-classical-*` (or use another `--out`), or the
+old masks are scored again.
 """
 
 from __future__ import annotations
@@ -54,6 +57,43 @@ def _parse_radius(text: str) -> tuple[float, float] | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--particle-radius-nm wants 'lo,hi' in nm or 'none', got {text!r}") from None
     return lo, hi
+
+
+def class_iou_ci(seg_root, truth_root, split: str = "test", n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> dict:
+    """Percentile-bootstrap confidence intervals of the per-class IoU (aggregated over
+    all pixels, as `score_against_truth`) and of the mean over the classes present,
+    resampling whole images: with a few dozen particles in a test split the defect IoU
+    moves a lot with which images happen to be in it."""
+    seg, truth = load_dataset(seg_root), load_dataset(truth_root)
+    ids = [i for i in truth.split(split) if i in set(seg.ids)]
+    k = labels.NUM_CLASSES
+    inter = np.zeros((len(ids), k))
+    union = np.zeros((len(ids), k))
+    freq = np.zeros(k)
+    for n, i in enumerate(ids):
+        p, t = seg.mask(i), truth.mask(i)
+        for c in range(k):
+            a, b = p == c, t == c
+            inter[n, c], union[n, c] = (a & b).sum(), (a | b).sum()
+            freq[c] += b.sum()
+    if not ids:
+        return {}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+    ib, ub = inter[idx].sum(1), union[idx].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = ib / ub
+    present = freq > 0
+    q = ((1 - level) / 2, 1 - (1 - level) / 2)
+    out = {}
+    for c in labels.CLASSES:
+        if present[c.id]:
+            lo, hi = np.nanquantile(iou[:, c.id], q)
+            out[c.name] = (float(lo), float(hi))
+    lo, hi = np.nanquantile(np.nanmean(iou[:, present], axis=1), q)
+    out["mean_iou"] = (float(lo), float(hi))
+    return out
 
 
 def _best_threshold_iou(img: np.ndarray, truth: np.ndarray, window: np.ndarray, core: np.ndarray) -> tuple[int, int]:
@@ -157,12 +197,16 @@ def markdown_tables(result: dict) -> str:
     lines = [f"**{result['preset']} {result['size']} px, {sc['split']} split, n={sc['n']}** "
              f"(classical; edge offset {result['edge_offset_px']:g} px fitted on "
              f"{result['calibrate_n']} train images; seed {result['seed']})", "",
-             "| class | IoU | share of true pixels |", "|---|---|---|"]
+             "| class | IoU | 95% CI (images resampled) | share of true pixels |", "|---|---|---|---|"]
+    ci = result.get("ci", {})
+
+    def cis(name):
+        return f"{ci[name][0]:.3f}-{ci[name][1]:.3f}" if name in ci else ""
     for name, v in sc["per_class"].items():
         if sc["true_pixel_fraction"].get(name, 0) > 0 or math.isfinite(v):
-            lines.append(f"| {name} | {_fmt(v)} | {sc['true_pixel_fraction'][name]:.5f} |")
-    lines += [f"| **mean over present classes** | **{_fmt(sc['mean_iou'])}** | |",
-              f"| mean over structure classes | {_fmt(sc['mean_iou_structure'])} | |"]
+            lines.append(f"| {name} | {_fmt(v)} | {cis(name)} | {sc['true_pixel_fraction'][name]:.5f} |")
+    lines += [f"| **mean over present classes** | **{_fmt(sc['mean_iou'])}** | {cis('mean_iou')} | |",
+              f"| mean over structure classes | {_fmt(sc['mean_iou_structure'])} | | |"]
     ceil = result.get("ceiling")
     if ceil:
         head = ["| particles | n | true px | found | pipeline IoU | oracle IoU (denoised) | oracle IoU (noise-free) |",
@@ -206,13 +250,14 @@ def measure(*, preset: str = "ic-metal", size: int = 256, n: int = 1000, seed: i
     t_seg = time.perf_counter() - t0
     score = score_against_truth(seg_root, src, "test")
     score.pop("per_image", None)
+    ci = class_iou_ci(seg_root, src, "test")
     result = {"preset": preset, "size": size, "n": n, "seed": seed, "pixel_size_nm": px,
               "particle_radius_nm": list(particle_radius_nm) if particle_radius_nm else None,
               "calibrate_n": calibrate_n, "edge_offset_px": offset,
               "calibration_scores": {f"{k:g}": v for k, v in cal.items()},
               "segmenter": seg.describe(), "rules": rules.describe(),
               "dataset": str(src), "segmented": str(seg_root),
-              "seconds": {"calibrate": round(t_cal, 1), "segment": round(t_seg, 1)}, "score": score}
+              "seconds": {"calibrate": round(t_cal, 1), "segment": round(t_seg, 1)}, "score": score, "ci": ci}
     if ceiling:
         result["ceiling"] = particle_ceiling(src, seg_root, seg, "test", progress=progress)
     return result

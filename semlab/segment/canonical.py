@@ -14,12 +14,24 @@ person draws means the same as a mask the pipeline made. The rules, in order:
    bright and dark; with `polarity="bright"` (metal, resist tops in secondary-electron
    images) the bright ones are *pattern*, the dark ones *background*
    (`polarity="dark"` swaps them).
-3. **Defects** (if "defect" is among `classes`): a region of at most
-   `defect_max_area_frac` of the image, not touching the border, whose mean exceeds the
-   `defect_ring_percentile` (90th) percentile of the 2-px ring around it by more than
-   `defect_contrast` x (pattern level - background level) is a particle: brighter than
-   everything around it, which a short piece of line (as bright as the pattern) or the
-   rim around a contact hole (next to the bright film) is not.
+3. **Defects** (if "defect" is among `classes`): a compact region (minor / major axis
+   at least `defect_min_axis_ratio`: particles are blobs; a piece of line, a sliver of
+   film between close holes or a stretch of edge rim is elongated) of at most
+   `defect_max_area_frac` of the image, not touching the border, is a particle if it
+   stands out from its surroundings by more than `defect_contrast` x (pattern level -
+   background level), measured in one of two ways (`defect_test`):
+   - *ring*: its mean exceeds the `defect_ring_percentile` (90th) percentile of the
+     2-px ring around it: brighter than everything around it, which a short piece of
+     line (as bright as the pattern) or the rim around a contact hole (next to the
+     bright film) is not. A particle touching a line's bright edge rim fails this test
+     although it is plainly there;
+   - *dynamic*: its mean height above the level at which it merges with a region
+     larger than twice the largest defect (the image minus its area opening, see
+     `semlab.segment.classical.particle_contrast_map`). A particle on a line keeps its
+     height above the line, a particle touching a rim its height above the rim; a
+     short piece of line or a contact rim, connected to the rest of the pattern or as
+     bright as it, has none.
+   `defect_test="either"` (default) accepts a region that passes one of them.
 4. **Holes** (if "hole" is among `classes`): a non-pattern region that does not touch
    the image border, covers at most `hole_max_area_frac` of the image, and whose
    surrounding ring is at least `hole_enclosure` pattern is a hole (a dark region
@@ -48,6 +60,7 @@ from semlab import labels
 from semlab.segment.base import Segment
 
 UNLABELED = -1
+DEFECT_TESTS = ("ring", "dynamic", "either")
 
 
 @dataclass
@@ -58,6 +71,8 @@ class CanonicalRules:
     defect_max_area_frac: float = 0.001
     defect_contrast: float = 0.3
     defect_ring_percentile: float = 90.0
+    defect_test: str = "either"  # "ring", "dynamic" or "either" (module docstring, rule 3)
+    defect_min_axis_ratio: float = 0.6  # minor / major axis a defect region needs (compact blob)
     hole_enclosure: float = 0.9
     hole_max_area_frac: float = 0.05
     min_region_px: int = 4
@@ -71,6 +86,8 @@ class CanonicalRules:
             raise ValueError("classes must include background or pattern")
         if self.polarity not in ("bright", "dark"):
             raise ValueError(f"polarity {self.polarity!r}; valid: 'bright', 'dark'")
+        if self.defect_test not in DEFECT_TESTS:
+            raise ValueError(f"defect_test {self.defect_test!r}; valid: {DEFECT_TESTS}")
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -146,6 +163,30 @@ def apply_edge_offset(mask: np.ndarray, offset_px: float) -> np.ndarray:
     return out
 
 
+def _axis_ratio(region: np.ndarray) -> float:
+    """Minor / major axis of a region's second moments (1 for a disc, 0 for a line);
+    a single pixel counts as round."""
+    yy, xx = np.nonzero(region)
+    if len(yy) < 2:
+        return 1.0
+    cov = np.cov(np.stack([yy, xx]).astype(np.float64), bias=True) + np.eye(2) / 12.0  # pixel extent
+    ev = np.linalg.eigvalsh(cov)
+    return float(np.sqrt(max(ev[0], 0.0) / max(ev[1], 1e-12)))
+
+
+def _region_dynamic(smooth: np.ndarray, reg: np.ndarray, n_reg: int, area: np.ndarray,
+                    max_defect_px: float) -> np.ndarray | None:
+    """Mean height of each region above the level at which it merges with a bright
+    region larger than twice the largest defect (rule 3, *dynamic*); None when no
+    region is small enough to be a defect (nothing to compute)."""
+    if not (area <= max_defect_px).any():
+        return None
+    from semlab.segment.classical import particle_contrast_map
+
+    dyn = particle_contrast_map(smooth, int(round(2 * max_defect_px)) + 1, smooth_px=0.0)
+    return np.bincount(reg.ravel(), weights=dyn.ravel(), minlength=n_reg) / np.maximum(area, 1)
+
+
 def canonicalize(image: np.ndarray, segments: list[Segment], rules: CanonicalRules | None = None) -> Canonical:
     """Turn backend segments into a canonical label map (see the module docstring)."""
     rules = rules or CanonicalRules()
@@ -191,6 +232,9 @@ def canonicalize(image: np.ndarray, segments: list[Segment], rules: CanonicalRul
     n_px = h * w
     want_defect = "defect" in rules.classes
     want_hole = "hole" in rules.classes
+    dyn_mean = None
+    if want_defect and rules.defect_test != "ring" and gap > 0:
+        dyn_mean = _region_dynamic(smooth, reg, n_reg, area, rules.defect_max_area_frac * n_px)
     for r in range(n_reg):
         if area[r] > max(rules.defect_max_area_frac, rules.hole_max_area_frac) * n_px and area[r] >= rules.min_region_px:
             continue
@@ -198,9 +242,14 @@ def canonicalize(image: np.ndarray, segments: list[Segment], rules: CanonicalRul
         if not ring.any():
             continue
         ring_regs = reg[sl][ring]
-        if want_defect and area[r] <= rules.defect_max_area_frac * n_px:
-            ring_hi = float(np.percentile(smooth[sl][ring], rules.defect_ring_percentile))
-            if not border[r] and mean[r] - ring_hi > rules.defect_contrast * gap and gap > 0:
+        if want_defect and area[r] <= rules.defect_max_area_frac * n_px and not border[r] and gap > 0:
+            ok = False
+            if rules.defect_test != "dynamic":
+                ring_hi = float(np.percentile(smooth[sl][ring], rules.defect_ring_percentile))
+                ok = mean[r] - ring_hi > rules.defect_contrast * gap
+            if not ok and dyn_mean is not None:
+                ok = dyn_mean[r] > rules.defect_contrast * gap
+            if ok and _axis_ratio(reg[sl] == r) >= rules.defect_min_axis_ratio:
                 cls[r] = labels.DEFECT
                 continue
         if area[r] < rules.min_region_px:

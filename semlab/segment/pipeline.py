@@ -141,6 +141,11 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+# Bumped whenever segmentation or canonicalisation changes what a given setting produces:
+# part of the output folder's identity, so old masks are never resumed as if current.
+ALGORITHM_VERSION = 2
+
+
 def default_output(src, backend: str, identity: dict | None = None) -> Path:
     """`<src>-seg-<backend>-<8 hex of the settings>` beside the source: the same
     settings resume the same folder, other settings get a folder of their own."""
@@ -181,7 +186,8 @@ def segment_dataset(src, out=None, *, backend="classical", settings: dict | None
         segmenter = backend
         name = getattr(segmenter, "name", type(segmenter).__name__)
         note = {"backend_requested": name, "backend_used": name, "fallback_reason": ""}
-    identity = {"generator": "semlab.segment", "source": str(Path(src).resolve()),
+    identity = {"generator": "semlab.segment", "algorithm_version": ALGORITHM_VERSION,
+                "source": str(Path(src).resolve()),
                 "segmenter": segmenter.describe(), "rules": rules.describe(), "qa": qa_rules.describe()}
     out = Path(out) if out else default_output(src, note["backend_used"], identity)
     if Path(src).resolve() == out.resolve():
