@@ -336,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels-last", default=None, choices=["on", "off"], help="train: memory format (default: on for bf16)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_bench)
+
+    from semlab.contours.cli import add_parser as add_contours_parser  # light: no torch import
+
+    add_contours_parser(sub)
     return p
 
 

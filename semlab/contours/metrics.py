@@ -337,6 +337,22 @@ class CDMeasurement:
         return {"cd": float(w.mean()) if w.size else nan, "lwr": float(np.mean(lwr)) if lwr else nan,
                 "ler": float(np.mean(ler)) if ler else nan, "n_lines": len(self.lines), "n_cuts": int(w.size)}
 
+    def per_line(self) -> list[dict[str, float]]:
+        """One dict per line (the distribution behind `summary`'s means): centre, cd
+        (mean width), lwr (3 sigma of its widths), ler_left / ler_right (3 sigma of each
+        edge around a straight-line fit; NaN with fewer than 3 cuts), n_cuts (px)."""
+        out = []
+        for ln in self.lines:
+            w = ln["width"]
+            ok = len(w) >= 3
+            x = self.cuts[ln["cut"]]
+            out.append({"centre": float(ln["centre"]), "cd": float(np.mean(w)),
+                        "lwr": float(3 * np.std(w, ddof=1)) if ok else float("nan"),
+                        "ler_left": 3 * _detrended_std(x, ln["left"]) if ok else float("nan"),
+                        "ler_right": 3 * _detrended_std(x, ln["right"]) if ok else float("nan"),
+                        "n_cuts": int(len(w))})
+        return out
+
 
 def _detrended_std(x: np.ndarray, y: np.ndarray) -> float:
     x = np.asarray(x, np.float64)

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 
 from semlab.viz.figures import _off, _show_gray
 
-__all__ = ["contour_overlay_figure", "epe_distribution_figure", "epe_along_contour_figure"]
+__all__ = ["contour_overlay_figure", "epe_distribution_figure", "epe_along_contour_figure", "contour_gallery_figure",
+           "line_statistics_figure"]
 
 TRUE_STYLE = {"color": "#39ff14", "linestyle": "--", "linewidth": 0.9}
 PRED_COLORS = ("#ff3b30", "#00c8ff", "#ffb000", "#d65cff", "#ffffff")
@@ -159,4 +160,66 @@ def epe_along_contour_figure(image: np.ndarray, points: np.ndarray, epe: np.ndar
     elif ok.any():
         ax.set_title(f"EPE along the contour: mean {e[ok].mean():+.2f}, mean |EPE| {np.abs(e[ok]).mean():.2f} {unit}",
                      fontsize=9)
+    return fig
+
+
+def contour_gallery_figure(panels: Sequence[Mapping], *, ncols: int = 2, linewidth: float = 0.8) -> Figure:
+    """A grid of images with true (green, dashed) and predicted contours: `panels` is a
+    list of {"image", "true" (optional), "pred" ({method: contours} or a list), "title"}.
+    Used for failure galleries: the worst images of a method, each with its score."""
+    n = len(panels)
+    if n == 0:
+        raise ValueError("contour_gallery_figure needs at least one panel")
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(4.2 * ncols, 4.2 * nrows + 0.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, p in zip(axes, panels):
+        img = np.asarray(p["image"], np.float32)
+        _show_gray(ax, img)
+        if p.get("true") is not None:
+            _draw(ax, p["true"], label="true", **{**TRUE_STYLE, "linewidth": linewidth})
+        for k, (name, cs) in enumerate(_methods(p.get("pred")).items()):
+            _draw(ax, cs, label=name, color=PRED_COLORS[k % len(PRED_COLORS)], linewidth=linewidth)
+        h, w = img.shape
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        if p.get("title"):
+            ax.set_title(p["title"], fontsize=8)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(handles, names, loc="upper right", fontsize=7, framealpha=0.6)
+    return fig
+
+
+def line_statistics_figure(lines: Sequence[Mapping], *, unit: str = "nm", title: str | None = None) -> Figure:
+    """Per-line statistics of line/space images: the distribution of line widths (CD,
+    one point per line) and of the LER of each edge, per image (`lines`: dicts with
+    image, cd, ler_left, ler_right, as `semlab.contours.experiment.RealLines.lines`),
+    with each image's median marked."""
+    if not lines:
+        raise ValueError("line_statistics_figure needs at least one line")
+    names = list(dict.fromkeys(str(x["image"]) for x in lines))
+    fig = Figure(figsize=(max(6.0, 1.6 * len(names) + 3.0), 3.6), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(names):
+        ln = [x for x in lines if str(x["image"]) == name]
+        cd = np.array([x["cd"] for x in ln], float)
+        ler = np.array([v for x in ln for v in (x["ler_left"], x["ler_right"])], float)
+        for ax, v in ((ax1, cd), (ax2, ler)):
+            v = v[np.isfinite(v)]
+            if not v.size:
+                continue
+            ax.plot(k + rng.uniform(-0.18, 0.18, v.size), v, "o", ms=3, alpha=0.6,
+                    color=PRED_COLORS[k % (len(PRED_COLORS) - 1)])
+            ax.plot([k - 0.3, k + 0.3], [np.median(v)] * 2, color="k", lw=1.5)
+    for ax, lab in ((ax1, f"line width CD ({unit}), one point per line"),
+                    (ax2, f"LER 3 sigma ({unit}), one point per edge")):
+        ax.set_xticks(range(len(names)), names, fontsize=7, rotation=15)
+        ax.set_ylabel(lab, fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title or "measured line statistics (bar: median)", fontsize=9)
     return fig
