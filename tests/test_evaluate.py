@@ -133,3 +133,13 @@ def test_set_distance_intervals_contain_their_estimate(no_weights):
     assert row["ci_low"] <= row["value"] <= row["ci_high"]
     lo, hi = _centred_interval([2.0, 3.0, 4.0, 5.0, 6.0], 1.0)
     assert lo == 0.0 and 0.0 < hi < 3.0  # shifted down by the bias (mean 4 - 1), clipped at 0
+
+
+def test_spectral_rows_equal_the_spectral_module(no_weights):
+    from semlab.metrics.spectral import high_frequency_ratio, log_spectrum_distance
+
+    real, fake = _sets(n=10, size=48, seed=5)
+    rows = {r["metric"]: r for r in evaluate(real, fake, metrics=("spectral",), n_boot=40)}
+    assert rows["spectral_distance_db"]["value"] == pytest.approx(log_spectrum_distance(real, fake), rel=1e-12)
+    gap = abs(high_frequency_ratio(fake) - high_frequency_ratio(real))
+    assert rows["hf_ratio_gap"]["value"] == pytest.approx(gap, rel=1e-9)
