@@ -32,6 +32,7 @@ PARAMETERS = {
                                 "PRECISION", "NET_G", "LAMBDA_IDENTITY", "DIFFAUG"],
     "30_metric_tables.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "N_EVAL", "FID_INF", "LPIPS_NET",
                                "SEM_STEPS"],
+    "40_real_vs_fake.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "TRAIN_UPSAMPLING", "MAX_PAIRS"],
     "50_segsem_contours.ipynb": ["PROFILE", "RUN_DIR", "SEED", "SAM2_MODEL", "SAM2_CHECKPOINT", "SAM2_STEPS",
                                  "REAL_DIR"],
 }

@@ -362,6 +362,21 @@ def _augment(x: torch.Tensor, rng: np.random.Generator, mode: str | None) -> tor
     return x
 
 
+def _random_crop(x: torch.Tensor, size: int | None, rng: np.random.Generator) -> torch.Tensor:
+    """One random `size` x `size` window per image (no resizing, so pixel-scale
+    artifacts keep their frequency); the batch unchanged without `size` or when the
+    images are not larger than it."""
+    if not size:
+        return x
+    h, w = x.shape[-2:]
+    if size >= h and size >= w:
+        return x
+    c = int(size)
+    ys = rng.integers(0, h - c + 1, size=x.shape[0])
+    xs = rng.integers(0, w - c + 1, size=x.shape[0])
+    return torch.stack([x[i, :, y:y + c, xx:xx + c] for i, (y, xx) in enumerate(zip(ys, xs))])
+
+
 def _autocast(precision: str):
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -371,16 +386,25 @@ def _autocast(precision: str):
 def train_detector(images, labels, *, detector: str = "small_cnn", detector_kwargs: dict | None = None,
                    epochs: int = 10, batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.0,
                    augment: str | None = None, precision: str = "fp32", seed: int = 0,
-                   progress: bool = False, _bar=None) -> tuple[nn.Module, list[float]]:
+                   crop: int | None = None, progress: bool = False, _bar=None) -> tuple[nn.Module, list[float]]:
     """Train a fresh detector on `images` ((N, H, W) float32 in [0, 1]) and `labels`
     (0 real, 1 generated); returns ``(model in eval mode, mean training loss per epoch)``.
 
     Adam on the binary cross-entropy of the logit, weighted so both classes count
     equally whatever their sizes; a fixed number of epochs; optional bf16 autocast
     (weights stay fp32). Seeded: initialisation and batch order come from `seed` only.
+
+    `crop` (px): train on one random `crop` x `crop` window of each image per step
+    instead of the whole image (never resized). Both detectors pool globally, so the
+    trained model still scores whole images; on a CPU this cuts the training cost by
+    about (H / crop)**2 while pixel-scale artifacts stay visible. Layout-scale cues
+    larger than the crop are seen only at evaluation, so keep crops several pattern
+    pitches wide.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    if crop is not None and (int(crop) != crop or crop < 8):
+        raise ValueError(f"crop must be None or an integer >= 8 px, got {crop!r}")
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
     y_all = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
     n = len(y_all)
@@ -407,7 +431,7 @@ def train_detector(images, labels, *, detector: str = "small_cnn", detector_kwar
             idx = torch.from_numpy(order[start:start + batch_size])
             if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a batch of one
                 continue
-            xb = _augment(x_all[idx], rng, augment)
+            xb = _random_crop(_augment(x_all[idx], rng, augment), crop, rng)
             with _autocast(precision):
                 logits = model(xb)
             loss = loss_fn(logits.float(), y_all[idx])
@@ -671,7 +695,7 @@ def cross_validate_detector(real, fake, groups_real=None, groups_fake=None, *, d
                             batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.0,
                             augment: str | None = None, precision: str = "fp32", seed: int = 0,
                             n_boot: int = 2000, level: float = 0.95, keep_models: bool = True,
-                            progress: bool = True) -> DetectionResult:
+                            crop: int | None = None, progress: bool = True) -> DetectionResult:
     """Grouped, stratified k-fold cross-validation of a detector on real vs generated images.
 
     `real`, `fake`: lists or (N, H, W) arrays of float32 images in [0, 1] of one size;
@@ -681,7 +705,8 @@ def cross_validate_detector(real, fake, groups_real=None, groups_fake=None, *, d
     scores the held-out images, so every image gets exactly one out-of-fold logit.
     Returns a `DetectionResult`; with `keep_models` its `models[k]` are the per-fold
     detectors (for `semlab.forensics.saliency`: explain image i with
-    ``models[result.fold[i]]``, which never saw it).
+    ``models[result.fold[i]]``, which never saw it). `crop`: train on random windows
+    of that size (see `train_detector`); held-out images are always scored whole.
     """
     images, labels, groups = stack_sets(real, fake, groups_real, groups_fake)
     folds = grouped_folds(labels, groups, n_splits=n_splits, seed=seed)
@@ -697,7 +722,8 @@ def cross_validate_detector(real, fake, groups_real=None, groups_fake=None, *, d
         for k, (tr, te) in enumerate(folds):
             model, hist = train_detector(images[tr], labels[tr], detector=detector, detector_kwargs=detector_kwargs,
                                          epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                         augment=augment, precision=precision, seed=seed * 1000 + k, _bar=bar)
+                                         augment=augment, precision=precision, seed=seed * 1000 + k, crop=crop,
+                                         _bar=bar)
             scores[te] = predict_logits(model, images[te])
             if k == 0:
                 name = describe_detector(model)  # e.g. "resnet18 (random init)": never mislabelled
@@ -711,6 +737,7 @@ def cross_validate_detector(real, fake, groups_real=None, groups_fake=None, *, d
             bar.close()
     config = {"detector": detector, "detector_kwargs": detector_kwargs or {}, "n_splits": n_splits, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "augment": augment,
-              "precision": precision, "seed": seed, "n_boot": n_boot, "image_shape": list(images.shape[1:])}
+              "precision": precision, "seed": seed, "n_boot": n_boot, "crop": crop,
+              "image_shape": list(images.shape[1:])}
     return assemble_result(name, labels, groups, scores, folds, models=models, history=history, config=config,
                            n_boot=n_boot, level=level, seed=seed)

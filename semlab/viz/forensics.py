@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     Results = Union[Mapping[str, DetectionResult], Sequence[DetectionResult]]
 
 __all__ = [
+    "fake_sets_figure",
     "radial_spectra_figure",
     "spectrum_difference_figure",
     "spectral_peaks_figure",
@@ -224,3 +225,58 @@ def detector_metrics_figure(results: "Results", metrics: Sequence[str] = ("accur
     if title:
         fig.suptitle(title)
     return fig
+
+
+def fake_sets_figure(masks, real, fakes: Mapping[str, np.ndarray], *, n: int = 3, zoom: int | None = 32,
+                     titles: Sequence[str] | None = None) -> Figure:
+    """Side by side for the first `n` masks: the mask (canonical palette), the real image
+    and each model's image made from that mask (columns). With `zoom` (px), a second row
+    per mask shows the central `zoom` x `zoom` window of each image enlarged without
+    interpolation, where pixel-scale artifacts (checkerboards, missing noise grain) are
+    visible. All images share the gray scale [0, 1]."""
+    from semlab import labels
+    from semlab.viz.figures import _off, _show_gray
+
+    real = np.asarray(real, dtype=np.float32)
+    masks = np.asarray(masks)
+    k = min(int(n), len(real))
+    if k < 1:
+        raise ValueError("fake_sets_figure needs at least one image")
+    cols = ["mask", "real", *fakes]
+    rows_per = 2 if zoom else 1
+    fig = Figure(figsize=(2.1 * len(cols), 2.2 * k * rows_per + 0.3), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(k * rows_per, len(cols), squeeze=False))
+    palette = np.array([c.rgb for c in labels.CLASSES], dtype=np.float32) / 255.0
+    h, w = real.shape[1:]
+    z = min(int(zoom), h, w) if zoom else 0
+    y0, x0 = (h - z) // 2, (w - z) // 2
+    for i in range(k):
+        imgs = [None, real[i], *[np.asarray(f[i], dtype=np.float32) for f in fakes.values()]]
+        for j, name in enumerate(cols):
+            ax = axes[i * rows_per, j]
+            if j == 0:
+                ax.imshow(palette[np.clip(masks[i], 0, len(palette) - 1)], interpolation="nearest")
+                _off(ax)
+                ax.set_title(titles[i] if titles is not None else "mask", fontsize=8)
+                if z:
+                    ax.add_patch(_rect(x0, y0, z))
+            else:
+                _show_gray(ax, imgs[j], name if i == 0 else None)
+                if z:
+                    ax.add_patch(_rect(x0, y0, z))
+            if z:
+                zax = axes[i * rows_per + 1, j]
+                if j == 0:
+                    zax.imshow(palette[np.clip(masks[i][y0:y0 + z, x0:x0 + z], 0, len(palette) - 1)],
+                               interpolation="nearest")
+                    _off(zax)
+                    zax.set_title(f"centre {z}x{z} px", fontsize=8)
+                else:
+                    _show_gray(zax, imgs[j][y0:y0 + z, x0:x0 + z])
+    return fig
+
+
+def _rect(x0: int, y0: int, z: int):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x0 - 0.5, y0 - 0.5), z, z, fill=False, ec="cyan", lw=1.0)
