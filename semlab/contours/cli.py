@@ -329,17 +329,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m semlab.contours.cli contours ...`: the same as `semlab contours ...`."""
-    parser = argparse.ArgumentParser(prog="semlab", description="SegSEM contours")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.fn(args)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"semlab {args.command} {args.contours_command}: error: {msg}", file=sys.stderr)
-        return 2
+    """`python -m semlab.contours.cli contours ...`: the same as `semlab contours ...`
+    (one parser and one error handler: `semlab.cli.main`)."""
+    from semlab.cli import main as semlab_main
+
+    return semlab_main(argv)
 
 
 if __name__ == "__main__":
