@@ -101,7 +101,7 @@ def test_sem_encoder_rows_are_named_apart_and_work_without_weights(no_weights):
     assert fd["ci_low"] < fd["ci_high"] and "not FID" in fd["note"]
     assert rows["kd_sem"]["ci_low"] < rows["kd_sem"]["ci_high"]
     assert "fd_sem_inf" in rows and "Chong" in rows["fd_sem_inf"]["note"]
-    assert set(timings) >= {"sem"}
+    assert set(timings) >= {"sem_real", "sem_fake", "fd_kd_sem"}
 
 
 def test_kid_bootstrap_interval_matches_a_direct_resampling():
@@ -143,3 +143,27 @@ def test_spectral_rows_equal_the_spectral_module(no_weights):
     assert rows["spectral_distance_db"]["value"] == pytest.approx(log_spectrum_distance(real, fake), rel=1e-12)
     gap = abs(high_frequency_ratio(fake) - high_frequency_ratio(real))
     assert rows["hf_ratio_gap"]["value"] == pytest.approx(gap, rel=1e-9)
+
+
+def test_sem_real_features_are_cached_per_encoder_and_images(no_weights, tmp_path):
+    """The real set's SEM-encoder features are extracted once: a second evaluation against
+    the same real set reads them from the cache (same numbers); another encoder or other
+    real images miss it."""
+    from semlab.metrics.sem_encoder import EncoderConfig, train_sem_encoder
+
+    real, fake = _sets(n=12, size=40)
+    cfg = EncoderConfig(steps=2, batch_size=6, crop=32, width=4)
+    enc = train_sem_encoder(real, cfg, progress=False)
+    calls = []
+    orig = enc.features
+    enc.features = lambda imgs, **kw: calls.append(len(imgs)) or orig(imgs, **kw)
+    kw = dict(metrics=("fid",), sem_encoder=enc, n_boot=20, cache_dir=tmp_path / "c")
+    first = {r["metric"]: r["value"] for r in evaluate(real, fake, **kw)}
+    assert calls == [12, 12]  # real, then fake
+    second = {r["metric"]: r["value"] for r in evaluate(real, fake, **kw)}
+    assert calls == [12, 12, 12]  # only the fakes again
+    assert second["fd_sem"] == first["fd_sem"] and second["kd_sem"] == first["kd_sem"]
+    evaluate(real[:-1], fake[:-1], **kw)
+    assert calls[-2:] == [11, 11]  # other real images: a miss
+    other = train_sem_encoder(real, EncoderConfig(steps=2, batch_size=6, crop=32, width=4, seed=1), progress=False)
+    assert other.weights_key() != enc.weights_key()

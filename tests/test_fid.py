@@ -51,7 +51,7 @@ def test_frechet_diagonal_closed_form():
 def test_fid_from_features_both_routes_agree_with_sqrtm():
     rng = np.random.default_rng(2)
     d = 12
-    # full rank (n > d): the sqrtm route
+    # full rank (n > d): the symmetric-eigh route, against pytorch-fid's sqrtm
     _, _, a = _random_stats(rng, d, 40)
     _, _, b = _random_stats(rng, d, 50)
     ref = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
@@ -61,6 +61,21 @@ def test_fid_from_features_both_routes_agree_with_sqrtm():
     ref2 = F.frechet_distance(a2.mean(0), np.cov(a2, rowvar=False), b2.mean(0), np.cov(b2, rowvar=False))
     assert F.fid_from_features(a2, b2) == pytest.approx(ref2, rel=1e-5)
     assert F.fid_from_features(a2, a2) == pytest.approx(0, abs=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_trace_sqrt_product_equals_sqrtm_trace_on_correlated_covariances():
+    from scipy import linalg
+
+    rng = np.random.default_rng(5)
+    d = 64
+    mix = rng.normal(size=(d, d)) * np.logspace(0, -3, d)  # condition number ~1e6
+    x, y = rng.normal(size=(400, d)) @ mix, rng.normal(size=(500, d)) @ mix.T
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    ref = np.trace(linalg.sqrtm(s1 @ s2)).real
+    assert F._trace_sqrt_product(s1, s2) == pytest.approx(ref, rel=1e-8)
+    assert F.fid_from_features(x, y) == pytest.approx(
+        calculate_frechet_distance(x.mean(0), s1, y.mean(0), s2), rel=1e-8)
 
 
 def _kid_reference(f1, f2, subset_size, n_subsets, seed):

@@ -99,7 +99,7 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
     if "fid" in metrics or "kid" in metrics:
         rows += _fid_rows(real, fake, metrics, n_boot, rng, cache_dir, fid_inf, precision, timed, seed)
     if sem_encoder is not None:
-        rows += timed("sem", lambda: _sem_rows(real, fake, sem_encoder, n_boot, rng, fid_inf, seed))
+        rows += _sem_rows(real, fake, sem_encoder, n_boot, rng, fid_inf, seed, cache_dir, timed)
     if "spectral" in metrics:
         rows += timed("spectral", lambda: _spectral_rows(real, fake, n_boot, rng))
     return rows
@@ -166,12 +166,21 @@ def _fid_rows(real, fake, metrics, n_boot, rng, cache_dir, fid_inf, precision, t
     return [r for r in rows if r["metric"] in keep]
 
 
-def _sem_rows(real, fake, encoder, n_boot, rng, fid_inf, seed) -> list[dict]:
+def _sem_rows(real, fake, encoder, n_boot, rng, fid_inf, seed, cache_dir=None, timed=None) -> list[dict]:
     """FD_sem / KD_sem in the SEM encoder's features: named apart from FID, with the
-    encoder's identity in the note."""
-    fr, ff = encoder.features(real), encoder.features(fake)
-    return _fd_rows("_sem", fr, ff, n_boot, rng, fid_inf, seed,
-                    note_extra=f"SEM encoder {(encoder.sha256 or 'unsaved')[:12]}, not FID")
+    encoder's identity in the note. The real set's features are cached like Inception's
+    (key: images' sha256 and the encoder's weights)."""
+    from semlab.metrics import fid as F
+
+    timed = timed or (lambda name, fn: fn())
+    if cache_dir:
+        fr = timed("sem_real", lambda: F.feature_stats_cache(
+            real, None, cache_dir, "sem-encoder:" + encoder.weights_key(), extract=encoder.features)["features"])
+    else:
+        fr = timed("sem_real", lambda: encoder.features(real))
+    ff = timed("sem_fake", lambda: encoder.features(fake))
+    return timed("fd_kd_sem", lambda: _fd_rows("_sem", fr, ff, n_boot, rng, fid_inf, seed,
+                 note_extra=f"SEM encoder {(encoder.sha256 or 'unsaved')[:12]}, not FID"))
 
 
 def _spectral_rows(real, fake, n_boot, rng) -> list[dict]:

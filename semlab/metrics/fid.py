@@ -17,7 +17,8 @@ Features are float64 (N, 2048), the 2048-d output of the final average pool.
 * :func:`fid_from_features` - FID from two feature sets. With fewer samples than
   dimensions (both covariances singular, the usual case below 2,049 images) it uses the
   exact identity ``tr sqrt(S1 S2) = ||A B^T||_* / sqrt((n1-1)(n2-1))`` (A, B the centred
-  features), which avoids a 2048x2048 ``sqrtm`` (~10 s, and ill-conditioned there).
+  features), which avoids a 2048x2048 ``sqrtm`` (~10 s, and ill-conditioned there); with
+  more samples it takes the trace from two symmetric ``eigh`` (exact, ~7x faster than ``sqrtm``).
 * :func:`kid_from_features` - KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel
   ``k(x, y) = (x.y / d + 1)^3`` averaged over random subsets.
 * :func:`feature_stats_cache` - features/statistics of a (real) set cached on disk.
@@ -97,6 +98,7 @@ def load_inception(path=None, *, download: bool = True):
     Raises ``semlab.weights.WeightsNotFound`` (naming the file, size, URL and folder) when
     the file is missing. The resolved file is available as ``model.semlab_weights_path``.
     """
+    import torch
     from pytorch_fid.inception import InceptionV3
 
     wfile = _weights.resolve("pt_inception", path, download=download)
@@ -104,6 +106,9 @@ def load_inception(path=None, *, download: bool = True):
         model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]], resize_input=True,
                             normalize_input=True, use_fid_inception=True)
     model.eval()
+    # channels_last: oneDNN's fast convolution layout on CPU (measured here, 256-px inputs,
+    # batch 50: fp32 10.6 -> 15.9 img/s, bf16 16.8 -> 40 img/s; features equal to 1e-6)
+    model.to(memory_format=torch.channels_last)
     model.semlab_weights_path = str(wfile)
     return model
 
@@ -169,7 +174,8 @@ def inception_features(images, model, batch_size: int = 50, precision: str = "fp
            else contextlib.nullcontext())
     with torch.inference_mode(), ctx:
         for a, b in starts:
-            x = torch.from_numpy(np.stack(imgs[a:b]))[:, None].expand(-1, 3, -1, -1).contiguous()
+            x = (torch.from_numpy(np.stack(imgs[a:b]))[:, None].expand(-1, 3, -1, -1)
+                 .contiguous(memory_format=torch.channels_last))
             out = model(x)[0]
             if out.shape[2:] != (1, 1):  # never with block 3; kept like pytorch-fid
                 out = torch.nn.functional.adaptive_avg_pool2d(out, (1, 1))
@@ -217,12 +223,26 @@ def _stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """``tr sqrtm(S1 S2)`` for covariance matrices, exactly and in symmetric arithmetic:
+    S1 S2 is similar to R S2 R with R = S1^(1/2) (PSD), so the trace is the sum of the
+    square roots of that symmetric matrix's eigenvalues. Two ``eigh`` instead of a
+    Schur-based ``sqrtm`` of a non-symmetric product: equal to 1e-12 relative, ~7x faster
+    at d = 2048, never complex."""
+    w, v = np.linalg.eigh(s1)
+    r = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    ev = np.linalg.eigvalsh(r @ s2 @ r)
+    return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+
 def fid_from_features(f1, f2) -> float:
     """FID between two feature sets (N1, d) and (N2, d), covariances with ddof=1.
 
     If ``min(N1, N2) <= d`` the covariances are singular and the trace term is computed
     exactly from the centred features (nuclear norm of ``A B^T``), which is what
-    :func:`frechet_distance` approximates there; otherwise :func:`frechet_distance`."""
+    :func:`frechet_distance` approximates there; otherwise from the covariances with
+    symmetric eigendecompositions (:func:`_trace_sqrt_product`), equal to
+    :func:`frechet_distance`'s ``sqrtm`` (tested against pytorch-fid) and faster."""
     f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature shapes differ: {f1.shape} vs {f2.shape}")
@@ -230,7 +250,9 @@ def fid_from_features(f1, f2) -> float:
     if n1 < 2 or n2 < 2:
         raise ValueError("need at least 2 feature vectors per set")
     if min(n1, n2) > d:
-        return frechet_distance(*_stats(f1), *_stats(f2))
+        (mu1, s1), (mu2, s2) = _stats(f1), _stats(f2)
+        diff = mu1 - mu2
+        return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * _trace_sqrt_product(s1, s2))
     mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
     a, b = f1 - mu1, f2 - mu2
     tr1 = float(np.sum(a * a)) / (n1 - 1)
@@ -366,9 +388,11 @@ def weights_sha256(path) -> str:
 
 
 def feature_stats_cache(images, model, cache_dir, model_hash: str, batch_size: int = 50,
-                        precision: str = "fp32") -> dict:
+                        precision: str = "fp32", extract=None) -> dict:
     """Features and statistics of `images`, cached in ``cache_dir/<key>.npz`` where key is
     the sha256 of (images' bytes, `model_hash`, precision, cache version).
+    `extract(images) -> (N, D) features` replaces the Inception network (`model` is then
+    unused; `model_hash` must identify the extractor).
 
     Returns {"features", "mu", "sigma", "hit": bool, "path"}. Written atomically
     (``semlab.io.atomic_write``: temp file + os.replace); an unreadable cache file is
@@ -384,7 +408,8 @@ def feature_stats_cache(images, model, cache_dir, model_hash: str, batch_size: i
                             "hit": True, "path": str(path)}
         except (OSError, ValueError, KeyError):
             pass  # corrupt or foreign file: recompute and overwrite
-    feats = inception_features(images, model, batch_size=batch_size, precision=precision)
+    feats = (extract(images) if extract is not None
+             else inception_features(images, model, batch_size=batch_size, precision=precision))
     mu, sigma = _stats(feats)
     if path is not None:
         from semlab.io import atomic_write

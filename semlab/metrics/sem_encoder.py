@@ -124,6 +124,17 @@ class SemEncoder:
     def dim(self) -> int:
         return int(self.net.dim)
 
+    def weights_key(self) -> str:
+        """sha256 identifying these weights: the file's hash when saved, else a hash of the
+        parameters and buffers (the feature cache's key)."""
+        if self.sha256:
+            return self.sha256
+        h = hashlib.sha256(b"unsaved-sem-encoder")
+        for k, v in self.net.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
     def describe(self) -> str:
         t = self.meta["training"]
         h = (self.sha256 or "unsaved")[:12]
@@ -140,6 +151,8 @@ class SemEncoder:
         imgs = _as_float_images(images)
         out = np.empty((len(imgs), self.dim), np.float64)
         i = 0
+        # channels_last: oneDNN's fast CPU layout (1,000 images of 256 px: 16 s -> 9 s here)
+        self.net.to(memory_format=torch.channels_last)
         with torch.inference_mode():
             while i < len(imgs):
                 j = i + 1
