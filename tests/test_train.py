@@ -200,6 +200,10 @@ def test_cyclegan_trains_resumes_its_pools_and_generates(dataset, tmp_path):
     # max_steps grows: the run resumes from step 6
     res2 = train(TrainConfig(**{**cfg.to_dict(), "max_steps": 8}), progress=False)
     assert res2.resumed_from == "ckpt-000000006.pt" and res2.steps == 8
+    # resumed at the limit: nothing more is trained and no checkpoint is written
+    res3 = train(TrainConfig(**{**cfg.to_dict(), "max_steps": 8}), progress=False)
+    assert res3.resumed_from == "ckpt-000000008.pt" and res3.steps == 8 and len(res3.log) == 8
+    assert latest_checkpoint(tmp_path / "cg" / "checkpoints").name == "ckpt-000000008.pt"
     g = Generator(latest_checkpoint(tmp_path / "cg" / "checkpoints"))
     out = g(np.zeros((2, 32, 32), np.int64))
     assert out.shape == (2, 32, 32) and np.isfinite(out).all()

@@ -140,6 +140,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None,
     bar = tqdm(total=total_epochs * spe, initial=epoch * spe + step_in_epoch, disable=not progress or rank != 0,
                desc=f"{cfg.model} {out.name}", unit="step")
     try:
+        if cfg.max_steps is not None and global_step >= cfg.max_steps:  # resumed at the step limit
+            return TrainResult(out, global_step, epoch, log, None, resumed, trainer)
         while epoch < total_epochs:
             order = epoch_order(len(data), cfg.seed, epoch, 0, rank, world)
             # CycleGAN is unpaired: images come in an independent order
