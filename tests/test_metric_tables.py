@@ -92,3 +92,31 @@ def test_summary_text_follows_the_intervals():
     assert tables.UPPER_BOUND not in text  # a reference, never a winner
     res["B"][0] = r("psnr", 24.5, 23.0, 25.5)  # now overlapping A's interval
     assert "intervals overlap" in tables.summary_text(res)
+
+
+def test_fid_sample_size_study_needs_the_official_file_and_uses_it(tmp_path, monkeypatch):
+    """Without pt_inception the FID-vs-n study is unavailable (naming the file); with the
+    file (random weights in the official format) it returns the features of that network:
+    the curve equals distance_vs_n on inception_features directly, and FD shrinks with n
+    for two sets of one distribution."""
+    from semlab.metrics import fid as F
+    from semlab.data.simulate import simulate
+
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
+    extract, why = tables.inception_extractor()
+    assert extract is None and "pt_inception-2015-12-05-6726825d.pth not found" in why
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "w"))
+    F.save_random_inception(tmp_path / "w", seed=1)
+    extract, why = tables.inception_extractor()
+    assert extract is not None and str(tmp_path / "w") in why
+    a = [simulate("line-space", 32, (0, 1, i)).image for i in range(24)]
+    b = [simulate("line-space", 32, (0, 2, i)).image for i in range(24)]
+    curves = tables.sample_size_study(extract, {"same": (a, b)}, [6, 24], repeats=2, seed=0)
+    direct = F.distance_vs_n(F.inception_features(a, F.load_inception()), F.inception_features(b, F.load_inception()),
+                             [6, 24], repeats=2, seed=0)
+    assert [r["fd"] for r in curves["same"]] == pytest.approx([r["fd"] for r in direct], rel=1e-6)
+    fd = {n: np.mean([r["fd"] for r in curves["same"] if r["n"] == n]) for n in (6, 24)}
+    assert fd[24] < fd[6]

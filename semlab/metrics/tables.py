@@ -111,16 +111,34 @@ def seed_table(results: dict[str, list[dict]]) -> dict[str, list[dict]]:
 
 def sample_size_study(encoder, real_sets: dict[str, tuple[list, list]], ns, *, repeats: int = 3,
                       seed: int = 0) -> dict[str, list[dict]]:
-    """FD_sem and KD_sem against the number of images n for pairs of image sets
+    """FD and KD against the number of images n for pairs of image sets
     ({label: (set_a, set_b)}), e.g. two independent real sets (true distance zero) and
-    real vs the physics baseline: FD falls as n grows although nothing changes."""
+    real vs the physics baseline: FD falls as n grows although nothing changes.
+    `encoder`: a SEM encoder (FD_sem / KD_sem) or any ``images -> (N, d) features``
+    callable, e.g. :func:`inception_extractor` (FID / KID)."""
     from semlab.metrics.fid import distance_vs_n
 
+    extract = encoder.features if hasattr(encoder, "features") else encoder
     out = {}
     for label, (a, b) in real_sets.items():
-        fa, fb = encoder.features(a), encoder.features(b)
+        fa, fb = extract(a), extract(b)
         out[label] = distance_vs_n(fa, fb, ns, repeats=repeats, seed=seed)
     return out
+
+
+def inception_extractor(precision: str = "fp32"):
+    """``(extract, status)``: a callable giving the FID Inception features of a list of
+    images, or None and the reason (the file to put into data/weights/) when the official
+    weights are missing. Never a randomly initialised network."""
+    from semlab.metrics import fid as F
+    from semlab.weights import status
+
+    found, where = status("pt_inception")
+    if not found:
+        return None, f"unavailable: {where}"
+    model = F.load_inception()
+    return (lambda images: F.inception_features(images, model, precision=precision)), \
+        f"pytorch-fid Inception ({model.semlab_weights_path})"
 
 
 def worst_indices(per_image: dict[str, np.ndarray], metric: str = "ssim", k: int = 4) -> list[int]:
