@@ -23,7 +23,6 @@ from semlab.contours.predictor import Sam2Predictor, stability_score  # noqa: E4
 from semlab.contours.prompts import (GEOMETRIC_OPS, label_structures, prompt_arrays,  # noqa: E402
                                      prompts_from_mask, transform_array, transform_prompts)
 from semlab.data.simulate import simulate  # noqa: E402
-from semlab.segment.sam2_backend import make_random_checkpoint  # noqa: E402
 from semlab.weights import WeightsNotFound  # noqa: E402
 
 MODEL = "sam2.1_hiera_tiny"
@@ -33,16 +32,9 @@ MODEL = "sam2.1_hiera_tiny"
 
 
 @pytest.fixture(scope="module")
-def weights_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    make_random_checkpoint(MODEL, folder, image_size=512, seed=0)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def predictor(weights_folder):
+def predictor(sam2_weights_folder):
     with pytest.MonkeyPatch.context() as mp:  # found through $SEMLAB_WEIGHTS, never downloaded
-        mp.setenv("SEMLAB_WEIGHTS", str(weights_folder))
+        mp.setenv("SEMLAB_WEIGHTS", str(sam2_weights_folder))
         mp.setenv("SEMLAB_OFFLINE", "1")
         return Sam2Predictor(MODEL, image_size=512)
 

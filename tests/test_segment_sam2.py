@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from semlab.data.simulate import simulate  # noqa: E402
 from semlab.segment.base import Segment, SegmentationError  # noqa: E402
 from semlab.segment.sam2_backend import (  # noqa: E402
-    SAM2_MODELS, Sam2Segmenter, Sam2Settings, _build, make_random_checkpoint)
+    SAM2_MODELS, Sam2Segmenter, Sam2Settings, _build)
 from semlab.weights import KNOWN, WeightsNotFound  # noqa: E402
 
 FAST = dict(model="sam2.1_hiera_tiny", image_size=512, points_per_side=4, pred_iou_thresh=0.0,
@@ -23,16 +23,9 @@ FAST = dict(model="sam2.1_hiera_tiny", image_size=512, points_per_side=4, pred_i
 
 
 @pytest.fixture(scope="module")
-def weights_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    make_random_checkpoint("sam2.1_hiera_tiny", folder, image_size=512, seed=0)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def segmenter(weights_folder):
+def segmenter(sam2_weights_folder):
     with pytest.MonkeyPatch.context() as mp:  # found through $SEMLAB_WEIGHTS, never downloaded
-        mp.setenv("SEMLAB_WEIGHTS", str(weights_folder))
+        mp.setenv("SEMLAB_WEIGHTS", str(sam2_weights_folder))
         mp.setenv("SEMLAB_OFFLINE", "1")
         return Sam2Segmenter(Sam2Settings(**FAST))
 
@@ -42,14 +35,14 @@ def image():
     return simulate("ic-metal", (96, 160), 0).image  # not square: catches transposed masks
 
 
-def test_random_checkpoint_is_in_the_official_format(weights_folder):
-    f = weights_folder / "sam2.1_hiera_tiny.pt"
-    assert f.is_file() and [p.name for p in weights_folder.iterdir()] == [f.name]
+def test_random_checkpoint_is_in_the_official_format(sam2_weights_folder):
+    f = sam2_weights_folder / "sam2.1_hiera_tiny.pt"
+    assert f.is_file() and [p.name for p in sam2_weights_folder.iterdir()] == [f.name]
     sd = torch.load(f, map_location="cpu", weights_only=True)
     assert list(sd) == ["model"] and "image_encoder.trunk.patch_embed.proj.weight" in sd["model"]
 
 
-def test_segments_have_the_image_shape_and_are_deterministic(segmenter, image, weights_folder):
+def test_segments_have_the_image_shape_and_are_deterministic(segmenter, image, sam2_weights_folder):
     segs = segmenter.segment(image, source="sim-0")
     assert len(segs) >= 1
     for g in segs:
@@ -69,16 +62,16 @@ def test_segments_have_the_image_shape_and_are_deterministic(segmenter, image, w
     d = segmenter.describe()
     assert d["model"] == "sam2.1_hiera_tiny" and d["image_size"] == 512
     assert d["config"] == "configs/sam2.1/sam2.1_hiera_t.yaml"
-    assert d["checkpoint"] == str(weights_folder / "sam2.1_hiera_tiny.pt")
+    assert d["checkpoint"] == str(sam2_weights_folder / "sam2.1_hiera_tiny.pt")
     assert len(d["checkpoint_sha256"]) == 16 and d["settings"]["points_per_side"] == 4
 
 
-def test_explicit_checkpoint_and_fp32(weights_folder, image, monkeypatch, tmp_path):
+def test_explicit_checkpoint_and_fp32(sam2_weights_folder, image, monkeypatch, tmp_path):
     monkeypatch.setenv("SEMLAB_DATA", str(tmp_path))  # nothing in data/weights
     monkeypatch.delenv("SEMLAB_WEIGHTS", raising=False)
     monkeypatch.setenv("SEMLAB_OFFLINE", "1")
     seg = Sam2Segmenter(Sam2Settings(**{**FAST, "bf16": False},
-                                     checkpoint=str(weights_folder / "sam2.1_hiera_tiny.pt")))
+                                     checkpoint=str(sam2_weights_folder / "sam2.1_hiera_tiny.pt")))
     segs = seg.segment(image)
     assert segs and all(g.mask.shape == image.shape for g in segs)
 
@@ -124,7 +117,7 @@ def test_sam2_config_builds():
     assert net.image_size == 512 and not net.training
 
 
-def test_segment_dataset_end_to_end_with_sam2(weights_folder, tmp_path, monkeypatch):
+def test_segment_dataset_end_to_end_with_sam2(sam2_weights_folder, tmp_path, monkeypatch):
     """The real loading and inference code through `semlab segment`: canonical masks, the
     manifest's QA columns, and bad inputs recorded without stopping the batch."""
     import json
@@ -135,7 +128,7 @@ def test_segment_dataset_end_to_end_with_sam2(weights_folder, tmp_path, monkeypa
     from semlab.data.datasets import load_dataset
     from semlab.segment.pipeline import segment_dataset
 
-    monkeypatch.setenv("SEMLAB_WEIGHTS", str(weights_folder))
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(sam2_weights_folder))
     monkeypatch.setenv("SEMLAB_OFFLINE", "1")
     src = tmp_path / "raw"
     src.mkdir()

@@ -187,24 +187,22 @@ set_a = [simulate(PRESET, size, (SEED, 101, i)).image for i in range(n_max)]
 sims_b = [simulate(PRESET, size, (SEED, 202, i)) for i in range(n_max)]
 set_b = [s.image for s in sims_b]
 set_phys = [render_mask(s.mask, PRESET, (SEED, 303, i)).image for i, s in enumerate(sims_b)]
-curves = tables.sample_size_study(encoder, {"real vs real (same distribution)": (set_a, set_b),
-                                            "real vs physics baseline": (set_a, set_phys)},
-                                  study["curve_ns"], repeats=study["curve_repeats"], seed=SEED)
-fig = sample_size_figure(curves, what="SEM encoder")
-if OUT is not None:
-    fig.savefig(OUT / "distance_vs_n.png", dpi=90)
-display(fig)
+pairs = {"real vs real (same distribution)": (set_a, set_b), "real vs physics baseline": (set_a, set_phys)}
+feature_spaces = {"SEM encoder": (encoder, "distance_vs_n.png")}
 inception, inception_status = tables.inception_extractor()
 if inception is None:
     print(f"FID / KID against n: {inception_status}")
 else:
-    curves_fid = tables.sample_size_study(inception, {"real vs real (same distribution)": (set_a, set_b),
-                                                      "real vs physics baseline": (set_a, set_phys)},
-                                          study["curve_ns"], repeats=study["curve_repeats"], seed=SEED)
-    fig = sample_size_figure(curves_fid, what="FID Inception")
+    feature_spaces["FID Inception"] = (inception, "fid_vs_n.png")
+all_curves = {}
+for what, (features, file_name) in feature_spaces.items():
+    all_curves[what] = tables.sample_size_study(features, pairs, study["curve_ns"],
+                                                repeats=study["curve_repeats"], seed=SEED)
+    fig = sample_size_figure(all_curves[what], what=what)
     if OUT is not None:
-        fig.savefig(OUT / "fid_vs_n.png", dpi=90)
+        fig.savefig(OUT / file_name, dpi=90)
     display(fig)
+curves = all_curves["SEM encoder"]
 """),
     md("""
 Left: FD_sem falls with n for both pairs; the *same-distribution* curve shows the pure
