@@ -157,20 +157,22 @@ class HybridResult:
             raise ValueError("the pixel size is unknown: pass pixel_nm to HybridExtractor.extract")
         return to_nm(self.contours, self.pixel_nm)
 
-    @property
-    def mask(self) -> np.ndarray:
-        """uint8 canonical labels of the chosen structures (holes painted after patterns)."""
-        out = np.zeros(self.shape, np.uint8)
+    def _paint(self, dtype, field: str) -> np.ndarray:
+        """Each chosen structure's `field` painted into its mask, holes after patterns."""
+        out = np.zeros(self.shape, dtype)
         for s in sorted(self.structures, key=lambda s: s.label != L.PATTERN):
-            out[s.mask] = s.label
+            out[s.mask] = getattr(s, field)
         return out
 
     @property
+    def mask(self) -> np.ndarray:
+        """uint8 canonical labels of the chosen structures (holes painted after patterns)."""
+        return self._paint(np.uint8, "label")
+
+    @property
     def structure_map(self) -> np.ndarray:
-        out = np.zeros(self.shape, np.int32)
-        for s in sorted(self.structures, key=lambda s: s.label != L.PATTERN):
-            out[s.mask] = s.id
-        return out
+        """int32 structure ids (0: none), painted like `mask`."""
+        return self._paint(np.int32, "id")
 
     @property
     def n_sam2(self) -> int:
