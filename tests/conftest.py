@@ -20,3 +20,37 @@ def sam2_weights_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sam2-weights")
     make_random_checkpoint("sam2.1_hiera_tiny", folder, image_size=512, seed=0)
     return folder
+
+
+class NotebookRun:
+    """An executed notebook: its cells' outputs, their text, Markdown and image count."""
+
+    def __init__(self, nb):
+        self.nb = nb
+        self.outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        self.text = "".join(o.get("text", "") for o in self.outputs)
+        self.markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in self.outputs)
+        self.images = sum("image/png" in o.get("data", {}) for o in self.outputs)
+
+
+@pytest.fixture
+def run_notebook(tmp_path):
+    """``run_notebook(name, params)``: executes notebooks/<name> with papermill (cwd
+    notebooks/, output in tmp_path), asserts that no cell raised, returns a NotebookRun."""
+    from pathlib import Path
+
+    pm = pytest.importorskip("papermill")
+    import nbformat
+
+    folder = Path(__file__).resolve().parents[1] / "notebooks"
+
+    def run(name: str, params: dict) -> NotebookRun:
+        out = tmp_path / name
+        pm.execute_notebook(str(folder / name), str(out), parameters=params, kernel_name="python3",
+                            cwd=str(folder), progress_bar=False)
+        done = NotebookRun(nbformat.read(str(out), as_version=4))
+        errors = [o for o in done.outputs if o.output_type == "error"]
+        assert not errors, f"{name}: " + "; ".join(f"{o.ename}: {o.evalue}" for o in errors)
+        return done
+
+    return run

@@ -580,29 +580,18 @@ def test_experiment_with_sam2_arms_on_random_weights(random_sam2, tmp_path, monk
 
 
 @pytest.mark.slow
-def test_segsem_notebook_runs_in_smoke_profile_without_weights(tmp_path, monkeypatch):
+def test_segsem_notebook_runs_in_smoke_profile_without_weights(tmp_path, monkeypatch, run_notebook):
     """Notebook 50 without SAM2 weights: it runs, says why SAM2 is unavailable, reports
     the classical and hybrid (all fallback) results and writes its metrics."""
-    pm = pytest.importorskip("papermill")
-    import nbformat
-
     monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("SEMLAB_OFFLINE", "1")
     run_dir = tmp_path / "run"
-    out = tmp_path / "50.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / "50_segsem_contours.ipynb"), str(out),
-                        parameters={"PROFILE": "smoke", "RUN_DIR": str(run_dir)}, kernel_name="python3",
-                        cwd=str(ROOT / "notebooks"), progress_bar=False)
-    nb = nbformat.read(str(out), as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 8
-    text = "".join(o.get("text", "") for o in outputs)
-    assert "SAM2 unavailable: SAM2 weights unavailable: sam2.1_hiera_tiny.pt not found" in text
-    md = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
-    assert "unavailable (a)" in md and "fallback rate 1" in md
+    nb = run_notebook("50_segsem_contours.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
+    assert nb.images >= 8
+    assert "SAM2 unavailable: SAM2 weights unavailable: sam2.1_hiera_tiny.pt not found" in nb.text
+    assert "unavailable (a)" in nb.markdown and "fallback rate 1" in nb.markdown
     folder = run_dir / "50_segsem_contours"
     m = json.loads((folder / "metrics.json").read_text())
     assert m["profile"] == "smoke" and m["n_images"] == 8 and m["sam2_available"] is False
@@ -617,4 +606,4 @@ def test_segsem_notebook_runs_in_smoke_profile_without_weights(tmp_path, monkeyp
     if real.is_dir():
         assert len(m["real"]) == 3 and all(r["unit"] == "nm" and r["cd_mean"] > 0 for r in m["real"])
     else:
-        assert "No real DSA folder found" in text
+        assert "No real DSA folder found" in nb.text

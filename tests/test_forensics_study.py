@@ -7,13 +7,11 @@ import json
 import math
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 
 from semlab.forensics import study
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -282,11 +280,10 @@ def test_saliency_study_picks_out_of_fold_examples(planted):
 
 
 @pytest.mark.slow
-def test_real_vs_fake_notebook_runs_in_smoke_profile(tmp_path, monkeypatch):
+def test_real_vs_fake_notebook_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
     """Notebook 40 in the smoke profile with a Pix2Pix generator in the run manifest and
     no CycleGAN: it must compare the models it has, say that CycleGAN is missing, show
     figures and write its metrics and tables."""
-    pm = pytest.importorskip("papermill")
     monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -302,15 +299,9 @@ def test_real_vs_fake_notebook_runs_in_smoke_profile(tmp_path, monkeypatch):
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps(
         {"outputs": {"20_train_pix2pix": {"generator": str(res.generator_path), "dataset": str(ds)}}}))
-    out = tmp_path / "40.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / "40_real_vs_fake.ipynb"), str(out),
-                        parameters={"PROFILE": "smoke", "RUN_DIR": str(run)}, kernel_name="python3",
-                        cwd=str(ROOT / "notebooks"), progress_bar=False)
-    nb = nbformat.read(str(out), as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 10
-    shown = "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
+    nb = run_notebook("40_real_vs_fake.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run)})
+    assert nb.images >= 10
+    shown = nb.text + nb.markdown
     assert "CycleGAN: missing." in shown and "**Not compared**" in shown
     m = json.loads((run / "40_real_vs_fake" / "metrics.json").read_text())
     assert m["profile"] == "smoke" and m["n_pairs"] == 24 and m["seconds"] > 0

@@ -2,7 +2,6 @@
 and (slow) executed with papermill in the smoke profile."""
 
 import ast
-import importlib.util
 import json
 import subprocess
 import sys
@@ -61,22 +60,13 @@ def test_every_notebook_is_checked():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("real_dir", ["", "missing"])
-def test_explore_data_runs_in_smoke_profile(tmp_path, real_dir):
-    if importlib.util.find_spec("semlab.data.simulate") is None:
-        pytest.skip("semlab.data.simulate is not available yet")
-    pm = pytest.importorskip("papermill")
+def test_explore_data_runs_in_smoke_profile(tmp_path, real_dir, run_notebook):
     run_dir = tmp_path / "run"
-    out = tmp_path / "00_explore_data.ipynb"
     params = {"PROFILE": "smoke", "RUN_DIR": str(run_dir)}
     if real_dir == "missing":
         params["REAL_DIR"] = str(tmp_path / "no_such_folder")
-    pm.execute_notebook(str(NOTEBOOK), str(out), parameters=params, kernel_name="python3",
-                        cwd=str(NOTEBOOK.parent), progress_bar=False)
-    nb = nbformat.read(str(out), as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-    assert sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-               if "image/png" in o.get("data", {})) >= 5
+    nb = run_notebook(NOTEBOOK.name, params)
+    assert nb.images >= 5
     metrics = json.loads((run_dir / "00_explore_data" / "metrics.json").read_text())
     assert metrics["profile"] == "smoke" and metrics["size_px"] == 64
     ls = [v for k, v in metrics["noise_sigma"].items() if k.startswith("sim/line-space")]
@@ -86,26 +76,11 @@ def test_explore_data_runs_in_smoke_profile(tmp_path, real_dir):
         assert any("nm/px" in k for k in metrics["noise_sigma"]) == ("real/dsa_lines" in metrics["noise_sigma"])
     if real_dir == "missing":
         assert metrics["real_available"] is False
-        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-        assert "No real SEM folder found" in text
-
-
-def _run(tmp_path, name, params):
-    pm = pytest.importorskip("papermill")
-    out = tmp_path / name
-    pm.execute_notebook(str(ROOT / "notebooks" / name), str(out), parameters=params, kernel_name="python3",
-                        cwd=str(ROOT / "notebooks"), progress_bar=False)
-    nb = nbformat.read(str(out), as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                 if "image/png" in o.get("data", {}))
-    return nb, text, images
+        assert "No real SEM folder found" in nb.text
 
 
 @pytest.mark.slow
-def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch):
+def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
     """Notebook 10 on the smoke dataset, with SAM2 requested but no weights: it must say it
     fell back to the classical backend, score the masks and write its metrics."""
     monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
@@ -113,12 +88,10 @@ def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("SEMLAB_OFFLINE", "1")
     run_dir = tmp_path / "run"
-    nb, text, images = _run(tmp_path, "10_make_dataset.ipynb",
-                            {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "BACKEND": "sam2", "N_CALIBRATE": 4})
-    assert images >= 6
-    md = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
-                 for o in c.get("outputs", []))
-    assert "SAM2 was requested but is unavailable" in md and "sam2.1_hiera_tiny.pt" in md
+    nb = run_notebook("10_make_dataset.ipynb",
+                      {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "BACKEND": "sam2", "N_CALIBRATE": 4})
+    assert nb.images >= 6
+    assert "SAM2 was requested but is unavailable" in nb.markdown and "sam2.1_hiera_tiny.pt" in nb.markdown
     m = json.loads((run_dir / "10_make_dataset" / "metrics.json").read_text())
     assert m["backend_requested"] == "sam2" and m["backend_used"] == "classical"
     assert m["n"] >= 1 and 0.5 < m["iou_pattern"] <= 1.0 and m["n_ok"] + m["n_excluded"] == 24
@@ -130,11 +103,11 @@ def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_pix2pix_runs_in_smoke_profile(tmp_path, monkeypatch):
+def test_train_pix2pix_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
     monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
     run_dir = tmp_path / "run"
-    nb, text, images = _run(tmp_path, "20_train_pix2pix.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
-    assert images >= 3
+    nb = run_notebook("20_train_pix2pix.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
+    assert nb.images >= 3
     m = json.loads((run_dir / "20_train_pix2pix" / "metrics.json").read_text())
     assert m["steps"] > 0 and 0 < m["psnr"] < m["psnr_upper_bound"] and m["step_s_fp32"] > 0
     out = json.loads((run_dir / "20_train_pix2pix" / "outputs.json").read_text())
@@ -143,17 +116,17 @@ def test_train_pix2pix_runs_in_smoke_profile(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_cyclegan_runs_in_smoke_profile(tmp_path, monkeypatch):
+def test_train_cyclegan_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
     monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
     run_dir = tmp_path / "run"
-    nb, text, images = _run(tmp_path, "21_train_cyclegan.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
-    assert images >= 2
+    nb = run_notebook("21_train_cyclegan.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
+    assert nb.images >= 2
     m = json.loads((run_dir / "21_train_cyclegan" / "metrics.json").read_text())
     assert m["steps"] == 4 and m["psnr"] > 0
 
 
 @pytest.mark.slow
-def test_metric_tables_runs_in_smoke_profile(tmp_path, monkeypatch):
+def test_metric_tables_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
     """Notebook 30 with a (2-step) Pix2Pix from the run manifest, no CycleGAN and no
     FID/LPIPS weights: Pix2Pix, the physics baseline and the upper bound are scored,
     CycleGAN is reported missing, FID says which file is missing."""
@@ -175,8 +148,8 @@ def test_metric_tables_runs_in_smoke_profile(tmp_path, monkeypatch):
     run_dir.mkdir()
     (run_dir / "manifest.json").write_text(json.dumps(
         {"outputs": {"20_train_pix2pix": {"generator": str(gen), "dataset": str(ds)}}}))
-    nb, text, images = _run(tmp_path, "30_metric_tables.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
-    assert images >= 4
+    nb = run_notebook("30_metric_tables.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
+    assert nb.images >= 4
     out = run_dir / "30_metric_tables"
     m = json.loads((out / "metrics.json").read_text())
     assert m["models"] == ["Pix2Pix", "simulator (physics baseline)", "noise-free image (upper bound)"]
