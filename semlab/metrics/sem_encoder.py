@@ -115,7 +115,10 @@ class SemEncoder:
     """A trained SEM encoder: ``encoder.features(images)`` -> float64 (N, dim)."""
 
     def __init__(self, net, meta: dict, path: str | None = None, sha256: str | None = None):
-        self.net = net.eval()
+        import torch
+
+        # channels_last: oneDNN's fast CPU layout (1,000 images of 256 px: 16 s -> 9 s here)
+        self.net = net.eval().to(memory_format=torch.channels_last)
         self.meta = meta
         self.path = path
         self.sha256 = sha256
@@ -151,8 +154,6 @@ class SemEncoder:
         imgs = _as_float_images(images)
         out = np.empty((len(imgs), self.dim), np.float64)
         i = 0
-        # channels_last: oneDNN's fast CPU layout (1,000 images of 256 px: 16 s -> 9 s here)
-        self.net.to(memory_format=torch.channels_last)
         with torch.inference_mode():
             while i < len(imgs):
                 j = i + 1
