@@ -91,7 +91,8 @@ def bench_segment_sam2(size: int = 512, n: int = 2, points_per_side: tuple[int, 
     import torch
 
     from semlab.data.simulate import simulate
-    from semlab.segment.sam2_backend import Sam2Segmenter, Sam2Settings, _to_rgb_uint8, make_random_checkpoint
+    from semlab.segment.sam2_backend import Sam2Segmenter, Sam2Settings, make_random_checkpoint
+    from semlab.segment.sam2_model import to_rgb_uint8
     from semlab.weights import status
 
     if isinstance(points_per_side, int):
@@ -111,7 +112,7 @@ def bench_segment_sam2(size: int = 512, n: int = 2, points_per_side: tuple[int, 
             seg = Sam2Segmenter(Sam2Settings(model=model, checkpoint=ckpt, image_size=image_size,
                                              points_per_side=pps, bf16=bf16, **thresholds))
             with torch.inference_mode(), seg._autocast():  # warm-up: first encoder call
-                seg.generator.predictor.set_image(_to_rgb_uint8(images[0]))
+                seg.generator.predictor.set_image(to_rgb_uint8(images[0]))
                 seg.generator.predictor.reset_predictor()
             counts = []
             t0 = time.perf_counter()
@@ -220,12 +221,13 @@ def bench_metrics(n: int = 1000, size: int = 256, precision: str = "fp32", seed:
     real = [s.image for s in sims]
     fake = [render_mask(s.mask, "ic-metal", (seed + 1, i)).image for i, s in enumerate(sims)]
     data_s = time.perf_counter() - t
-    keys = ("SEMLAB_WEIGHTS", "SEMLAB_OFFLINE")
+    keys = ("SEMLAB_WEIGHTS", "SEMLAB_OFFLINE", "SEMLAB_ALLOW_UNVERIFIED_WEIGHTS")
     saved = {k: os.environ.get(k) for k in keys}
     out = []
     with tempfile.TemporaryDirectory() as d:
         try:
             os.environ["SEMLAB_WEIGHTS"], os.environ["SEMLAB_OFFLINE"] = f"{d}/weights", "1"
+            os.environ["SEMLAB_ALLOW_UNVERIFIED_WEIGHTS"] = "1"  # random weights: labelled unverified
             save_random_inception(f"{d}/weights", seed)
             save_random_backbone("alex", f"{d}/weights", seed)
             t = time.perf_counter()

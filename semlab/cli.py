@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_generate)
 
-    s = sub.add_parser("evaluate", help="metrics of generated vs real images, with 95% confidence intervals")
+    s = sub.add_parser("evaluate", help="metrics of generated vs real images, with 95%% confidence intervals")
     s.add_argument("--real", required=True, help="folder of real images")
     s.add_argument("--fake", required=True, help="folder of generated images")
     s.add_argument("--paired", action="store_true", help="pair images by file name: adds PSNR, SSIM, MS-SSIM, LPIPS")

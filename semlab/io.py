@@ -15,6 +15,7 @@ import io as _io
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -43,6 +44,11 @@ __all__ = [
     "read_pair",
     "write_csv_atomic",
     "read_csv",
+    "UnsafePathError",
+    "ID_PATTERN",
+    "validate_id",
+    "inside",
+    "read_manifest",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -664,3 +670,74 @@ def read_csv(path) -> list[dict]:
     """Read a CSV with a header row as a list of dicts (all values are strings)."""
     with open(path, newline="", encoding="utf-8") as f:
         return [dict(r) for r in csv.DictReader(f)]
+
+
+# --------------------------------------------------------------------------- ids and paths
+
+# An item id is a plain file-name stem: it names `images/<id>.png` and friends, so it must
+# never reach outside its folder (manifests may come from anyone: design.md section 9).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+
+
+class UnsafePathError(ValueError):
+    """An item id that is not a plain name, or a path that leaves its root folder."""
+
+
+def _id_problem(item_id: str) -> str:
+    if not item_id:
+        return "it is empty"
+    if item_id.startswith(("/", "\\")) or re.match(r"[A-Za-z]:[\\/]", item_id):
+        return "it is an absolute path"
+    if "/" in item_id or "\\" in item_id:
+        return "it contains a path separator"
+    if ".." in item_id:
+        return "it contains '..'"
+    if len(item_id) > 200:
+        return f"it is {len(item_id)} characters long (at most 200)"
+    if not ID_PATTERN.match(item_id[0]):
+        return f"it starts with {item_id[0]!r}"
+    bad = sorted({c for c in item_id if not (c.isascii() and (c.isalnum() or c in "._-"))})
+    return f"it contains {''.join(bad)!r}" if bad else "it is not a plain name"
+
+
+def validate_id(item_id, source: str = "") -> str:
+    """Return `item_id` if it is a plain name (letters, digits, `.`, `_`, `-`; starting with a
+    letter, digit or `_`; no `..`; 1 to 200 characters), else raise UnsafePathError naming
+    `source` (e.g. "data/x/manifest.csv, line 7"), the id and what is wrong with it."""
+    where = f"{source}: " if source else ""
+    if not isinstance(item_id, str):
+        raise UnsafePathError(f"{where}item id {item_id!r} is not a string")
+    if ID_PATTERN.fullmatch(item_id) and ".." not in item_id:
+        return item_id
+    raise UnsafePathError(f"{where}unsafe item id {item_id!r}: {_id_problem(item_id)}; ids must be "
+                          "plain names (letters, digits, '.', '_', '-'; no '..', no path separators)")
+
+
+def inside(root, *parts) -> Path:
+    """`root / parts...`, after checking that it resolves (symbolic links and `..`
+    included) to a place inside `root`; UnsafePathError otherwise. Returns the joined
+    (unresolved) path."""
+    root = Path(root)
+    path = root.joinpath(*parts)
+    base = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        rel = os.path.join(*(str(p) for p in parts)) if parts else ""
+        raise UnsafePathError(f"{path}: {rel!r} resolves to {real}, outside {base}; refusing to use it")
+    return path
+
+
+def read_manifest(path, id_field: str = "id") -> list[dict]:
+    """Read a manifest CSV (as `read_csv`) and check every row's id with `validate_id`; an
+    error names the file, the line and the bad id. A missing `id_field` column is an error
+    too (an empty file gives no rows)."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is not None and id_field not in reader.fieldnames:
+            raise UnsafePathError(f"{path}: not a manifest: no {id_field!r} column "
+                                  f"(columns: {', '.join(reader.fieldnames)})")
+        for r in reader:
+            validate_id(r[id_field], f"{path}, line {reader.line_num}")
+            rows.append(dict(r))
+    return rows

@@ -15,7 +15,8 @@ Layout of a run folder::
       run.json            machine-readable summary (read back by reports/index.html)
       manifest.json       what each notebook produced (paths), for the notebooks after it
       NN_name.ipynb       executed notebook (partial if it failed)
-      NN_name.html        its HTML (self-contained: code folded, images embedded, no CDN)
+      NN_name.html        its HTML (self-contained: code folded, images embedded, no CDN,
+                          HTML and Markdown outputs sanitised: no scripts, no event handlers)
       NN_name/            RUN_DIR/<name>: the notebook's metrics.json, outputs.json, figures
 """
 
@@ -50,6 +51,8 @@ __all__ = [
     "flatten_metrics",
     "publish_outputs",
     "run_outputs",
+    "clean_report_html",
+    "notebook_to_html",
 ]
 
 NOTEBOOKS_DIR: Path = project_root() / "notebooks"
@@ -208,16 +211,64 @@ def _error_from_exception(exc: BaseException) -> dict[str, str]:
     }
 
 
-def _notebook_to_html(ipynb: Path, out_html: Path) -> None:
+# What a report page may hold from a notebook's HTML and Markdown (outputs, Markdown
+# cells, highlighted code): text markup, tables, embedded raster images, links. No
+# scripts, styles, forms, frames or event handlers; links only to http(s), mail or the page.
+_TAGS = frozenset("""a abbr b blockquote br caption code col colgroup dd del details div dl dt em
+    figcaption figure h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span
+    strong sub summary sup table tbody td tfoot th thead tr u ul""".split())
+_ATTRS = {"*": {"class", "id", "title"}, "a": {"href"}, "img": {"src", "alt", "width", "height"},
+          "td": {"colspan", "rowspan", "align"}, "th": {"colspan", "rowspan", "align", "scope"},
+          "ol": {"start"}, "col": {"span"}, "colgroup": {"span"}}
+_EMBEDDED_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);base64,", re.I)
+_UNSAFE_BLOCK = re.compile(r"<(script|style|template|textarea|title)\b.*?</\1\s*>", re.I | re.S)
+
+
+def _uri(value: str) -> str:
+    """A URI as a browser reads it: entities decoded, spaces and controls gone, lower case."""
+    return re.sub(r"[`\x00-\x20\x7f-\xa0\s]+", "", html.unescape(value)).lower()
+
+
+def _attr_allowed(tag: str, name: str, value: str) -> bool:
+    if name not in _ATTRS["*"] and name not in _ATTRS.get(tag, ()):
+        return False
+    if name == "src":  # figures are embedded: nothing is fetched, nothing is run
+        return bool(_EMBEDDED_IMAGE.match(_uri(value)))
+    if name == "href":
+        return not _uri(value).startswith("data:")
+    return True
+
+
+def clean_report_html(fragment) -> str:
+    """Sanitise HTML from a notebook (an HTML or Markdown output, a Markdown cell) for a
+    report page: only the tags and attributes above survive (no ``<script>``, no ``on*``
+    handlers, no ``javascript:`` or ``data:`` links; images only as embedded PNG, JPEG,
+    GIF or WebP); other tags are dropped, their text kept as text. Script and style
+    blocks go with their content. Used as nbconvert's ``clean_html`` filter."""
+    import bleach
+
+    text = fragment.decode() if isinstance(fragment, bytes) else str(fragment)
+    text = _UNSAFE_BLOCK.sub("", text)
+    cleaner = bleach.Cleaner(tags=_TAGS, attributes=_attr_allowed,
+                             protocols={"http", "https", "mailto", "data"}, strip=True, strip_comments=True)
+    return cleaner.clean(text)
+
+
+def notebook_to_html(ipynb: str | os.PathLike, out_html: str | os.PathLike) -> Path:
+    """Convert an executed notebook to a self-contained HTML report (semlab's template,
+    code folded, figures embedded) with nbconvert's sanitising on: HTML and Markdown
+    outputs and Markdown cells go through `clean_report_html`, JavaScript outputs are
+    left out. Notebooks show paths and names, which may come from anyone."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(ipynb), as_version=4)
     # semlab's template (semlab/templates/semlab_report): self-contained, code folded
     exporter = HTMLExporter(template_name="semlab_report", extra_template_basedirs=[str(TEMPLATES_DIR)],
-                            embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
+                            embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            sanitize_html=True, filters={"clean_html": clean_report_html})
     body, _ = exporter.from_notebook_node(nb)
-    write_text_atomic(out_html, body)
+    return write_text_atomic(out_html, body)
 
 
 def _execute(nb_in: Path, nb_out: Path, parameters: dict, cwd: Path, timeout: float | None) -> None:
@@ -410,7 +461,7 @@ def run_pipeline(
         if nb_out.exists():
             step["ipynb"] = nb_out.name
             try:
-                _notebook_to_html(nb_out, run_dir / f"{name}.html")
+                notebook_to_html(nb_out, run_dir / f"{name}.html")
                 step["html"] = f"{name}.html"
             except Exception as exc:  # noqa: BLE001
                 note = _error_from_exception(exc)

@@ -4,6 +4,11 @@ Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 Checks what a reader sees: the run index (title, steps all "ok", a metrics table with
 numbers, every relative link answering 200), each notebook's HTML report (every figure
 loaded, no JavaScript errors, no failed same-origin requests) and the list of runs.
+
+The reports are sanitised (issue 15): the run's weights folder is named like an attack
+(a backtick, then ``<img src=x onerror=...>``) and notebook 10 is asked for SAM2, so its
+"unavailable" note quotes that path; no page may then hold a script or an ``on...``
+handler, the handler must never run, and figures, tables and folded code must still work.
 Requests that leave localhost are aborted, as they would fail offline, and listed in
 ``<run_dir>/browser_check.json`` next to ``<run_dir>/screenshot.png``.
 
@@ -35,6 +40,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 10_000  # per page load / action; the pages are local, they load in well under a second
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# A weights folder name that turned into live HTML in 10_make_dataset.html before the fix.
+HOSTILE_NAME = "w`<img src=x onerror=window.semlabXss=1>`"
 
 
 def _under_ci() -> bool:
@@ -75,10 +82,11 @@ def smoke_run(browser, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEMLAB_DATA", str(tmp / "data"))
         mp.setenv("SEMLAB_OFFLINE", "1")
-        for var, folder in (("SEMLAB_WEIGHTS", "no-weights"), ("TORCH_HOME", "torch")):
+        for var, folder in (("SEMLAB_WEIGHTS", HOSTILE_NAME), ("TORCH_HOME", "torch")):
             (tmp / folder).mkdir()
             mp.setenv(var, str(tmp / folder))
-        res = run_pipeline("smoke", out_root=tmp / "reports")
+        # SAM2 requested without weights: notebook 10 says so, quoting the weights folder
+        res = run_pipeline("smoke", out_root=tmp / "reports", params={"10_make_dataset": {"BACKEND": "sam2"}})
     failures = {s["name"]: s.get("error") for s in res.steps if s["status"] != "ok"}
     assert res.ok, f"smoke run failed: {json.dumps(failures, indent=2)[:4000]}"
     return res
@@ -165,6 +173,27 @@ def _table(page, heading: str) -> list[list[str]]:
     return rows[1:]
 
 
+def _sanitised(page, name: str) -> None:
+    """No script element, no inline event handler, and the hostile one never ran."""
+    handlers = page.evaluate("""() => Array.from(document.querySelectorAll('*')).flatMap(e =>
+        Array.from(e.attributes).filter(a => a.name.toLowerCase().startsWith('on'))
+             .map(a => e.tagName.toLowerCase() + ' ' + a.name + '=' + a.value))""")
+    assert not handlers, f"{name}: inline event handlers: {handlers}"
+    assert page.locator("script").count() == 0, f"{name}: a <script> element"
+    assert page.evaluate("() => window.semlabXss") is None, f"{name}: the injected handler ran"
+
+
+def _code_is_folded(page, name: str) -> None:
+    """Every code cell sits in a closed <details>; opening one shows its code."""
+    folds = page.locator("details.semlab-code")
+    assert folds.count() >= 1, f"{name}: no folded code"
+    assert page.locator("details.semlab-code[open]").count() == 0, f"{name}: code shown unfolded"
+    first = folds.first.locator(".jp-InputArea")
+    assert not first.is_visible(), f"{name}: folded code is visible"
+    folds.first.locator("summary").click()
+    assert first.is_visible() and first.inner_text().strip(), f"{name}: unfolding shows no code"
+
+
 def _relative_hrefs(page) -> list[str]:
     hrefs = page.locator("a[href]").evaluate_all("as => as.map(a => a.getAttribute('href'))")
     return [h for h in hrefs if not urlparse(h).scheme and not h.startswith(("#", "//"))]
@@ -177,7 +206,7 @@ def test_reports_in_browser(browser, smoke_run, base_url):
     run_id = smoke_run.run_id
     names = [p.stem for p in list_notebooks()]
     run_url = urljoin(base_url, f"{run_id}/index.html")
-    seen: dict = {"figures": {}}
+    seen: dict = {"figures": {}, "tables": {}}
     watch = Watch(browser)
     try:
         # --- the run's index page
@@ -230,6 +259,14 @@ def test_reports_in_browser(browser, smoke_run, base_url):
             assert len(imgs) >= 2, f"{name}: only {len(imgs)} figures"  # every notebook shows images
             assert all(i["src"].startswith("data:image/") for i in imgs), f"{name}: figures not embedded"
             seen["figures"][name] = len(imgs)
+            _sanitised(page, name)
+            tables = page.locator(".jp-OutputArea-output table, .jp-MarkdownOutput table").evaluate_all(
+                "ts => ts.map(t => t.rows.length)")
+            seen["tables"][name] = tables
+            _code_is_folded(page, name)
+            if name.startswith("10_"):  # the hostile path is shown, as text, in a code span
+                note = page.locator(".jp-RenderedMarkdown code", has_text="onerror=window.semlabXss=1")
+                assert note.count() == 1 and HOSTILE_NAME in note.inner_text(), f"{name}: fallback note"
             for href in _relative_hrefs(page):  # e.g. the link back to the run index
                 url = urljoin(page.url, href)
                 assert page.request.get(url, timeout=TIMEOUT_MS).status == 200, f"{name}: {url}"
@@ -239,6 +276,9 @@ def test_reports_in_browser(browser, smoke_run, base_url):
                   const raw = h.slice(1); let dec = raw; try { dec = decodeURIComponent(raw); } catch (e) {}
                   return !document.getElementById(raw) && !document.getElementById(dec); })""")
             assert not dangling, f"{name}: in-page links without a target: {dangling}"
+
+        # tables survive sanitising: the metric tables report shows its comparison tables
+        assert any(rows >= 3 for rows in seen["tables"].get("30_metric_tables", [])), seen["tables"]
 
         # --- the list of runs links to this run, and the link works
         page = watch.goto(base_url + "index.html")

@@ -200,7 +200,7 @@ def test_without_predictor_every_structure_falls_back_with_the_reason(no_weights
 
 
 def test_sweep_and_calibration_records_against_brute_force():
-    from semlab.contours.experiment import _structure_errors, sweep_curve
+    from semlab.contours.experiment import structure_errors, sweep_curve
 
     rng = np.random.default_rng(0)
     recs = []
@@ -218,7 +218,7 @@ def test_sweep_and_calibration_records_against_brute_force():
         n = sum(r["sam2_n"] if u else r["fb_n"] for r, u in zip(recs, use))
         assert rate == pytest.approx(1 - np.mean(use)) and err == pytest.approx(s / n)
     assert cur["fallback_rate"][-1] == 1.0
-    c, se, fe = _structure_errors(recs)
+    c, se, fe = structure_errors(recs)
     kept = [r for r in recs if r["fb_n"] > 0 and r["confidence"] is not None]
     assert len(c) == len(kept)
     for r, s_, f_ in zip(kept, se, fe):

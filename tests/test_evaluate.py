@@ -167,3 +167,26 @@ def test_sem_real_features_are_cached_per_encoder_and_images(no_weights, tmp_pat
     assert calls[-2:] == [11, 11]  # other real images: a miss
     other = train_sem_encoder(real, EncoderConfig(steps=2, batch_size=6, crop=32, width=4, seed=1), progress=False)
     assert other.weights_key() != enc.weights_key()
+
+
+def test_lpips_from_unverified_weights_is_named_so(no_weights, tmp_path, monkeypatch):
+    """A random AlexNet under the official name (not the official file) gives LPIPS only
+    with $SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1, and the table's metric name says so; without
+    the allowance the cell is unavailable with the reason."""
+    pytest.importorskip("lpips")
+    from semlab.metrics.lpips import save_random_backbone
+
+    save_random_backbone("alex", tmp_path / "w", seed=0)
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "w"))
+    real, fake = _sets(n=6)
+    monkeypatch.setenv("SEMLAB_ALLOW_UNVERIFIED_WEIGHTS", "1")
+    rows = {r["metric"]: r for r in evaluate(real, fake, paired=True, metrics=("lpips",), n_boot=20)}
+    assert set(rows) == {"lpips (unverified weights)"}
+    r = rows["lpips (unverified weights)"]
+    assert r["status"] == "ok" and r["value"] > 0
+    assert "| lpips (unverified weights) |" in to_markdown(list(rows.values()))
+    assert "lpips (unverified weights)" in comparison_table({"m": list(rows.values())}).splitlines()[0]
+    monkeypatch.delenv("SEMLAB_ALLOW_UNVERIFIED_WEIGHTS")
+    rows = evaluate(real, fake, paired=True, metrics=("lpips",), n_boot=20)
+    assert [x["metric"] for x in rows] == ["lpips"] and rows[0]["value"] is None
+    assert rows[0]["status"].startswith(f"unavailable: {tmp_path / 'w' / 'alexnet-owt-7be5be79.pth'} is not the official alexnet")

@@ -183,9 +183,40 @@ def test_loads_the_resolved_file(env, random_weights_dir):
     assert m.semlab_weights_path == str(random_weights_dir / FILENAME)
     assert not m.training
     assert torch.hub.get_dir() == hub_before
+    assert m.semlab_weights_verified is False  # a random network is never the official file
     sd = torch.load(random_weights_dir / FILENAME, weights_only=True)
     w = sd["Conv2d_1a_3x3.conv.weight"]
     assert torch.equal(m.blocks[0][0].conv.weight, w)
+
+
+def _pytorch_fid_reference(file):
+    """pytorch-fid's own constructor, InceptionV3([3], use_fid_inception=True), handed the
+    file's state dict where it would download it: the independent reference."""
+    import pytorch_fid.inception as pi
+
+    sd = torch.load(file, map_location="cpu", weights_only=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pi, "load_state_dict_from_url", lambda url, *a, **k: sd if url == pi.FID_WEIGHTS_URL else None)
+        ref = pi.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True)
+    return ref.eval()
+
+
+@pytest.mark.parametrize("maker", ["fixture", "save_random_inception"])
+def test_loader_equals_pytorch_fid_constructor(maker, random_weights_dir, images, tmp_path):
+    """semlab builds the network itself (no torch.hub, weights read with weights_only=True):
+    on the same state dict its features equal those of pytorch-fid's own constructor."""
+    file = (random_weights_dir / FILENAME if maker == "fixture"
+            else F.save_random_inception(tmp_path / "w", seed=2))
+    ours = F.load_inception(file)
+    ref = _pytorch_fid_reference(file)
+    assert type(ours).forward is type(ref).forward  # pytorch-fid's forward runs
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), ref.state_dict().values()))
+    x = torch.from_numpy(np.stack(images[0][:2]))[:, None].expand(-1, 3, -1, -1).contiguous()
+    with torch.inference_mode():
+        a = ours(x.contiguous(memory_format=torch.channels_last))[0]
+        b = ref.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))[0]
+    assert a.abs().max() > 1e-3 and torch.equal(a, b)
 
 
 def test_features_do_not_depend_on_batch_size(model, images):
@@ -212,6 +243,8 @@ def test_compute_fid_with_random_network(env, random_weights_dir, images):
     noise, smooth = images
     same = F.compute_fid(noise, noise, kid_subset_size=6, kid_subsets=10)
     assert same["weights"] == str(random_weights_dir / FILENAME)
+    assert same["status"] == "ok" and same["verified"] is False
+    assert same["label"] == "FID (unverified weights)" and same["kid_label"] == "KID (unverified weights)"
     assert same["n_real"] == same["n_fake"] == 6
     diff = F.compute_fid(noise, smooth, kid_subset_size=6, kid_subsets=10)
     assert abs(same["fid"]) < 1e-6 * diff["fid"]
@@ -265,11 +298,35 @@ def test_evaluate_reports_fid_and_kid_with_intervals(env, random_weights_dir, im
     env.setenv("SEMLAB_WEIGHTS", str(random_weights_dir))
     noise, smooth = images
     rows = {r["metric"]: r for r in evaluate(list(noise), list(smooth), metrics=("fid", "kid"), n_boot=100,
-                                             cache_dir=tmp_path / "cache")}
-    f = rows["fid"]
+                                             cache_dir=tmp_path / "cache", fid_inf=True)}
+    # random weights are not the official file: every name in the table says so
+    assert set(rows) == {"fid (unverified weights)", "kid (unverified weights)", "fid_inf (unverified weights)"}
+    f = rows["fid (unverified weights)"]
     assert f["status"] == "ok" and f["value"] > 1 and f["ci_low"] <= f["value"] <= f["ci_high"] * 1.5
-    assert rows["kid"]["status"] == "ok" and rows["kid"]["ci_low"] < rows["kid"]["value"] < rows["kid"]["ci_high"]
+    k = rows["kid (unverified weights)"]
+    assert k["status"] == "ok" and k["ci_low"] < k["value"] < k["ci_high"]
     assert list((tmp_path / "cache").glob("*.npz"))  # the real set's features are cached
+    from semlab.metrics.evaluate import to_markdown
+
+    assert "| fid (unverified weights) |" in to_markdown(list(rows.values()))
+
+
+def test_random_network_is_not_fid_without_the_allowance(env, random_weights_dir, images):
+    """Without $SEMLAB_ALLOW_UNVERIFIED_WEIGHTS the same file is refused by its hash."""
+    from semlab.metrics.evaluate import evaluate
+    from semlab.weights import UnverifiedWeights
+
+    env.setenv("SEMLAB_WEIGHTS", str(random_weights_dir))
+    env.delenv("SEMLAB_ALLOW_UNVERIFIED_WEIGHTS")
+    noise, smooth = images
+    out = F.compute_fid(noise, smooth, kid_subset_size=6, kid_subsets=3)
+    assert out["fid"] is None and out["status"].startswith(
+        f"unavailable: {random_weights_dir / FILENAME} is not the official pt_inception (sha256 ")
+    with pytest.raises(UnverifiedWeights, match=FILENAME):
+        F.load_inception()
+    rows = evaluate(list(noise), list(smooth), metrics=("fid", "kid"), n_boot=20)
+    assert [r["metric"] for r in rows] == ["fid", "kid"] and all(r["value"] is None for r in rows)
+    assert "is not the official pt_inception" in rows[0]["status"]
 
 
 # ----------------------------------------------------------------------------------

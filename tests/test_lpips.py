@@ -1,5 +1,7 @@
 """LPIPS through the lpips package, with a random AlexNet saved in torchvision's format."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,36 @@ def test_our_lpips_equals_the_package_and_ignores_batch_size(weights):
     assert np.allclose(lpips_distances(model, a, a), 0, atol=1e-6)
     res = compute_lpips(a, b)
     assert res["status"] == "ok" and res["lpips"] == pytest.approx(float(ours.mean()), rel=1e-5)
+    # a random backbone is not the official file: allowed in tests, and labelled
+    assert res["verified"] is False and res["label"] == "LPIPS (unverified weights)"
+    assert model.semlab_weights_verified is False
+
+
+@pytest.mark.parametrize("net", ["alex", "squeeze"])
+def test_loader_equals_the_package_constructor(net, tmp_path, monkeypatch):
+    """semlab builds lpips with a random backbone and copies the checked state dict into
+    its slices; the package's own constructor (torchvision loading the same file from
+    the torch hub cache) gives identical distances: the independent reference."""
+    from semlab.metrics.lpips import save_random_backbone
+
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    save_random_backbone(net, hub, seed=3)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    ours = load_lpips(net)
+    assert ours.semlab_weights_path == str(hub / {"alex": "alexnet-owt-7be5be79.pth",
+                                                  "squeeze": "squeezenet1_1-b8a52dc0.pth"}[net])
+    with warnings.catch_warnings():  # torchvision's deprecation notice for lpips' pretrained=True
+        warnings.simplefilter("ignore", UserWarning)
+        ref = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False).eval()
+    ref = ref.to(memory_format=torch.channels_last)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    assert all(torch.equal(x, y) for x, y in zip(ours.state_dict().values(), ref.state_dict().values()))
+    a, b = _images(4, n=3), _images(5, n=3)
+    assert lpips_distances(ours, a, b).tolist() == lpips_distances(ref, a, b).tolist()
+    assert lpips_distances(ours, a, b).min() > 0
 
 
 def test_missing_backbone_is_reported_unavailable(tmp_path, monkeypatch):

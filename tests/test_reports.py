@@ -253,7 +253,7 @@ def test_html_reports_are_self_contained_with_folded_code(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src = tmp_path / "t.ipynb"
     nbformat.write(nb, str(src))
-    reports._notebook_to_html(src, tmp_path / "t.html")
+    reports.notebook_to_html(src, tmp_path / "t.html")
     page = (tmp_path / "t.html").read_text()
     assert '<details class="semlab-code">' in page and "run index" in page
     assert not re.findall(r'(?:src|href)="(?:https?:)?//', page), "reports must not load anything from the web"

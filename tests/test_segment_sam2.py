@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 
 from semlab.data.simulate import simulate  # noqa: E402
 from semlab.segment.base import Segment, SegmentationError  # noqa: E402
-from semlab.segment.sam2_backend import (  # noqa: E402
-    SAM2_MODELS, Sam2Segmenter, Sam2Settings, _build)
+from semlab.segment.sam2_backend import SAM2_MODELS, Sam2Segmenter, Sam2Settings  # noqa: E402
+from semlab.segment.sam2_model import build_sam2_model  # noqa: E402
 from semlab.weights import KNOWN, WeightsNotFound  # noqa: E402
 
 FAST = dict(model="sam2.1_hiera_tiny", image_size=512, points_per_side=4, pred_iou_thresh=0.0,
@@ -113,7 +113,7 @@ def test_model_table_matches_the_package_and_registry():
 
 
 def test_sam2_config_builds():
-    net = _build("sam2_hiera_tiny", None, 512)  # SAM 2 (not 2.1) config composes and builds
+    net = build_sam2_model("sam2_hiera_tiny", None, 512)  # SAM 2 (not 2.1) config composes and builds
     assert net.image_size == 512 and not net.training
 
 

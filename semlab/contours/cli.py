@@ -59,7 +59,10 @@ def _extractor(a, fallback):
         reason = sam2_unavailable_reason(a.model, a.checkpoint)
         if reason is not None:
             raise FileNotFoundError(f"--checkpoint {a.checkpoint}: {reason}")
-    return HybridExtractor.from_weights(a.model, a.checkpoint, a.image_size, bf16=a.bf16, **kw)
+    ex = HybridExtractor.from_weights(a.model, a.checkpoint, a.image_size, bf16=a.bf16, **kw)
+    if a.checkpoint and ex.predictor is None:  # e.g. not a valid SAM2 checkpoint
+        raise ValueError(f"--checkpoint {a.checkpoint}: {ex.unavailable_reason}")
+    return ex
 
 
 def _formats(text: str) -> list[str]:

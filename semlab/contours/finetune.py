@@ -112,12 +112,12 @@ class FinetuneConfig:
     keep_checkpoints: int = 1
 
     def __post_init__(self):
-        from semlab.segment.sam2_backend import _config_and_weights, _overrides
+        from semlab.segment.sam2_model import sam2_config_and_weights, sam2_overrides
 
         if self.mode not in MODES:
             raise KeyError(f"unknown fine-tuning mode {self.mode!r}; valid: {', '.join(MODES)}")
-        _config_and_weights(self.model)
-        _overrides(self.image_size)
+        sam2_config_and_weights(self.model)
+        sam2_overrides(self.image_size)
         if self.batch_size < 1 or self.max_prompts < 1 or self.epochs < 0 or self.lora_rank < 1:
             raise ValueError("batch_size, max_prompts and lora_rank must be >= 1 and epochs >= 0")
         self.betas = tuple(float(b) for b in self.betas)
@@ -327,7 +327,7 @@ class Sam2Finetuner:
         from sam2.utils.transforms import SAM2Transforms
 
         from semlab.contours.predictor import load_sam2_model
-        from semlab.segment.sam2_backend import _quiet_jit
+        from semlab.segment.sam2_model import quiet_jit
 
         self.config = cfg = config or FinetuneConfig()
         if sam_model is None:
@@ -343,7 +343,7 @@ class Sam2Finetuner:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)
         self._encoder_trains = any(n.startswith("image_encoder.") for n in self.trainable)
-        with _quiet_jit():
+        with quiet_jit():
             self._transforms = SAM2Transforms(resolution=cfg.image_size, mask_threshold=0.0)
         self.step = 0
 
@@ -606,7 +606,9 @@ def finetune(train: Sequence[Example], val: Sequence[Example] | None = None, con
     model = tuner.model
     if val and cfg.restore_best and st["best_epoch"] is not None:
         if best_path is not None and best_path.is_file():
-            sd = torch.load(best_path, map_location="cpu", weights_only=True)["model"]
+            from semlab.segment.sam2_model import read_sam2_checkpoint
+
+            sd = read_sam2_checkpoint(best_path)
             _load_merged(model, sd)
         elif best_mem is not None:
             model.load_state_dict(best_mem)

@@ -272,7 +272,7 @@ def sam2_unavailable_reason(model: str = "sam2.1_hiera_tiny", checkpoint: str | 
     import importlib.util
 
     from semlab import weights
-    from semlab.segment.sam2_backend import SAM2_MODELS
+    from semlab.segment.sam2_model import SAM2_MODELS
 
     if model not in SAM2_MODELS:
         raise KeyError(f"unknown SAM2 model {model!r}; valid: {', '.join(SAM2_MODELS)}")
@@ -331,17 +331,21 @@ class HybridExtractor:
                      image_size: int = 1024, *, bf16: bool = False, **kwargs) -> "HybridExtractor":
         """A hybrid with a `Sam2Predictor` for `model` (pretrained weights found by
         `semlab.weights`, or a fine-tuned `checkpoint` file), or -- when the weights or
-        sam2 are missing -- without one, every structure falling back with that reason.
-        Never downloads (see `sam2_unavailable_reason`)."""
+        sam2 are missing, or the file found is not a valid SAM2 checkpoint -- without one,
+        every structure falling back with that reason. Never downloads (see
+        `sam2_unavailable_reason`)."""
         reason = sam2_unavailable_reason(model, checkpoint)
         if reason is not None:
             return cls(None, unavailable_reason=reason, **kwargs)
         from semlab.contours.predictor import Sam2Predictor
+        from semlab.segment.sam2_model import Sam2CheckpointError
         from semlab.weights import WeightsNotFound
 
         try:
             pred = Sam2Predictor(model, checkpoint, image_size, bf16=bf16)
         except WeightsNotFound as e:  # pragma: no cover - status() said it was there
+            return cls(None, unavailable_reason=f"SAM2 weights unavailable: {e}", **kwargs)
+        except Sam2CheckpointError as e:  # a truncated, foreign or unsafe file: one line, no traceback
             return cls(None, unavailable_reason=f"SAM2 weights unavailable: {e}", **kwargs)
         return cls(pred, **kwargs)
 

@@ -102,25 +102,25 @@ def load_sam2_model(model: str = "sam2.1_hiera_tiny", checkpoint: str | Path | N
     """Build SAM2 `model` at `image_size` (512 or 1024) with weights found by
     `semlab.weights.resolve` (an explicit file or folder first, then $SEMLAB_WEIGHTS,
     data/weights/, then a download unless $SEMLAB_OFFLINE=1). Returns (model, path).
+    The file is read safely by `semlab.segment.sam2_model.read_sam2_checkpoint`; one that
+    is not a valid checkpoint of `model` raises `Sam2CheckpointError` (a ValueError)
+    "<file> is not a valid SAM2 checkpoint (<reason>)".
 
     A fine-tuned model saved by `semlab.contours.finetune` is an official
     `{"model": state_dict}` file: pass its path as `checkpoint`."""
-    from semlab.segment.sam2_backend import _build, _config_and_weights, _overrides
+    from semlab.segment.sam2_model import build_sam2_model, sam2_config_and_weights, sam2_overrides
     from semlab.weights import resolve
 
-    _, weights_name = _config_and_weights(model)  # KeyError listing valid names
-    _overrides(image_size)  # ValueError for an unsupported size, before any heavy work
+    _, weights_name = sam2_config_and_weights(model)  # KeyError listing valid names
+    sam2_overrides(image_size)  # ValueError for an unsupported size, before any heavy work
     try:
         path = resolve(weights_name, checkpoint)
     except WeightsNotFound as e:
         raise WeightsNotFound(
             f"SAM2 predictor for {model!r}: {e} (a fine-tuned model: pass its .pt file as checkpoint=)",
             e.spec, e.searched, e.reason) from e
-    try:
-        net = _build(model, str(path), image_size)
-    except RuntimeError as e:  # strict state-dict loading: a checkpoint of another model size
-        raise RuntimeError(f"{path}: cannot load into {model} ({str(e).splitlines()[0]}); "
-                           f"is it a checkpoint of another SAM2 model?") from e
+    # read by semlab with weights_only=True, loaded strictly: Sam2CheckpointError naming the file
+    net = build_sam2_model(model, path, image_size)
     return net, Path(path)
 
 
@@ -194,10 +194,10 @@ class Sam2Predictor:
     def _make_image_predictor(self, sam_model):
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        from semlab.segment.sam2_backend import _quiet_jit
+        from semlab.segment.sam2_model import quiet_jit
 
         sam_model.eval()
-        with _quiet_jit():
+        with quiet_jit():
             p = SAM2ImagePredictor(sam_model, mask_threshold=self.mask_threshold)
         p._bb_feat_sizes = feature_sizes(int(sam_model.image_size))  # the 512-px fix
         return p

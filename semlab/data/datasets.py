@@ -85,7 +85,7 @@ class DatasetWriter:
                         f"refusing to mix it with {self.identity}: choose another --out folder")
                 man = self.root / manifest_name
                 if man.is_file():
-                    self.rows = {r["id"]: r for r in io.read_csv(man)}
+                    self.rows = {r["id"]: r for r in io.read_manifest(man)}
             elif meta_name == "dataset.json" and any(self.root.iterdir()):
                 raise DatasetError(f"{self.root} exists, is not empty and is not a semlab dataset "
                                    "(no dataset.json); refusing to write into it")
@@ -100,7 +100,7 @@ class DatasetWriter:
         row = self.rows.get(item_id)
         if row is None or not row.get("sha256"):
             return False
-        p = self.root / "images" / f"{item_id}.png"
+        p = io.inside(self.root, "images", f"{item_id}.png")
         return p.is_file() and io.sha256_file(p) == row["sha256"]
 
     def add(self, item_id: str, image: np.ndarray, *, split: str, group: str, source: str = "",
@@ -110,7 +110,8 @@ class DatasetWriter:
         """Write one item. `extra` fills the writer's extra manifest columns; `files` maps
         a sub-folder to (kind, array) with kind "image" (8-bit gray PNG) or "labels16"
         (a 16-bit PNG of integer ids, e.g. raw segment maps)."""
-        ip = io.write_image(self.root / "images" / f"{item_id}.png", image)
+        io.validate_id(item_id, f"{self.root}: new item")
+        ip = io.write_image(io.inside(self.root, "images", f"{item_id}.png"), image)
         row = {"id": item_id, "split": split, "group": group, "source": source,
                "sha256": io.sha256_file(ip), "mask_sha256": "",
                "height": int(image.shape[0]), "width": int(image.shape[1]),
@@ -118,19 +119,20 @@ class DatasetWriter:
         if mask is not None:
             if mask.shape != image.shape:
                 raise DatasetError(f"{item_id}: mask shape {mask.shape} != image shape {image.shape}")
-            mp = io.write_mask(self.root / "masks" / f"{item_id}.png", mask)
+            mp = io.write_mask(io.inside(self.root, "masks", f"{item_id}.png"), mask)
             row["mask_sha256"] = io.sha256_file(mp)
         if clean is not None:
-            io.write_image(self.root / "clean" / f"{item_id}.png", clean)
+            io.write_image(io.inside(self.root, "clean", f"{item_id}.png"), clean)
         if contours is not None:
-            io.write_json_atomic(self.root / "contours" / f"{item_id}.json",
+            io.write_json_atomic(io.inside(self.root, "contours", f"{item_id}.json"),
                                  {"units": "px", "order": "row,col",
                                   "contours": [np.round(c, 3).tolist() for c in contours]}, indent=None)
         for sub, (kind, arr) in (files or {}).items():
+            target = io.inside(self.root, sub, f"{item_id}.png")
             if kind == "labels16":
-                io.write_image(self.root / sub / f"{item_id}.png", np.asarray(arr, np.uint16), bits=16)
+                io.write_image(target, np.asarray(arr, np.uint16), bits=16)
             else:
-                io.write_image(self.root / sub / f"{item_id}.png", arr)
+                io.write_image(target, arr)
         row.update(extra or {})
         self.rows[item_id] = row
         self._pending += 1
@@ -141,6 +143,7 @@ class DatasetWriter:
     def add_failed(self, item_id: str, *, split: str, group: str, source: str, extra: dict) -> dict:
         """Record an item that could not be processed (no files): the reason goes in
         the manifest and the batch goes on. It is retried when the job is resumed."""
+        io.validate_id(item_id, f"{self.root}: new item")
         row = {"id": item_id, "split": split, "group": group, "source": source, "sha256": "",
                "mask_sha256": "", "height": "", "width": "", "params": "", **extra}
         self.rows[item_id] = row
@@ -251,9 +254,16 @@ def make_default_dataset(preset: str, profile: str, *, seed: int = 0, progress: 
         return simulate_dataset(out, preset=preset, n=s["n_images"], size=s["size"], seed=seed, progress=progress)
 
 
-def _safe_id(rel: Path) -> str:
+def safe_id(rel: Path) -> str:
+    """A plain item id (`io.validate_id`) made from a file's path relative to its folder:
+    parts joined by `__`, other characters replaced by `_`, no `..`, no leading `.` or
+    `-`; names over 180 characters are cut and end in 8 hex digits of their hash."""
     s = "__".join(rel.with_suffix("").parts)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", s)
+    s = re.sub(r"\.{2,}", ".", s).lstrip(".-") or "_"
+    if len(s) > 180:  # room for the tile suffix (_r00000_c00000) within 200
+        s = f"{s[:171]}-{hashlib.sha256(s.encode()).hexdigest()[:8]}"
+    return s
 
 
 def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_databar="auto",
@@ -277,7 +287,7 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
     pixel_sizes: set = set()
 
     def work(f: Path) -> None:
-        group = _safe_id(f.relative_to(src))
+        group = safe_id(f.relative_to(src))
         meta = io.read_image_meta(f)
         if meta.get("pixel_size_nm"):
             pixel_sizes.add(round(float(meta["pixel_size_nm"]), 4))
@@ -309,7 +319,7 @@ class Dataset:
                                "(create one with `semlab simulate` or `semlab import-images`)")
         self.info = json.loads(meta.read_text())
         man = self.root / "manifest.csv"
-        self.all_rows = io.read_csv(man) if man.is_file() else []
+        self.all_rows = io.read_manifest(man) if man.is_file() else []  # ids checked: plain names
         # items whose mask QA flagged them, or that failed, are kept in the manifest
         # with their reason but left out of the dataset
         self.rows = [r for r in self.all_rows if r.get("status", "ok") in ("", "ok")]
@@ -341,19 +351,25 @@ class Dataset:
         s = self._by_id[item_id].get("params") or ""
         return json.loads(s) if s else {}
 
+    def path(self, folder: str, item_id: str, suffix: str = ".png") -> Path:
+        """`root/folder/<id><suffix>`, checked: the id is a plain name and the path stays
+        inside the dataset folder (UnsafePathError otherwise)."""
+        io.validate_id(item_id, f"{self.root}: requested item")
+        return io.inside(self.root, folder, f"{item_id}{suffix}")
+
     def image(self, item_id: str) -> np.ndarray:
-        return io.read_image(self.root / "images" / f"{item_id}.png")
+        return io.read_image(self.path("images", item_id))
 
     def mask(self, item_id: str) -> np.ndarray | None:
-        p = self.root / "masks" / f"{item_id}.png"
+        p = self.path("masks", item_id)
         return io.read_mask(p) if p.is_file() else None
 
     def clean(self, item_id: str) -> np.ndarray | None:
-        p = self.root / "clean" / f"{item_id}.png"
+        p = self.path("clean", item_id)
         return io.read_image(p) if p.is_file() else None
 
     def contours(self, item_id: str) -> list[np.ndarray] | None:
-        p = self.root / "contours" / f"{item_id}.json"
+        p = self.path("contours", item_id, ".json")
         if not p.is_file():
             return None
         return [np.asarray(c, np.float32) for c in json.loads(p.read_text())["contours"]]

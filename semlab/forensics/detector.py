@@ -173,23 +173,25 @@ def _build_small_cnn(**kw) -> nn.Module:
     return net
 
 
-def _load_torchvision_state(file: Path) -> dict[str, torch.Tensor]:
-    try:
-        sd = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated download, an HTML error page, a pickle of a model
-        raise ValueError(f"{file}: cannot be read as a torchvision state dict ({type(exc).__name__}: {exc})") from exc
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or "conv1.weight" not in sd:
-        raise ValueError(f"{file}: not a torchvision ResNet-18 state dict (no 'conv1.weight' key)")
-    return sd
+def _load_torchvision_state(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """(state dict, verified) of torchvision's ResNet-18 file, read by
+    `semlab.weights.load_checked` (sha256 against the official file, then
+    ``weights_only=True``). Raises `semlab.weights.InvalidWeights` (a ValueError naming
+    the file) for a non-official file (unless `$SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1`) or
+    one that is not a ResNet-18 state dict."""
+    from semlab.weights import load_checked
+
+    loaded = load_checked("resnet18", file, download=False)
+    return loaded.state_dict, loaded.verified is not False
 
 
 def _build_resnet18(pretrained: bool | str = "auto", weights_path: str | Path | None = None) -> nn.Module:
     """`pretrained`: "auto" uses the ImageNet weights if `semlab.weights.resolve` finds
     them locally (never downloads) and random init otherwise; True requires them
-    (raises `WeightsNotFound`, or downloads unless offline); False is random init."""
-    from semlab.weights import WeightsNotFound, resolve
+    (raises `WeightsNotFound`, or downloads unless offline); False is random init. A
+    file that is found but is not the official one, or not a valid checkpoint, raises
+    `semlab.weights.InvalidWeights` in both modes."""
+    from semlab.weights import WeightsNotFound, invalid, resolve
 
     if pretrained not in (True, False, "auto"):
         raise ValueError(f"pretrained must be True, False or 'auto', got {pretrained!r}")
@@ -201,14 +203,15 @@ def _build_resnet18(pretrained: bool | str = "auto", weights_path: str | Path | 
             file = resolve("resnet18", weights_path, download=False)
         except WeightsNotFound:
             file = None
-    sd = None
+    sd, verified = None, None
     if file is not None:
-        sd = _load_torchvision_state(file)
+        sd, verified = _load_torchvision_state(file)
     try:
         net = ResNet18Detector(sd)
     except RuntimeError as exc:  # load_state_dict with missing / unexpected keys
-        raise ValueError(f"{file}: does not match torchvision's resnet18 ({exc})") from exc
-    net.semlab_info = {"name": "resnet18", "pretrained": str(file) if file else None}
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        raise invalid("resnet18", file, "; ".join(lines[:2])[:300] or "does not match torchvision's resnet18") from None
+    net.semlab_info = {"name": "resnet18", "pretrained": str(file) if file else None, "verified": verified}
     return net
 
 

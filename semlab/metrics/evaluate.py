@@ -7,7 +7,9 @@ over the images (FID and KID: the feature rows of both sets resampled); FD_sem a
 KD_sem do the same in the features of semlab's SEM encoder, FID-infinity is optional.
 A metric whose weights are missing has no value and says so in `status`
 ("unavailable: <file> not found (put it in data/weights/)"); it is never computed on
-random weights. Tables export to CSV, Markdown and LaTeX; `comparison_table` puts
+random weights. Computed from a non-official weights file (allowed by
+$SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1), its name reads "fid (unverified weights)" (likewise
+kid, fid_inf, lpips). Tables export to CSV, Markdown and LaTeX; `comparison_table` puts
 several models side by side with the best value per column marked.
 """
 
@@ -95,7 +97,7 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
         else:
             per_image["lpips"] = np.asarray(res["per_image"])
             m, lo, hi = bootstrap_ci(res["per_image"], n_boot=n_boot, seed=seed)
-            rows.append(_row("lpips", m, lo, hi, len(real), note=f"{lpips_net}, mean over pairs"))
+            rows.append(_row("lpips" + _unverified(res), m, lo, hi, len(real), note=f"{lpips_net}, mean over pairs"))
     if "fid" in metrics or "kid" in metrics:
         rows += _fid_rows(real, fake, metrics, n_boot, rng, cache_dir, fid_inf, precision, timed, seed)
     if sem_encoder is not None:
@@ -147,14 +149,18 @@ def _fd_rows(prefix: str, fr, ff, n_boot, rng, fid_inf: bool, seed: int, note_ex
 
 def _fid_rows(real, fake, metrics, n_boot, rng, cache_dir, fid_inf, precision, timed, seed) -> list[dict]:
     from semlab.metrics import fid as F
-    from semlab.weights import status
+    from semlab.weights import InvalidWeights, status
 
     found, where = status("pt_inception")
     n = min(len(real), len(fake))
     if not found:
         names = [m for m in ("fid", "kid") if m in metrics] + (["fid_inf"] if fid_inf else [])
         return [_row(m, status=f"unavailable: {where}", n=n) for m in names]
-    model = timed("inception_load", F.load_inception)
+    try:
+        model = timed("inception_load", F.load_inception)
+    except InvalidWeights as exc:  # an allowed unverified file that is no valid checkpoint
+        names = [m for m in ("fid", "kid") if m in metrics] + (["fid_inf"] if fid_inf else [])
+        return [_row(m, status=f"unavailable: {exc}", n=n) for m in names]
     if cache_dir:
         fr = timed("inception_real", lambda: F.feature_stats_cache(
             real, model, cache_dir, F.weights_sha256(model.semlab_weights_path), precision=precision)["features"])
@@ -163,7 +169,16 @@ def _fid_rows(real, fake, metrics, n_boot, rng, cache_dir, fid_inf, precision, t
     ff = timed("inception_fake", lambda: F.inception_features(fake, model, precision=precision))
     rows = timed("fid_kid", lambda: _fd_rows("", fr, ff, n_boot, rng, fid_inf, seed))
     keep = set(metrics) | ({"fid_inf"} if fid_inf else set())
-    return [r for r in rows if r["metric"] in keep]
+    suffix = _unverified({"verified": model.semlab_weights_verified})
+    return [{**r, "metric": r["metric"] + suffix} for r in rows if r["metric"] in keep]
+
+
+def _unverified(res: dict) -> str:
+    """" (unverified weights)" for a metric computed from a non-official weights file
+    (allowed by $SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1): its name in the table says so."""
+    from semlab.weights import UNVERIFIED_LABEL
+
+    return UNVERIFIED_LABEL if res.get("verified") is False else ""
 
 
 def _sem_rows(real, fake, encoder, n_boot, rng, fid_inf, seed, cache_dir=None, timed=None) -> list[dict]:

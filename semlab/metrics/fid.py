@@ -1,10 +1,13 @@
 """FID and KID with the official pytorch-fid Inception weights (design.md section 5).
 
 The network is pytorch-fid's ``InceptionV3([3], resize_input=True, normalize_input=True,
-use_fid_inception=True)`` loaded from exactly the file that
-``semlab.weights.resolve("pt_inception")`` finds. Without that file the metric is
-*unavailable*: :func:`compute_fid` then returns ``{"fid": None, "status": "unavailable: ..."}``
-and never a number from a random network.
+use_fid_inception=True)``, assembled by semlab (:func:`load_inception`) around the state
+dict that ``semlab.weights.load_checked("pt_inception")`` finds, checks against the
+official sha256 and reads with ``weights_only=True``: pytorch-fid and torch.hub never
+unpickle the file. Without a usable file the metric is *unavailable*: :func:`compute_fid`
+then returns ``{"fid": None, "status": "unavailable: ..."}`` and never a number from a
+random network. A non-official file is used only with
+``$SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1``, and the result is labelled "FID (unverified weights)".
 
 Image conversion (the only one): a gray image (H, W), float in [0, 1] or uint8 (divided by
 255), is replicated to 3 channels and fed in [0, 1]; the model itself resizes it to 299x299
@@ -31,19 +34,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io as _io
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from semlab import weights as _weights
+from semlab.weights import weights_sha256  # re-exported: F.weights_sha256
 
 __all__ = [
     "FID_DIMS",
+    "fid_inception_net",
     "load_inception",
     "inception_features",
     "frechet_distance",
@@ -65,51 +66,83 @@ _CACHE_VERSION = "fid-cache-v1"
 # --------------------------------------------------------------------------- model
 
 
-@contextlib.contextmanager
-def _torch_hub_dir_holding(weights_file: Path, name: str = "pt_inception") -> Iterator[str]:
-    """Point torch.hub at a temporary folder whose ``checkpoints/`` holds `weights_file`
-    under the official file name of `semlab.weights.KNOWN[name]` (a symlink, or a copy
-    where links are impossible), so that the library's own constructor (pytorch-fid,
-    torchvision via lpips) loads exactly that file; restores the hub dir after."""
-    import torch.hub
+def fid_inception_net():
+    """pytorch-fid's FID Inception (torchvision's Inception3 with 1008 classes, no aux
+    logits, and pytorch-fid's patched blocks), built exactly as
+    ``pytorch_fid.inception.fid_inception_v3()`` builds it but without weights and
+    without any download: its parameters are whatever the constructors drew."""
+    import torchvision
+    from pytorch_fid import inception as pi
 
-    spec = _weights.KNOWN[name]
-    old = torch.hub._hub_dir  # None means "derived from $TORCH_HOME"; restored as is
-    tmp = tempfile.mkdtemp(prefix="semlab-fid-hub-")
-    try:
-        ck = Path(tmp) / "checkpoints"
-        ck.mkdir()
-        dst = ck / spec.filename
-        try:
-            os.symlink(Path(weights_file).resolve(), dst)
-        except OSError:
-            shutil.copyfile(weights_file, dst)
-        torch.hub.set_dir(tmp)
-        yield tmp
-    finally:
-        torch.hub._hub_dir = old
-        shutil.rmtree(tmp, ignore_errors=True)
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
+                                          init_weights=False)
+    net.Mixed_5b = pi.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pi.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pi.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pi.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pi.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pi.FIDInceptionE_1(1280)
+    net.Mixed_7c = pi.FIDInceptionE_2(2048)
+    return net
 
 
-def load_inception(path=None, *, download: bool = True):
-    """The FID Inception network (eval mode, CPU) built from the official pytorch-fid
-    weights found by ``semlab.weights.resolve("pt_inception", path)``.
-
-    Raises ``semlab.weights.WeightsNotFound`` (naming the file, size, URL and folder) when
-    the file is missing. The resolved file is available as ``model.semlab_weights_path``.
-    """
+def _fid_model(net):
+    """A ``pytorch_fid.inception.InceptionV3([3], resize_input=True, normalize_input=True)``
+    around the loaded `net`: the same four blocks as its constructor assembles (so its own
+    ``forward`` runs), built without that constructor, which would fetch the weights
+    itself through torch.hub."""
     import torch
     from pytorch_fid.inception import InceptionV3
 
-    wfile = _weights.resolve("pt_inception", path, download=download)
-    with _torch_hub_dir_holding(wfile):
-        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]], resize_input=True,
-                            normalize_input=True, use_fid_inception=True)
+    nn = torch.nn
+
+    class _Loaded(InceptionV3):
+        def __init__(self):
+            nn.Module.__init__(self)
+            self.resize_input = True
+            self.normalize_input = True
+            self.output_blocks = [InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]]
+            self.last_needed_block = max(self.output_blocks)
+            self.blocks = nn.ModuleList([
+                nn.Sequential(net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3,
+                              nn.MaxPool2d(kernel_size=3, stride=2)),
+                nn.Sequential(net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2)),
+                nn.Sequential(net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b,
+                              net.Mixed_6c, net.Mixed_6d, net.Mixed_6e),
+                nn.Sequential(net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, nn.AdaptiveAvgPool2d(output_size=(1, 1))),
+            ])
+            for p in self.parameters():
+                p.requires_grad = False
+
+    return _Loaded()
+
+
+def load_inception(path=None, *, download: bool = True):
+    """The FID Inception network (eval mode, CPU) with the weights of
+    ``semlab.weights.load_checked("pt_inception", path)``: the file is found, checked
+    against the official sha256 and read by semlab with ``weights_only=True`` (pytorch-fid
+    never unpickles it), then loaded into :func:`fid_inception_net`.
+
+    Raises ``semlab.weights.WeightsNotFound`` (naming the file, size, URL and folder) when
+    the file is missing and ``semlab.weights.InvalidWeights`` when it is not the official
+    file (unless ``$SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1``) or not a valid checkpoint. The
+    file is ``model.semlab_weights_path``, its sha256 ``model.semlab_weights_sha256``,
+    and ``model.semlab_weights_verified`` is False for a non-official file."""
+    import torch
+
+    loaded = _weights.load_checked("pt_inception", path, download=download)
+    net = fid_inception_net()
+    _weights.apply_state_dict(net, loaded.state_dict, "pt_inception", loaded.path)
+    model = _fid_model(net)
     model.eval()
     # channels_last: oneDNN's fast convolution layout on CPU (measured here, 256-px inputs,
     # batch 50: fp32 10.6 -> 15.9 img/s, bf16 16.8 -> 40 img/s; features equal to 1e-6)
     model.to(memory_format=torch.channels_last)
-    model.semlab_weights_path = str(wfile)
+    model.semlab_weights_path = str(loaded.path)
+    model.semlab_weights_sha256 = loaded.sha256
+    model.semlab_weights_verified = loaded.verified is not False
     return model
 
 
@@ -372,21 +405,6 @@ def images_sha256(images) -> str:
     return h.hexdigest()
 
 
-_WEIGHTS_HASHES: dict[tuple, str] = {}
-
-
-def weights_sha256(path) -> str:
-    """sha256 of a weights file, remembered per (path, size, mtime) in this process."""
-    from semlab.io import sha256_file
-
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _WEIGHTS_HASHES:
-        _WEIGHTS_HASHES[key] = sha256_file(p)
-    return _WEIGHTS_HASHES[key]
-
-
 def feature_stats_cache(images, model, cache_dir, model_hash: str, batch_size: int = 50,
                         precision: str = "fp32", extract=None) -> dict:
     """Features and statistics of `images`, cached in ``cache_dir/<key>.npz`` where key is
@@ -431,18 +449,28 @@ def compute_fid(real, fake, weights_path=None, cache_dir=None, *, batch_size: in
     """FID and KID of `fake` against `real` (gray image sets, see module docstring).
 
     Returns {"fid", "kid", "kid_std", "n_real", "n_fake", "weights", "precision",
-    "real_cache_hit"}; or, without the official weights (``semlab.weights.status``, never
-    downloads), {"fid": None, "kid": None, "kid_std": None, "status": "unavailable: <file>
-    not found (put it in data/weights/)"}. Real-set features are cached in `cache_dir`.
-    A `model` from :func:`load_inception` may be passed to avoid reloading it."""
+    "real_cache_hit", "status": "ok", "verified", "label", "kid_label"}; or, without
+    usable official weights (``semlab.weights.status``, never downloads), {"fid": None,
+    "kid": None, "kid_std": None, "status": "unavailable: <file> not found (put it in
+    data/weights/)"} (or "<file> is not the official pt_inception ...", "<file> is not a
+    valid pytorch-fid Inception checkpoint (...)"). With a non-official file allowed by
+    ``$SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1``, "verified" is False and "label" / "kid_label"
+    read "FID (unverified weights)" / "KID (unverified weights)".
+    Real-set features are cached in `cache_dir`. A `model` from :func:`load_inception`
+    may be passed to avoid reloading it."""
     if model is not None and getattr(model, "semlab_weights_path", None):
         wfile = model.semlab_weights_path
     else:
         ok, info = _weights.status("pt_inception", weights_path)
         if not ok:
-            return {"fid": None, "kid": None, "kid_std": None, "status": f"unavailable: {info}"}
+            return _unavailable(info)
         wfile = info
-        model = load_inception(wfile, download=False)
+        try:
+            model = load_inception(wfile, download=False)
+        except _weights.InvalidWeights as exc:  # e.g. an allowed unverified file that is no checkpoint
+            return _unavailable(str(exc))
+    verified = getattr(model, "semlab_weights_verified", True) is not False
+    suffix = "" if verified else _weights.UNVERIFIED_LABEL
     real_stats = feature_stats_cache(real, model, cache_dir, weights_sha256(wfile),
                                      batch_size=batch_size, precision=precision)
     f_real = real_stats["features"]
@@ -452,7 +480,13 @@ def compute_fid(real, fake, weights_path=None, cache_dir=None, *, batch_size: in
     return {"fid": fid_from_features(f_real, f_fake), "kid": kid, "kid_std": kid_std,
             "n_real": int(f_real.shape[0]), "n_fake": int(f_fake.shape[0]),
             "weights": str(wfile), "precision": precision,
-            "real_cache_hit": bool(real_stats["hit"])}
+            "real_cache_hit": bool(real_stats["hit"]), "status": "ok", "verified": verified,
+            "label": "FID" + suffix, "kid_label": "KID" + suffix}
+
+
+def _unavailable(reason: str) -> dict:
+    return {"fid": None, "kid": None, "kid_std": None, "status": f"unavailable: {reason}",
+            "verified": None, "label": "FID", "kid_label": "KID"}
 
 
 # --------------------------------------------------------------------------- sample size
@@ -524,17 +558,9 @@ def save_random_inception(folder, seed: int = 0) -> Path:
     `folder`: exercises the real loading code offline (tests, `semlab bench metrics`).
     Its numbers are meaningless and must never be reported as FID."""
     import torch
-    import pytorch_fid.inception as pi
-    import torchvision.models.inception as tvi
 
     spec = _weights.KNOWN["pt_inception"]
-    old_load, old_sd = pi.load_state_dict_from_url, tvi.Inception3.load_state_dict
-    try:  # the architecture without the (offline) download
-        pi.load_state_dict_from_url = lambda *a, **k: {}
-        tvi.Inception3.load_state_dict = lambda self, *a, **k: None
-        net = pi.fid_inception_v3()
-    finally:
-        pi.load_state_dict_from_url, tvi.Inception3.load_state_dict = old_load, old_sd
+    net = fid_inception_net()  # the architecture, without the (offline) download
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for mod in net.modules():

@@ -131,14 +131,17 @@ def inception_extractor(precision: str = "fp32"):
     images, or None and the reason (the file to put into data/weights/) when the official
     weights are missing. Never a randomly initialised network."""
     from semlab.metrics import fid as F
-    from semlab.weights import status
+    from semlab.weights import UNVERIFIED_LABEL, InvalidWeights, status
 
     found, where = status("pt_inception")
     if not found:
         return None, f"unavailable: {where}"
-    model = F.load_inception()
+    try:
+        model = F.load_inception()
+    except InvalidWeights as exc:
+        return None, f"unavailable: {exc}"
     return (lambda images: F.inception_features(images, model, precision=precision)), \
-        f"pytorch-fid Inception ({model.semlab_weights_path})"
+        f"pytorch-fid Inception ({model.semlab_weights_path})" + ("" if model.semlab_weights_verified else UNVERIFIED_LABEL)
 
 
 def worst_indices(per_image: dict[str, np.ndarray], metric: str = "ssim", k: int = 4) -> list[int]:

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 import semlab
 from semlab import io, labels
-from semlab.data.datasets import (MANIFEST_FIELDS, DatasetError, DatasetWriter, _safe_id,
-                                  assign_split)
+from semlab.data.datasets import (MANIFEST_FIELDS, DatasetError, DatasetWriter, assign_split,
+                                  safe_id)
 from semlab.segment.base import SegmentationError
 from semlab.segment.canonical import Canonical, CanonicalRules, canonicalize
 from semlab.segment.classical import ClassicalSegmenter, ClassicalSettings
@@ -107,9 +107,10 @@ def source_items(src, seed: int = 0) -> tuple[list[_Item], dict]:
     meta = src / "dataset.json"
     if meta.is_file():
         info = json.loads(meta.read_text())
-        rows = io.read_csv(src / "manifest.csv") if (src / "manifest.csv").is_file() else []
+        # ids are checked (plain names) and image paths kept inside the source folder
+        rows = io.read_manifest(src / "manifest.csv") if (src / "manifest.csv").is_file() else []
         items = [_Item(r["id"], r["split"], r["group"], r.get("source") or r["id"],
-                       src / "images" / f"{r['id']}.png") for r in rows if r.get("sha256")]
+                       io.inside(src, "images", f"{r['id']}.png")) for r in rows if r.get("sha256")]
         classes = [c["name"] for c in info.get("classes", []) if "name" in c]
         return items, {"pixel_size_nm": info.get("pixel_size_nm"), "source_kind": info.get("kind"),
                        "classes": classes}
@@ -119,7 +120,7 @@ def source_items(src, seed: int = 0) -> tuple[list[_Item], dict]:
     items = []
     for f in files:
         rel = f.relative_to(src)
-        iid = _safe_id(rel)
+        iid = safe_id(rel)
         items.append(_Item(iid, assign_split(seed, iid), iid, str(rel), f))
     return items, {"pixel_size_nm": None, "source_kind": "folder"}
 
@@ -247,7 +248,7 @@ def merge_shards(out) -> Path:
     rows: dict[str, dict] = {}
     fields = list(MANIFEST_FIELDS)
     for m in sorted((out / "shards").glob(f"manifest-*-of-{n}.csv")):
-        for r in io.read_csv(m):
+        for r in io.read_manifest(m):
             rows[r["id"]] = r
             fields += [k for k in r if k not in fields]
     done = [i for i in range(n) if (out / "shards" / f"done-{i}-of-{n}").is_file()]

@@ -2,7 +2,9 @@
 
 `Sam2Segmenter(Sam2Settings(...)).segment(image)` returns one `Segment` per mask that
 SAM2's `SAM2AutomaticMaskGenerator` proposes. Weights come from `semlab.weights.resolve`
-(a missing checkpoint raises `WeightsNotFound` naming the file and where to put it).
+(a missing checkpoint raises `WeightsNotFound` naming the file and where to put it) and
+are read by semlab itself through `semlab.segment.sam2_model` (`weights_only=True`; a
+file that is not a valid SAM2 checkpoint raises `Sam2CheckpointError` naming it).
 
 On the CPU (see /work/shared/stack-notes.md) the cost is dominated by the mask decoder,
 which runs once per grid point on the full image embedding: `image_size=512` (a model
@@ -17,25 +19,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from semlab.segment.base import Segment, check_image
+from semlab.segment.sam2_model import (SAM2_MODELS, SUPPORTED_IMAGE_SIZES, Sam2CheckpointError, build_sam2_model,
+                                       quiet_jit, sam2_config_and_weights, sam2_overrides, to_rgb_uint8)
 from semlab.weights import KNOWN, resolve
 
-__all__ = ["SAM2_MODELS", "SUPPORTED_IMAGE_SIZES", "Sam2Settings", "Sam2Segmenter", "make_random_checkpoint"]
-
-# registry name -> (hydra config inside the sam2 package, weights name in semlab.weights.KNOWN)
-SAM2_MODELS: dict[str, tuple[str, str]] = {
-    f"{family}_hiera_{variant}": (f"configs/{family}/{family}_hiera_{short}.yaml", f"{family}_hiera_{variant}")
-    for family in ("sam2", "sam2.1")
-    for variant, short in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
-}
-
-SUPPORTED_IMAGE_SIZES = (512, 1024)
+__all__ = ["SAM2_MODELS", "SUPPORTED_IMAGE_SIZES", "Sam2CheckpointError", "Sam2Settings", "Sam2Segmenter",
+           "make_random_checkpoint"]
 
 
 @dataclass
@@ -55,36 +50,6 @@ class Sam2Settings:
     min_side: int = 64  # smaller images raise SegmentationError
 
 
-def _config_and_weights(model: str) -> tuple[str, str]:
-    try:
-        return SAM2_MODELS[model]
-    except KeyError:
-        raise KeyError(f"unknown SAM2 model {model!r}; valid: {', '.join(SAM2_MODELS)}") from None
-
-
-def _overrides(image_size: int) -> list[str]:
-    if image_size not in SUPPORTED_IMAGE_SIZES:
-        raise ValueError(f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {image_size}")
-    return [] if image_size == 1024 else [f"++model.image_size={int(image_size)}"]
-
-
-@contextlib.contextmanager
-def _quiet_jit():
-    """Hide the `torch.jit.script` FutureWarning sam2 triggers when building its transforms."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
-        yield
-
-
-def _build(model: str, ckpt_path: str | None, image_size: int):
-    from sam2.build_sam import build_sam2
-
-    config, _ = _config_and_weights(model)
-    with _quiet_jit():
-        return build_sam2(config, ckpt_path, device="cpu", mode="eval",
-                          hydra_overrides_extra=_overrides(image_size))
-
-
 def make_random_checkpoint(model_name: str, folder: str | os.PathLike, image_size: int = 1024,
                            seed: int = 0) -> Path:
     """Save a randomly initialised SAM2 `model_name` as `{"model": state_dict}` under its
@@ -92,12 +57,12 @@ def make_random_checkpoint(model_name: str, folder: str | os.PathLike, image_siz
     weights give meaningless masks: use them for timing and plumbing only."""
     import torch
 
-    _, weights_name = _config_and_weights(model_name)
+    _, weights_name = sam2_config_and_weights(model_name)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = _build(model_name, None, image_size)
+        net = build_sam2_model(model_name, None, image_size)
     dst = folder / KNOWN[weights_name].filename
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
     try:
@@ -109,12 +74,6 @@ def make_random_checkpoint(model_name: str, folder: str | os.PathLike, image_siz
     return dst
 
 
-def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """Gray float [0, 1] -> uint8 (H, W, 3), gray replicated; values outside [0, 1] clip."""
-    u8 = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return np.repeat(u8[:, :, None], 3, axis=2)
-
-
 class Sam2Segmenter:
     """SAM2's automatic mask generator on the CPU, returning semlab `Segment`s."""
 
@@ -124,12 +83,12 @@ class Sam2Segmenter:
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
         self.settings = s = settings or Sam2Settings()
-        config, weights_name = _config_and_weights(s.model)
-        _overrides(s.image_size)  # validate before any heavy work
+        config, weights_name = sam2_config_and_weights(s.model)
+        sam2_overrides(s.image_size)  # validate before any heavy work
         self.config = config
         self.checkpoint: Path = resolve(weights_name, s.checkpoint)
-        self.model = _build(s.model, str(self.checkpoint), s.image_size)
-        with _quiet_jit():
+        self.model = build_sam2_model(s.model, self.checkpoint, s.image_size)  # Sam2CheckpointError if bad
+        with quiet_jit():
             self.generator = SAM2AutomaticMaskGenerator(
                 self.model,
                 points_per_side=s.points_per_side,
@@ -166,7 +125,7 @@ class Sam2Segmenter:
         Raises SegmentationError for unusable images (not 2-D, smaller than
         `settings.min_side`, non-finite, blank). Empty masks are dropped."""
         a = check_image(image, min_side=self.settings.min_side, backend="sam2", source=source)
-        records = self.generate_raw(_to_rgb_uint8(a))
+        records = self.generate_raw(to_rgb_uint8(a))
         out = []
         for r in records:
             mask = np.asarray(r["segmentation"], dtype=bool)

@@ -53,6 +53,7 @@ from semlab.metrics.evaluate import comparison_table
 from semlab.metrics.sem_encoder import EncoderConfig, cached_sem_encoder
 from semlab.paths import data_dir
 from semlab.reports import publish_outputs
+from semlab.textfmt import md_code, md_escape
 from semlab.viz.metrics import (metric_distributions_figure, model_gallery_figure, sample_size_figure,
                                 worst_pairs_figure)
 from semlab.weights import status
@@ -69,9 +70,11 @@ real = np.stack([ds.image(i) for i in test_ids])
 masks = np.stack([ds.mask(i) for i in test_ids])
 generators = tables.find_generators(RUN_DIR, PROFILE)
 weights = {name: status(name) for name in ("pt_inception", "alexnet")}
-lines = [f"- **{name}**: " + (f"found ({g['where']})" if g["found"] else g["where"]) for name, g in generators.items()]
-lines += [f"- weights `{name}`: " + ("found" if ok else f"missing: {info}") for name, (ok, info) in weights.items()]
-display(Markdown(f"Dataset `{source}`: {len(test_ids)} test pairs of {real.shape[1]} px.\\n\\n" + "\\n".join(lines)))
+lines = [f"- **{md_escape(name)}**: " + md_escape(f"found ({g['where']})" if g["found"] else g["where"])
+         for name, g in generators.items()]
+lines += [f"- weights {md_code(name)}: " + ("found" if ok else f"missing: {md_escape(info)}")
+          for name, (ok, info) in weights.items()]
+display(Markdown(f"Dataset {md_code(source)}: {len(test_ids)} test pairs of {real.shape[1]} px.\\n\\n" + "\\n".join(lines)))
 """),
     md("""
 Missing generators are left out of the tables below (run notebooks 20 and 21 first, or

@@ -44,6 +44,7 @@ from semlab.forensics import study
 from semlab.io import write_json_atomic
 from semlab.paths import data_dir
 from semlab.reports import publish_outputs
+from semlab.textfmt import md_code, md_escape
 from semlab.viz.forensics import (confusion_matrices_figure, detector_metrics_figure, fake_sets_figure,
                                   radial_spectra_figure, roc_curves_figure, spectral_peaks_figure,
                                   spectrum_difference_figure)
@@ -59,8 +60,8 @@ dataset, dataset_note = study.resolve_dataset(RUN_DIR, DATASET, preset=PRESET, p
 generators, missing = study.find_generators(RUN_DIR, PROFILE)
 print(f"profile {PROFILE!r}, dataset {dataset} ({dataset_note})")
 display(Markdown("\\n".join(["**Generators of this run:**"]
-                            + [f"- {name}: `{path}`" for name, path in generators.items()]
-                            + [f"- **{name}: missing.** {why}" for name, why in missing.items()])))
+                            + [f"- {md_escape(name)}: {md_code(path)}" for name, path in generators.items()]
+                            + [f"- **{md_escape(name)}: missing.** {md_escape(why)}" for name, why in missing.items()])))
 """),
     md("""
 Pix2Pix and CycleGAN come from notebooks 20 and 21 of this run (or from their standalone run

@@ -1,0 +1,71 @@
+"""`semlab --help` and the help of every subcommand and sub-subcommand work.
+
+The commands are discovered from the argparse parser itself (a new subcommand is covered
+without editing this file). Runs in-process through `semlab.cli.main`, which argparse
+leaves with SystemExit(0) after printing the help; a `%` in a help text that is not
+written `%%` makes argparse raise instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from semlab import cli
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-parsers of `parser` by name (aliases collapse onto one parser)."""
+    out: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if all(sub is not seen for seen in out.values()):
+                    out[name] = sub
+    return out
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path below `parser`: ("simulate",), ("contours", "extract"), ..."""
+    paths = []
+    for name, sub in _subparsers(parser).items():
+        paths.append(prefix + (name,))
+        paths += _command_paths(sub, prefix + (name,))
+    return paths
+
+
+COMMANDS = _command_paths(cli.build_parser())
+
+
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    out = capsys.readouterr()
+    assert exc.value.code == 0, f"semlab {' '.join(argv)} exited {exc.value.code}: {out.err[-2000:]}"
+    return out.out
+
+
+def test_the_parser_has_subcommands_and_sub_subcommands():
+    assert len([p for p in COMMANDS if len(p) == 1]) >= 10, COMMANDS
+    assert any(len(p) == 2 for p in COMMANDS), "expected nested commands (e.g. contours ...)"
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    text = _help(["--help"], capsys)
+    assert text.startswith("usage: semlab")
+    for path in COMMANDS:
+        if len(path) == 1:
+            assert path[0] in text, f"{path[0]} missing from semlab --help"
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_subcommand_help(path, capsys):
+    text = _help([*path, "--help"], capsys)
+    usage = text.splitlines()[0]
+    assert usage.startswith("usage: semlab " + " ".join(path)), usage
+    assert "-h, --help" in text
+    for name, sub in _subparsers(cli.build_parser()).items():  # its own sub-commands are listed
+        if (name,) == path:
+            for child in _subparsers(sub):
+                assert child in text, f"{child} missing from semlab {name} --help"
