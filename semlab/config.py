@@ -1,32 +1,294 @@
-"""Profiles: how big a run is (design.md section 6).
+"""One configuration: a frozen `Profile` with a sub-config per stage (design.md §6, §9).
 
-`smoke` takes seconds (tests, CI); `cpu` is the default main job on a 2-core
-machine; `full` is the seed's scale, meant for a GPU.
+`smoke` takes seconds (tests, CI); `cpu` is the default main job on a 2-core machine;
+`full` is the seed's scale, meant for a GPU. A profile also carries the *domain* axis
+(`sim`, `real` or `both`) and the folder of real SEM images (`real_dir`, empty: the
+packaged samples or `../shared`).
+
+`load_profile(name, overrides)` is the only way in. Overrides are a dict or a YAML
+file, nested by stage (`{"tables": {"n_boot": 100}, "domain": "real"}`) or dotted
+(`{"tables.n_boot": 100}`); an unknown name or a value of the wrong type raises an
+error naming it and listing the valid ones. Every stage's size, `n_boot` and `progress`
+are decided here and nowhere else: functions take them from the profile, not from
+defaults repeated in their signatures.
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
 
-# train_*: Pix2Pix/CycleGAN schedules (epochs at full lr + epochs of linear decay, batch);
-# compare_epochs: length of the fp32-vs-bf16 comparison run in notebook 20 (0: skip);
-# cyclegan_steps: a step budget for CycleGAN on the CPU (None: the whole schedule)
-PROFILES = MappingProxyType({
-    "smoke": MappingProxyType({"size": 64, "n_images": 24, "n_show": 4, "train_epochs": 1,
-                               "train_epochs_decay": 1, "train_batch": 4, "compare_epochs": 1,
-                               "cyclegan_epochs": 1, "cyclegan_epochs_decay": 0, "cyclegan_steps": 4}),
-    "cpu": MappingProxyType({"size": 128, "n_images": 400, "n_show": 8, "train_epochs": 6,
-                             "train_epochs_decay": 6, "train_batch": 8, "compare_epochs": 2,
-                             "cyclegan_epochs": 2, "cyclegan_epochs_decay": 2, "cyclegan_steps": 300}),
-    "full": MappingProxyType({"size": 256, "n_images": 3000, "n_show": 8, "train_epochs": 100,
-                              "train_epochs_decay": 50, "train_batch": 1, "compare_epochs": 0,
-                              "cyclegan_epochs": 100, "cyclegan_epochs_decay": 100, "cyclegan_steps": None}),
-})
+__all__ = ["PROFILE_NAMES", "DOMAINS", "DataConfig", "TrainStageConfig", "TablesConfig", "DetectorTrainConfig",
+           "ForensicsConfig", "SegsemConfig", "Profile", "load_profile", "profile_settings"]
+
+PROFILE_NAMES = ("smoke", "cpu", "full")
+DOMAINS = ("sim", "real", "both")
 
 
-def profile_settings(profile: str) -> dict:
-    """The settings of a profile as a fresh dict; KeyError lists the valid names."""
-    try:
-        return dict(PROFILES[profile])
-    except KeyError:
-        raise KeyError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}") from None
+@dataclass(frozen=True)
+class DataConfig:
+    """The simulated datasets: image size (px), images per preset, samples shown."""
+
+    size: int = 128
+    n_images: int = 400
+    n_show: int = 8
+
+
+@dataclass(frozen=True)
+class TrainStageConfig:
+    """Notebooks 20/21: Pix2Pix and CycleGAN schedules (epochs at full lr + epochs of
+    linear decay, batch); `compare_epochs`: the fp32-vs-bf16 comparison run (0: skip);
+    `cyclegan_steps`: a CPU step budget for CycleGAN (None: the whole schedule)."""
+
+    train_epochs: int = 6
+    train_epochs_decay: int = 6
+    train_batch: int = 8
+    compare_epochs: int = 2
+    cyclegan_epochs: int = 2
+    cyclegan_epochs_decay: int = 2
+    cyclegan_steps: int | None = 300
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    """Notebook 30: test images scored per model (None: the whole test split), the
+    sample-size study (`curve_ns`, `curve_repeats`), the SEM encoder's training
+    (`sem_train` images, `sem_steps`, `sem_width`) and bootstrap resamples."""
+
+    n_eval: int | None = None
+    curve_ns: tuple[int, ...] = (50, 100, 200, 500, 1000)
+    curve_repeats: int = 3
+    sem_train: int = 300
+    sem_steps: int = 200
+    sem_width: int = 16
+    n_boot: int = 400
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    """How a real-vs-generated detector is trained and scored: folds, epochs, random
+    crops (px; None: whole images), architectures, their keyword arguments, batch, lr,
+    bootstrap resamples of the scores."""
+
+    n_splits: int = 5
+    epochs: int = 10
+    crop: int | None = 64
+    detectors: tuple[str, ...] = ("small_cnn",)
+    detector_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 32
+    lr: float = 3e-3
+    n_boot: int = 2000
+
+
+@dataclass(frozen=True)
+class ForensicsConfig:
+    """Notebook 40: the splits compared, the detector, the transposed- vs resize-conv
+    Pix2Pix pair (identical budgets) and the saliency study."""
+
+    splits: tuple[str, ...] = ("val", "test")
+    max_pairs: int | None = None
+    detector: DetectorTrainConfig = DetectorTrainConfig()
+    upsample_epochs: int = 2
+    upsample_epochs_decay: int = 2
+    upsample_batch: int = 8
+    upsample_ngf: int = 32
+    upsample_precision: str = "bf16"
+    saliency_methods: tuple[str, ...] = ("saliency", "integrated_gradients", "layer_gradcam")
+    ig_steps: int = 16
+    n_correct: int = 2
+    n_wrong: int = 2
+    n_attr_per_class: int = 48
+    peak_threshold: float = 6.0
+
+
+@dataclass(frozen=True)
+class SegsemConfig:
+    """Notebook 50 / `semlab contours`: the SegSEM experiment's size (px), images per
+    preset, folds, validation images, out-of-distribution sets, SAM2 fine-tuning budget,
+    threshold sweep and the real-image line study."""
+
+    size: int = 256
+    n_per_preset: int = 30
+    folds: int = 5
+    n_val: int = 8
+    ood_n: int = 20
+    ood_variants: tuple[str, ...] = ("low_dose", "blur", "noise", "small_features", "large_features")
+    sam2_image_size: int = 512
+    sam2_steps: int | None = 10
+    sam2_epochs: int = 30
+    sam2_max_prompts: int = 8
+    sam2_bf16: bool = True
+    n_boot: int = 1000
+    sweep_points: int = 21
+    real_tile: int = 512
+    real_tiles: int = 2
+    gallery: int = 4
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a run's size depends on. Build it with `load_profile`."""
+
+    name: str = "cpu"
+    domain: str = "sim"
+    real_dir: str = ""
+    progress: bool = True
+    data: DataConfig = DataConfig()
+    train: TrainStageConfig = TrainStageConfig()
+    tables: TablesConfig = TablesConfig()
+    forensics: ForensicsConfig = ForensicsConfig()
+    segsem: SegsemConfig = SegsemConfig()
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """The domains a run covers: ("sim",), ("real",) or ("sim", "real")."""
+        return ("sim", "real") if self.domain == "both" else (self.domain,)
+
+
+def _smoke() -> Profile:
+    return Profile(
+        name="smoke", progress=False,
+        data=DataConfig(size=64, n_images=24, n_show=4),
+        train=TrainStageConfig(train_epochs=1, train_epochs_decay=1, train_batch=4, compare_epochs=1,
+                               cyclegan_epochs=1, cyclegan_epochs_decay=0, cyclegan_steps=4),
+        tables=TablesConfig(curve_ns=(10, 20, 40), curve_repeats=2, sem_train=24, sem_steps=10, sem_width=8,
+                            n_boot=100),
+        forensics=ForensicsConfig(
+            splits=("train", "val", "test"),
+            detector=DetectorTrainConfig(n_splits=3, epochs=3, crop=None, detector_kwargs={"width": 8, "depth": 3},
+                                         batch_size=16, n_boot=500),
+            upsample_epochs=1, upsample_epochs_decay=0, upsample_batch=4, upsample_ngf=16,
+            saliency_methods=("saliency", "layer_gradcam"), ig_steps=8, n_attr_per_class=12),
+        segsem=SegsemConfig(size=64, n_per_preset=4, folds=2, n_val=2, ood_n=2, ood_variants=("low_dose", "blur"),
+                            sam2_steps=1, sam2_epochs=1, sam2_max_prompts=4, n_boot=200, sweep_points=11,
+                            real_tile=128, real_tiles=1, gallery=2),
+    )
+
+
+def _full() -> Profile:
+    return Profile(
+        name="full",
+        data=DataConfig(size=256, n_images=3000, n_show=8),
+        train=TrainStageConfig(train_epochs=100, train_epochs_decay=50, train_batch=1, compare_epochs=0,
+                               cyclegan_epochs=100, cyclegan_epochs_decay=100, cyclegan_steps=None),
+        tables=TablesConfig(curve_ns=(100, 200, 500, 1000, 2000, 5000), curve_repeats=5, sem_train=2000,
+                            sem_steps=1000, n_boot=1000),
+        forensics=ForensicsConfig(
+            splits=("test",),
+            detector=DetectorTrainConfig(epochs=15, crop=None, detectors=("small_cnn", "resnet18")),
+            upsample_epochs=20, upsample_epochs_decay=20, upsample_ngf=64,
+            saliency_methods=("saliency", "integrated_gradients", "smoothgrad", "layer_gradcam"), ig_steps=50,
+            n_correct=3, n_wrong=3, n_attr_per_class=200),
+        segsem=SegsemConfig(size=512, ood_n=60, sam2_image_size=1024, sam2_steps=None, sam2_max_prompts=16,
+                            sam2_bf16=False, n_boot=2000, sweep_points=41, real_tile=1024, real_tiles=4, gallery=6),
+    )
+
+
+_BUILDERS = {"smoke": _smoke, "cpu": Profile, "full": _full}
+
+
+def _type_name(default: Any) -> str:
+    return type(default).__name__
+
+
+def _coerce(path: str, default: Any, value: Any) -> Any:
+    """`value` checked against the type of `default` (lists become tuples)."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(default, bool) and isinstance(value, bool):
+            return value
+    elif isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    elif isinstance(default, (int, str, tuple)) and isinstance(value, type(default)):
+        return value
+    elif isinstance(default, Mapping) and isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"profile setting {path} must be {_type_name(default)} (like {default!r}), "
+                    f"got {value!r} ({_type_name(value)})")
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys (`tables.n_boot`) into nested dicts."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise KeyError(f"profile setting {key!r} conflicts with a value given for {p!r}")
+        if isinstance(value, Mapping) and isinstance(d.get(parts[-1]), dict):
+            d[parts[-1]].update(value)
+        else:
+            d[parts[-1]] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _apply(obj: Any, overrides: Mapping[str, Any], prefix: str) -> Any:
+    names = {f.name: f for f in fields(obj)}
+    changes = {}
+    for key, value in overrides.items():
+        path = f"{prefix}{key}"
+        if key not in names or key == "name":
+            valid = ", ".join(f"{prefix}{n}" for n in names if n != "name")
+            raise KeyError(f"unknown profile setting {path!r}; valid: {valid}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise TypeError(f"profile setting {path} is a section; give a mapping of its settings")
+            changes[key] = _apply(current, value, f"{path}.")
+        else:
+            changes[key] = _coerce(path, current, value)
+    return replace(obj, **changes) if changes else obj
+
+
+def _read_overrides(overrides: Any) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, (str, os.PathLike)):
+        import yaml
+
+        p = Path(overrides)
+        try:
+            data = yaml.safe_load(p.read_text())
+        except OSError as exc:
+            raise FileNotFoundError(f"{p}: cannot read the profile overrides ({exc.strerror or exc})") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{p}: not valid YAML ({exc})") from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: profile overrides must be a mapping of settings, got {_type_name(data)}")
+        return data
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"profile overrides must be a mapping or a YAML file, got {_type_name(overrides)}")
+    return dict(overrides)
+
+
+def load_profile(name: str | Profile = "cpu", overrides: Any = None) -> Profile:
+    """The profile `name` ("smoke", "cpu", "full") with `overrides` (a dict or a YAML
+    file; nested by stage or dotted). KeyError lists valid names; TypeError names a
+    value of the wrong type; ValueError a bad domain."""
+    if isinstance(name, Profile):
+        prof = name
+    else:
+        if name not in _BUILDERS:
+            raise KeyError(f"unknown profile {name!r}; valid: {', '.join(PROFILE_NAMES)}")
+        prof = _BUILDERS[name]()
+    prof = _apply(prof, _nest(_read_overrides(overrides)), "")
+    if prof.domain not in DOMAINS:
+        raise ValueError(f"unknown domain {prof.domain!r}; valid: {', '.join(DOMAINS)}")
+    return prof
+
+
+def profile_settings(profile: str | Profile) -> dict:
+    """The data and training settings of a profile as one flat dict (size, n_images,
+    n_show, train_* and cyclegan_*), for notebooks 00-21."""
+    prof = load_profile(profile)
+    return {**dataclasses.asdict(prof.data), **dataclasses.asdict(prof.train)}

@@ -266,6 +266,7 @@ from semlab.reports import publish_outputs
 from semlab.segment.canonical import CanonicalRules
 from semlab.segment.evaluate import calibrate_on_dataset, score_against_truth
 from semlab.segment.pipeline import make_segmenter_with_fallback, read_regions, segment_dataset, segment_image
+from semlab.textfmt import md_code
 from semlab.viz import (calibration_figure, class_balance_figure, label_legend_figure,
                         segmentation_grid, worst_cases_figure)
 
@@ -293,7 +294,7 @@ backend_settings = ({"model": SAM2_MODEL, "image_size": SAM2_IMAGE_SIZE, "points
 segmenter, note = make_segmenter_with_fallback(BACKEND, backend_settings)
 if note["fallback_reason"]:
     display(Markdown(f"**SAM2 was requested but is unavailable; using the classical backend.** "
-                     f"Reason: `{note['fallback_reason']}`"))
+                     f"Reason: {md_code(note['fallback_reason'])}"))
     backend_settings = {"denoise": DENOISE, "threshold": THRESHOLD}
 print("backend used:", note["backend_used"])
 segmenter.describe()
@@ -539,7 +540,7 @@ from semlab.reports import publish_outputs
 from semlab.train import TrainConfig, train
 from semlab.train.data import steps_per_epoch
 from semlab.train.generate import Generator
-from semlab.train.preview import EpochPreview
+from semlab.viz.preview import EpochPreview
 from semlab.viz.training import loss_curves, translation_grid
 
 settings = profile_settings(PROFILE)
@@ -719,7 +720,7 @@ from semlab.paths import data_dir
 from semlab.reports import publish_outputs
 from semlab.train import TrainConfig, train
 from semlab.train.generate import Generator
-from semlab.train.preview import EpochPreview
+from semlab.viz.preview import EpochPreview
 from semlab.viz.training import loss_curves, translation_grid
 
 settings = profile_settings(PROFILE)

@@ -26,18 +26,29 @@ module runs the whole question for one dataset, so the notebook holds only calls
 7. `results_table`, `format_results_table`, `conclusion`, `write_results`,
    `study_metrics`: one row per model and a conclusion written from the numbers, with
    careful wording when confidence intervals include chance or overlap.
+
+The study is split along its dependencies, and every public name stays importable from
+here: `semlab.forensics.study_types` (constants, `PROFILES`, `study_settings` and the
+dataclasses), this module (the steps above and `write_results`),
+`semlab.forensics.results` (`results_table`, `format_results_table`, `study_metrics`)
+and `semlab.forensics.narrative` (`conclusion`). results imports study_types, narrative
+imports results and study_types, and this module imports all three; none of them
+imports this one.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from semlab.forensics.narrative import conclusion
+from semlab.forensics.results import METRIC_KEYS, format_results_table, results_table, study_metrics
+from semlab.forensics.study_types import (BANDS, PROFILES, RUN_GENERATORS, SIMULATOR, UPSAMPLING_MODELS, FakeSets,
+                                          ModelDetection, SaliencyStudy, SpectralStudy, StudyResults,
+                                          TrainedGenerator, on_upsampling_grid, slug, study_settings)
 
 __all__ = [
     "PROFILES",
@@ -69,70 +80,6 @@ __all__ = [
     "METRIC_KEYS",
     "detection_results",
 ]
-
-SIMULATOR = "simulator (physics baseline)"
-# name in the study -> (notebook that trains it, model kind / standalone run folder prefix)
-RUN_GENERATORS: dict[str, tuple[str, str]] = {
-    "Pix2Pix": ("20_train_pix2pix", "pix2pix"),
-    "CycleGAN": ("21_train_cyclegan", "cyclegan"),
-}
-UPSAMPLING_MODELS: dict[str, str] = {
-    "Pix2Pix transposed-conv": "transposed",
-    "Pix2Pix resize-conv": "resize",
-}
-HF_BAND = (0.25, 0.5)  # cycles/px: the band of the "high-frequency power" column
-BANDS = ((0.0, 0.125), (0.125, 0.25), (0.25, 0.5), (0.5, 0.75))
-
-# Settings per profile. Sizes were chosen so that the cpu profile of notebook 40 runs in
-# a few minutes on a 2-core machine (see the notebook's last cell for the measured time):
-# - splits: which held-out masks are rendered (the generators train on "train"; smoke has
-#   too few images per split and uses all of them, saying so);
-# - detector: n_splits folds, epochs, crop (train on random crops of this many px; the
-#   detectors pool globally and score whole images), detectors (ResNet-18 is slow on CPU);
-# - upsample_*: the transposed-vs-resize Pix2Pix pair, identical budgets (ngf 32: on this
-#   CPU the ngf-64 transposed U-Net was ~10-25x slower per step than ngf 32);
-# - saliency: methods by cost (integrated gradients ~40x saliency; occlusion more),
-#   examples per model, images per class for region enrichment and spectra.
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"splits": ("train", "val", "test"), "max_pairs": None, "n_splits": 3, "epochs": 3, "crop": None,
-              "detectors": ("small_cnn",), "detector_kwargs": {"width": 8, "depth": 3}, "batch_size": 16,
-              "lr": 3e-3, "n_boot": 500, "upsample_epochs": 1, "upsample_epochs_decay": 0, "upsample_batch": 4,
-              "upsample_ngf": 16, "upsample_precision": "bf16",
-              "saliency_methods": ("saliency", "layer_gradcam"), "ig_steps": 8, "n_correct": 2, "n_wrong": 2,
-              "n_attr_per_class": 12, "peak_threshold": 6.0},
-    "cpu": {"splits": ("val", "test"), "max_pairs": None, "n_splits": 5, "epochs": 10, "crop": 64,
-            "detectors": ("small_cnn",), "detector_kwargs": {}, "batch_size": 32, "lr": 3e-3, "n_boot": 2000,
-            "upsample_epochs": 2, "upsample_epochs_decay": 2, "upsample_batch": 8, "upsample_ngf": 32,
-            "upsample_precision": "bf16",
-            "saliency_methods": ("saliency", "integrated_gradients", "layer_gradcam"), "ig_steps": 16,
-            "n_correct": 2, "n_wrong": 2, "n_attr_per_class": 48, "peak_threshold": 6.0},
-    "full": {"splits": ("test",), "max_pairs": None, "n_splits": 5, "epochs": 15, "crop": None,
-             "detectors": ("small_cnn", "resnet18"), "detector_kwargs": {}, "batch_size": 32, "lr": 3e-3,
-             "n_boot": 2000, "upsample_epochs": 20, "upsample_epochs_decay": 20, "upsample_batch": 8,
-             "upsample_ngf": 64, "upsample_precision": "bf16",
-             "saliency_methods": ("saliency", "integrated_gradients", "smoothgrad", "layer_gradcam"),
-             "ig_steps": 50, "n_correct": 3, "n_wrong": 3, "n_attr_per_class": 200, "peak_threshold": 6.0},
-}
-
-
-def study_settings(profile: str, **overrides: Any) -> dict[str, Any]:
-    """The settings of a profile (a fresh dict), updated with `overrides` (unknown names
-    raise KeyError listing the valid ones, so a typo never silently does nothing)."""
-    try:
-        s = dict(PROFILES[profile])
-    except KeyError:
-        raise KeyError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}") from None
-    bad = sorted(set(overrides) - set(s))
-    if bad:
-        raise KeyError(f"unknown study setting(s) {bad}; valid: {sorted(s)}")
-    s.update({k: v for k, v in overrides.items() if v is not None})
-    s["profile"] = profile
-    return s
-
-
-def slug(name: str) -> str:
-    """A file-name-safe version of a model name ("Pix2Pix resize-conv" -> "pix2pix_resize-conv")."""
-    return re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_") or "model"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -200,19 +147,6 @@ def find_generators(run_dir: str | Path | None, profile: str) -> tuple[dict[str,
 # --------------------------------------------------------------------------- upsampling pair
 
 
-@dataclass
-class TrainedGenerator:
-    """One generator trained (or reused) by `train_upsampling_pair`."""
-
-    name: str
-    upsample: str
-    path: Path
-    steps: int
-    seconds: float
-    reused: bool
-    log: list[dict] = field(default_factory=list, repr=False)
-
-
 def upsampling_configs(dataset: str | Path, out_root: str | Path, *, profile: str = "cpu", seed: int = 0,
                        **overrides: Any):
     """The two Pix2Pix training configurations, identical except for `upsample`
@@ -275,51 +209,6 @@ def train_upsampling_pair(dataset: str | Path, out_root: str | Path, *, profile:
 
 
 # --------------------------------------------------------------------------- fake sets
-
-
-@dataclass
-class FakeSets:
-    """Real images of held-out masks and, per model, the images generated from the same
-    masks. Image i of every set comes from mask ``ids[i]``; `groups` (the mask ids) keep
-    each real/generated pair in one cross-validation fold."""
-
-    dataset: Path
-    splits: tuple[str, ...]
-    ids: list[str]
-    real: np.ndarray
-    masks: np.ndarray
-    fakes: dict[str, np.ndarray]
-    sources: dict[str, str]
-    missing: dict[str, str]
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def groups(self) -> np.ndarray:
-        return np.asarray(self.ids)
-
-    @property
-    def models(self) -> list[str]:
-        return list(self.fakes)
-
-    @property
-    def n_pairs(self) -> int:
-        return len(self.ids)
-
-    def pair(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(real, fake, groups_real, groups_fake) for `semlab.forensics.detector`."""
-        if name not in self.fakes:
-            raise KeyError(f"no fake set {name!r}; available: {', '.join(self.fakes) or 'none'}")
-        g = self.groups
-        return self.real, self.fakes[name], g, g
-
-    def table(self) -> str:
-        """A Markdown table: every model with its source, or why it is missing."""
-        lines = ["| model | images | source |", "|---|---|---|"]
-        for name in self.fakes:
-            lines.append(f"| {name} | {len(self.fakes[name])} | {self.sources.get(name, '')} |")
-        for name, why in self.missing.items():
-            lines.append(f"| {name} | **missing** | {why} |")
-        return "\n".join(lines)
 
 
 def _dataset_preset(ds, fallback: str) -> str:
@@ -401,23 +290,6 @@ def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], 
 # --------------------------------------------------------------------------- detectors
 
 
-@dataclass
-class ModelDetection:
-    """Cross-validated detection of one model's images: one `DetectionResult` per CNN
-    (label -> result, e.g. "small_cnn") and the spectrum-only detector's, on identical
-    folds."""
-
-    model: str
-    cnn: dict[str, Any]
-    spectrum: Any
-    seconds: float = 0.0
-
-    @property
-    def main(self):
-        """The first CNN's result (the one saliency explains)."""
-        return next(iter(self.cnn.values()))
-
-
 def run_detectors(sets: FakeSets, *, profile: str = "cpu", seed: int = 0, models: Sequence[str] | None = None,
                   progress: bool = False, **overrides: Any) -> dict[str, ModelDetection]:
     """Grouped k-fold cross-validation, for each model, of the profile's CNN detectors
@@ -458,69 +330,6 @@ def detection_results(detections: Mapping[str, ModelDetection]) -> dict[str, Any
 # --------------------------------------------------------------------------- spectra
 
 
-def on_upsampling_grid(fy: float, fx: float, size: int, grid: int = 8) -> bool:
-    """Whether a frequency lies on the lattice of multiples of 1/`grid` cycles/px,
-    excluding zero: where x2 upsampling layers leave their traces (0.5 from the last
-    layer's 2-px period, 0.25 from the one before, 0.125 ...). Tolerance: one frequency
-    bin of a `size`-px image, the half-width of the Hann window's main lobe (a pattern
-    that is periodic along x only leaks into fy = +-1 bin, and against a reference whose
-    axis line is strong the peak of the ratio can sit there)."""
-    tol = 1.0 / size + 1e-9
-    near = [abs(v * grid - round(v * grid)) / grid <= tol for v in (fy, fx)]
-    nonzero = max(abs(fy), abs(fx)) > tol
-    return all(near) and nonzero
-
-
-@dataclass
-class SpectralStudy:
-    """Spectra of the real set and of each fake set (all from the same masks).
-
-    `comparison`: mean radial spectra with paired bootstrap bands and ratios to real;
-    `bands`: band power ratios in dB with CIs (rows of `band_summary`); `differences`:
-    generated-minus-real 2-D spectra in dB; `ratios`: (fy, fx, P_fake / P_real) for the
-    peak figure; `peaks`: narrow peaks of each set relative to real."""
-
-    comparison: Any
-    bands: list[dict[str, Any]]
-    differences: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
-    ratios: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
-    peaks: dict[str, list[Any]]
-    size: int
-    threshold: float
-
-    def band(self, model: str, band: tuple[float, float] = HF_BAND) -> dict[str, Any] | None:
-        key = f"({band[0]:g}, {band[1]:g}]"
-        return next((r for r in self.bands if r["set"] == model and r["band"] == key), None)
-
-    def grid_peaks(self, model: str) -> list[Any]:
-        return [p for p in self.peaks.get(model, []) if on_upsampling_grid(p.fy, p.fx, self.size)]
-
-    def band_table(self) -> str:
-        """Markdown: models in rows, frequency bands in columns, ratio to real in dB [CI]."""
-        names = list(dict.fromkeys(r["set"] for r in self.bands))
-        bands = list(dict.fromkeys(r["band"] for r in self.bands))
-        lines = ["| model | " + " | ".join(f"{b} c/px" for b in bands) + " |",
-                 "|---|" + "---|" * len(bands)]
-        for n in names:
-            cells = []
-            for b in bands:
-                r = next((x for x in self.bands if x["set"] == n and x["band"] == b), None)
-                cells.append("" if r is None else f"{r['ratio_db']:+.1f} [{r['ratio_db_lo']:+.1f}, "
-                                                  f"{r['ratio_db_hi']:+.1f}] dB")
-            lines.append(f"| {n} | " + " | ".join(cells) + " |")
-        return "\n".join(lines)
-
-    def peak_table(self) -> str:
-        """Markdown: the strongest peaks of every model (frequency, period, z, on the grid)."""
-        lines = ["| model | peaks | on the upsampling grid | strongest peaks (fy, fx) c/px: period, z |",
-                 "|---|---|---|---|"]
-        for name, pk in self.peaks.items():
-            top = "; ".join(f"({p.fy:.3f}, {p.fx:.3f}): {p.period_px:.2f} px, z={p.z:.0f}"
-                            + (" (grid)" if on_upsampling_grid(p.fy, p.fx, self.size) else "") for p in pk[:3])
-            lines.append(f"| {name} | {len(pk)} | {len(self.grid_peaks(name))} | {top or '-'} |")
-        return "\n".join(lines)
-
-
 def spectral_study(sets: FakeSets, *, n_boot: int = 1000, seed: int = 0, threshold: float = 6.0,
                    bands: Sequence[tuple[float, float]] = BANDS) -> SpectralStudy:
     """Radial spectra (paired bootstrap: every set comes from the same masks), band
@@ -544,39 +353,6 @@ def spectral_study(sets: FakeSets, *, n_boot: int = 1000, seed: int = 0, thresho
 
 
 # --------------------------------------------------------------------------- saliency
-
-
-@dataclass
-class SaliencyStudy:
-    """Attributions of one model's out-of-fold CNN detector.
-
-    Examples (`index` into the stacked real-then-generated arrays of the detection
-    result): `images`, `labels` (0 real, 1 generated), `probabilities` (P(generated)),
-    `correct`, and `maps` {method: (k, H, W)} explaining the "generated" logit.
-    `regions`: `attribution_by_region` of |saliency| over `n_attr` images per class;
-    `spectrum`: `attribution_spectrum` of the saliency on real images (the same images
-    for every model, so the curves compare the detectors)."""
-
-    model: str
-    detector: str
-    index: np.ndarray
-    images: np.ndarray
-    labels: np.ndarray
-    probabilities: np.ndarray
-    correct: np.ndarray
-    maps: dict[str, np.ndarray]
-    regions: dict[str, Any]
-    spectrum: dict[str, Any]
-    methods: tuple[str, ...]
-    seconds: float = 0.0
-
-    @property
-    def n_wrong(self) -> int:
-        return int((~self.correct).sum())
-
-    def title(self) -> str:
-        return (f"{self.model}: {int(self.correct.sum())} correct and {self.n_wrong} wrong out-of-fold "
-                f"predictions of {self.detector}")
 
 
 def _pick_examples(result, n_correct: int, n_wrong: int) -> np.ndarray:
@@ -620,8 +396,8 @@ def saliency_study(sets: FakeSets, detections: Mapping[str, ModelDetection], *, 
     pattern, background; `attribution_by_region`) and at which frequencies the saliency
     of real images sits (`attribution_spectrum`). Every image is explained by the fold
     model that did not train on it."""
+    from semlab.forensics.attribution_stats import attribution_by_region, attribution_spectrum
     from semlab.forensics.detector import stack_sets
-    from semlab.forensics.saliency import attribution_by_region, attribution_spectrum
 
     s = study_settings(profile, **overrides)
     rng = np.random.default_rng(seed)
@@ -659,348 +435,6 @@ def saliency_study(sets: FakeSets, detections: Mapping[str, ModelDetection], *, 
     return out
 
 
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class StudyResults:
-    """Everything the conclusion is written from."""
-
-    sets: FakeSets
-    detections: dict[str, ModelDetection]
-    spectral: SpectralStudy | None = None
-    saliency: dict[str, SaliencyStudy] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-def _ci(m) -> tuple[float, float, float]:
-    return float(m.value), float(m.lo), float(m.hi)
-
-
-def results_table(results: StudyResults) -> list[dict[str, Any]]:
-    """One row per model (flat, numbers only where measured, NaN otherwise): pairs,
-    folds, the first CNN's accuracy / balanced accuracy / AUC with CIs, the spectrum-only
-    detector's accuracy and AUC with CIs, spectral peaks (all and on the upsampling
-    grid, the strongest one), high-frequency power relative to real (dB, CI), edge
-    enrichment of |saliency| (CI) and the saliency's high-frequency share."""
-    rows = []
-    nan = float("nan")
-    sp = results.spectral
-    for name, det in results.detections.items():
-        r = det.main
-        row: dict[str, Any] = {"model": name, "n_pairs": results.sets.n_pairs, "n_splits": len(r.folds),
-                               "splits": "+".join(results.sets.splits), "level": r.level, "detector": r.detector}
-        for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced_accuracy"), ("roc_auc", "auc")):
-            row[label], row[f"{label}_lo"], row[f"{label}_hi"] = _ci(r.metrics[key])
-        row["spectrum_accuracy"], row["spectrum_accuracy_lo"], row["spectrum_accuracy_hi"] = \
-            _ci(det.spectrum.metrics["accuracy"])
-        row["spectrum_auc"], row["spectrum_auc_lo"], row["spectrum_auc_hi"] = _ci(det.spectrum.metrics["roc_auc"])
-        for extra, res2 in list(det.cnn.items())[1:]:
-            row[f"{slug(extra)}_accuracy"], row[f"{slug(extra)}_accuracy_lo"], row[f"{slug(extra)}_accuracy_hi"] = \
-                _ci(res2.metrics["accuracy"])
-        row.update(n_peaks=0, n_grid_peaks=0, peak_fy=nan, peak_fx=nan, peak_period_px=nan, peak_z=nan,
-                   peak_on_grid=False, grid_peak_fy=nan, grid_peak_fx=nan, grid_peak_period_px=nan, grid_peak_z=nan,
-                   hf_db=nan, hf_db_lo=nan, hf_db_hi=nan, hf_band=f"({HF_BAND[0]:g}, {HF_BAND[1]:g}]",
-                   top_band="", top_band_db=nan, top_band_db_lo=nan, top_band_db_hi=nan)
-        if sp is not None and name in sp.peaks:
-            pk = sp.peaks[name]
-            grid = sp.grid_peaks(name)
-            row["n_peaks"], row["n_grid_peaks"] = len(pk), len(grid)
-            if pk:
-                row.update(peak_fy=pk[0].fy, peak_fx=pk[0].fx, peak_period_px=pk[0].period_px, peak_z=pk[0].z,
-                           peak_on_grid=on_upsampling_grid(pk[0].fy, pk[0].fx, sp.size))
-            if grid:
-                row.update(grid_peak_fy=grid[0].fy, grid_peak_fx=grid[0].fx, grid_peak_period_px=grid[0].period_px,
-                           grid_peak_z=grid[0].z)
-            hf = sp.band(name)
-            if hf is not None:
-                row.update(hf_db=hf["ratio_db"], hf_db_lo=hf["ratio_db_lo"], hf_db_hi=hf["ratio_db_hi"])
-            sig = [b for b in sp.bands if b["set"] == name and (b["ratio_db_lo"] > 0 or b["ratio_db_hi"] < 0)]
-            if sig:
-                top = max(sig, key=lambda b: abs(b["ratio_db"]))
-                row.update(top_band=top["band"], top_band_db=top["ratio_db"], top_band_db_lo=top["ratio_db_lo"],
-                           top_band_db_hi=top["ratio_db_hi"])
-        sal = results.saliency.get(name)
-        if sal is not None:
-            e = sal.regions["enrichment"]["edge"]
-            lo, hi = sal.regions["enrichment_ci"]["edge"]
-            row.update(edge_enrichment=e, edge_enrichment_lo=lo, edge_enrichment_hi=hi,
-                       attr_high_share=sal.spectrum["high_share"], image_high_share=sal.spectrum["image_high_share"],
-                       n_wrong_examples=sal.n_wrong)
-        else:
-            row.update(edge_enrichment=nan, edge_enrichment_lo=nan, edge_enrichment_hi=nan, attr_high_share=nan,
-                       image_high_share=nan, n_wrong_examples=0)
-        rows.append(row)
-    for name, why in results.sets.missing.items():
-        rows.append({"model": name, "missing": why})
-    return rows
-
-
-def _fin(*v) -> bool:
-    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-
-
-def _fmt_ci(v, lo, hi, digits: int = 2, signed: bool = False, unit: str = "") -> str:
-    if not _fin(v):
-        return "-"
-    f = f"{{:{'+' if signed else ''}.{digits}f}}"
-    s = f.format(v)
-    if _fin(lo, hi):
-        s += f" [{f.format(lo)}, {f.format(hi)}]"
-    return s + unit
-
-
-def format_results_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The results table in Markdown (values with their CIs; missing models last)."""
-    pct = round(100 * next((r["level"] for r in rows if "level" in r), 0.95))
-    lines = [f"| model | pairs | CNN accuracy | balanced acc. | AUC | spectrum-only acc. | peaks (on grid) "
-             f"| power {HF_BAND[0]:g}-{HF_BAND[1]:g} c/px vs real | edge enrichment | saliency HF share (images) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "missing" in r:
-            lines.append(f"| {r['model']} | missing | | | | | | | | |")
-            continue
-        hs = (f"{r['attr_high_share']:.2f} ({r['image_high_share']:.2f})"
-              if _fin(r.get("attr_high_share"), r.get("image_high_share")) else "-")
-        lines.append(
-            f"| {r['model']} | {r['n_pairs']} | {_fmt_ci(r['accuracy'], r['accuracy_lo'], r['accuracy_hi'])} "
-            f"| {_fmt_ci(r['balanced_accuracy'], r['balanced_accuracy_lo'], r['balanced_accuracy_hi'])} "
-            f"| {_fmt_ci(r['auc'], r['auc_lo'], r['auc_hi'])} "
-            f"| {_fmt_ci(r['spectrum_accuracy'], r['spectrum_accuracy_lo'], r['spectrum_accuracy_hi'])} "
-            f"| {r['n_peaks']} ({r['n_grid_peaks']}) "
-            f"| {_fmt_ci(r['hf_db'], r['hf_db_lo'], r['hf_db_hi'], 1, True, ' dB')} "
-            f"| {_fmt_ci(r.get('edge_enrichment'), r.get('edge_enrichment_lo'), r.get('edge_enrichment_hi'))}x "
-            f"| {hs} |")
-    lines.append("")
-    lines.append(f"Values: out-of-fold estimate [{pct}% bootstrap CI]. Peaks: narrow peaks of the mean spectrum "
-                 "relative to the real one (on grid: at multiples of 1/8 cycles/px, where x2 upsampling leaves its "
-                 "traces). Edge enrichment: share of |saliency| within the edge zone / its share of the pixels "
-                 "(1 = no preference). Saliency HF share: share of the saliency's power above 0.25 cycles/px on "
-                 "real images (in brackets: the images' own share).")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- conclusion
-
-
-def _strength(v: float, lo: float, hi: float) -> str:
-    """'below', 'chance', 'inconclusive', 'weak', 'clear' or 'near-perfect' (from the CI)."""
-    if hi < 0.5:
-        return "below"
-    if lo <= 0.5:
-        return "chance" if v < 0.6 else "inconclusive"
-    if v >= 0.95:
-        return "near-perfect"
-    if v >= 0.8:
-        return "clear"
-    return "weak"
-
-
-_STRENGTH_WORDS = {"near-perfect": "almost perfectly", "clear": "reliably", "weak": "better than chance, but weakly"}
-
-
-def _acc(r: Mapping[str, Any], key: str = "accuracy") -> str:
-    return f"{r[key]:.2f} [{r[key + '_lo']:.2f}, {r[key + '_hi']:.2f}]"
-
-
-def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    return a[0] <= b[1] and b[0] <= a[1]
-
-
-_DETECTOR_WORDS = {"small_cnn": "small CNN"}
-
-
-def _model_paragraph(r: Mapping[str, Any], baseline_high_share: float | None = None) -> str:
-    name = r["model"]
-    det = _DETECTOR_WORDS.get(r.get("detector", ""), r.get("detector") or "CNN")
-    cnn = _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"])
-    spec = _strength(r["spectrum_accuracy"], r["spectrum_accuracy_lo"], r["spectrum_accuracy_hi"])
-    parts = []
-    if cnn in ("chance", "below"):
-        parts.append(f"**{name}**: the {det} cannot tell these images from real ones: accuracy {_acc(r)} "
-                     f"(AUC {_acc(r, 'auc')}) is at chance (the CI includes 0.5)"
-                     + (" or below it" if cnn == "below" else "") + ".")
-    elif cnn == "inconclusive":
-        parts.append(f"**{name}**: inconclusive: the {det} reaches accuracy {_acc(r)} (AUC {_acc(r, 'auc')}), "
-                     "but the CI still includes chance (0.5); more images would be needed.")
-    else:
-        parts.append(f"**{name}**: the {det} separates it from real {_STRENGTH_WORDS[cnn]}: accuracy {_acc(r)}, "
-                     f"balanced accuracy {_acc(r, 'balanced_accuracy')}, AUC {_acc(r, 'auc')}.")
-    # spectrum-only vs CNN
-    cnn_ci = (r["accuracy_lo"], r["accuracy_hi"])
-    spec_ci = (r["spectrum_accuracy_lo"], r["spectrum_accuracy_hi"])
-    s_acc = _acc(r, "spectrum_accuracy")
-    if spec in ("chance", "below"):
-        if cnn in ("chance", "below", "inconclusive"):
-            parts.append(f"A logistic regression on the radial power spectrum alone is at chance too ({s_acc}).")
-        else:
-            parts.append(f"A logistic regression on the radial power spectrum alone is at chance ({s_acc}): the "
-                         "cue is not how much power there is at each scale but where it is (spatial arrangement: "
-                         "edge profiles, textures, layout-dependent artifacts).")
-    elif spec == "inconclusive":
-        parts.append(f"The radial power spectrum alone gives {s_acc}, a CI that still includes chance.")
-    elif cnn in ("chance", "below", "inconclusive"):
-        parts.append(f"Yet a logistic regression on the radial power spectrum alone reaches {s_acc}: the "
-                     "difference is spectral, and the CNN did not pick it up at this training budget.")
-    elif _overlap(cnn_ci, spec_ci):
-        parts.append(f"A logistic regression on the radial power spectrum alone reaches {s_acc}, within the CNN's "
-                     "CI: most of the signal is spectral (how much power the images have at each scale).")
-    elif spec_ci[1] < cnn_ci[0]:
-        parts.append(f"The radial power spectrum alone reaches only {s_acc}, clearly below the CNN: part of the "
-                     "signal is spectral, the rest lies in the spatial arrangement that a radial spectrum "
-                     "discards.")
-    else:
-        parts.append(f"The radial power spectrum alone does better ({s_acc}) than the CNN: the cue is spectral and "
-                     "the CNN is undertrained for it at this budget.")
-    # band power
-    if _fin(r.get("top_band_db"), r.get("top_band_db_lo"), r.get("top_band_db_hi")) and r.get("top_band"):
-        v = r["top_band_db"]
-        word = "more" if v > 0 else "less"
-        lo, hi = sorted((abs(r["top_band_db_lo"]), abs(r["top_band_db_hi"])))
-        high = r["top_band"] in ("(0.25, 0.5]", "(0.5, 0.75]")
-        size = "a small but significant difference: " if abs(v) < 1 else ""
-        parts.append(f"Its largest spectral difference: {size}{abs(v):.1f} dB [{lo:.1f}, {hi:.1f}] {word} power "
-                     f"than real at {r['top_band']} cycles/px"
-                     + (" (too smooth: the fine texture and noise grain are missing)" if v <= -3 and high else "")
-                     + (" (extra fine-scale structure: noise or artifacts)" if v >= 3 and high else "") + ".")
-    elif _fin(r.get("hf_db")):
-        parts.append(f"Its band powers match the real ones within their CIs (at {r['hf_band']} cycles/px: "
-                     f"{_fmt_ci(r['hf_db'], r['hf_db_lo'], r['hf_db_hi'], 1, True, ' dB')}).")
-    # peaks
-    n_grid = int(r.get("n_grid_peaks") or 0)
-    n_all = int(r.get("n_peaks") or 0)
-    if n_grid:
-        per = r["grid_peak_period_px"]
-        parts.append(f"Its mean spectrum has {n_grid} narrow peak{'s' if n_grid > 1 else ''} on the upsampling grid "
-                     f"(multiples of 1/8 cycles/px); the strongest at (fy, fx) = ({r['grid_peak_fy']:.3f}, "
-                     f"{r['grid_peak_fx']:.3f}) cycles/px, a {per:.2f}-px period, z = {r['grid_peak_z']:.0f}: the "
-                     "periodic fingerprint of x2 upsampling layers"
-                     + (f" ({n_all - n_grid} more off the grid)" if n_all > n_grid else "") + ".")
-    elif n_all:
-        parts.append(f"Its mean spectrum has {n_all} narrow peak{'s' if n_all > 1 else ''} relative to real, none on "
-                     f"the upsampling grid (strongest at ({r['peak_fy']:.3f}, {r['peak_fx']:.3f}) cycles/px, "
-                     f"z = {r['peak_z']:.0f}).")
-    elif "n_peaks" in r:
-        parts.append("Its mean spectrum shows no narrow peaks relative to real (no periodic upsampling artifact).")
-    # saliency (only meaningful for a detector that works)
-    if _fin(r.get("edge_enrichment"), r.get("edge_enrichment_lo"), r.get("edge_enrichment_hi")) \
-            and cnn not in ("chance", "below"):
-        e, lo, hi = r["edge_enrichment"], r["edge_enrichment_lo"], r["edge_enrichment_hi"]
-        if lo > 1:
-            where = f"|saliency| is {e:.2f}x [{lo:.2f}, {hi:.2f}] enriched at pattern edges"
-        elif hi < 1:
-            where = (f"|saliency| is depleted at pattern edges ({e:.2f}x [{lo:.2f}, {hi:.2f}] of an even "
-                     "spread): the evidence lies mostly in the flat regions between edges")
-        else:
-            where = f"|saliency| has no clear preference for pattern edges ({e:.2f}x [{lo:.2f}, {hi:.2f}])"
-        hs = ""
-        if _fin(r.get("attr_high_share"), r.get("image_high_share")):
-            a, b = r["attr_high_share"], r["image_high_share"]
-            rel = "more than" if a > b + 0.05 else ("less than" if a < b - 0.05 else "about as much as")
-            hs = (f"; {100 * a:.0f}% of the saliency's power lies above 0.25 cycles/px, {rel} the images' own "
-                  f"{100 * b:.0f}%")
-            if baseline_high_share is not None and r["model"] != SIMULATOR:
-                hs += (f" (the chance-level detector of the simulator baseline: {100 * baseline_high_share:.0f}%, "
-                       "what the detector's architecture produces by itself)")
-        parts.append(f"Where the detector looks: {where}{hs}.")
-    return " ".join(parts)
-
-
-def _upsampling_paragraph(rows: Mapping[str, Mapping[str, Any]]) -> str | None:
-    names = list(UPSAMPLING_MODELS)
-    if not all(n in rows for n in names):
-        return None
-    t, r = rows[names[0]], rows[names[1]]
-    same = _overlap((t["accuracy_lo"], t["accuracy_hi"]), (r["accuracy_lo"], r["accuracy_hi"]))
-    if same:
-        acc = (f"CNN accuracy {_acc(t)} (transposed) vs {_acc(r)} (resize): the CIs overlap, so at this budget the "
-               "upsampling layer does not measurably change how detectable the generator is.")
-    else:
-        better = "transposed" if t["accuracy"] > r["accuracy"] else "resize"
-        acc = (f"CNN accuracy {_acc(t)} (transposed) vs {_acc(r)} (resize): the CIs do not overlap; the "
-               f"{better}-conv generator is the easier one to detect.")
-    gt, gr = int(t.get("n_grid_peaks") or 0), int(r.get("n_grid_peaks") or 0)
-    if gt and not gr:
-        peaks = (f"Spectral peaks on the upsampling grid: {gt} for transposed conv (strongest at "
-                 f"({t['grid_peak_fy']:.3f}, {t['grid_peak_fx']:.3f}) cycles/px), none for resize-conv: the "
-                 "periodic (checkerboard-type) fingerprint comes from the transposed convolutions, and nearest "
-                 "resize + convolution removes it.")
-    elif gr and not gt:
-        peaks = (f"Spectral peaks on the upsampling grid: none for transposed conv, {gr} for resize-conv "
-                 f"(strongest at ({r['grid_peak_fy']:.3f}, {r['grid_peak_fx']:.3f}) cycles/px): here the resize "
-                 "path leaves the periodic trace (nearest-neighbour upsampling repeats pixels in 2x2 blocks).")
-    elif gt and gr:
-        peaks = (f"Both leave peaks on the upsampling grid ({gt} for transposed, {gr} for resize-conv), so the "
-                 "periodic fingerprint is not specific to transposed convolutions at this budget.")
-    else:
-        peaks = ("Neither shows narrow peaks on the upsampling grid: at this budget the difference between the "
-                 "two lies elsewhere than in periodic artifacts.")
-    return ("**Transposed vs resize-convolution upsampling** (two Pix2Pix trainings with the same budget): "
-            f"{acc} {peaks}")
-
-
-def conclusion(results: StudyResults | Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown conclusion written from the numbers: per model how strongly the fakes
-    are detected (CI-aware: at chance when the CI includes 0.5), whether the radial
-    spectrum alone explains it, the largest band power difference, spectral peaks on
-    the upsampling grid, where the detector looks; then the transposed-vs-resize
-    comparison, a ranking, and the models that are missing. Accepts a `StudyResults`
-    or the rows of `results_table`."""
-    rows = results_table(results) if isinstance(results, StudyResults) else list(results)
-    done = [r for r in rows if "missing" not in r]
-    missing = [r for r in rows if "missing" in r]
-    out = []
-    if done:
-        r0 = done[0]
-        pct = round(100 * r0.get("level", 0.95))
-        sp_names = str(r0.get("splits", ""))
-        held = ("held-out masks" if sp_names and "train" not in sp_names.split("+")
-                else "masks that include the generators' training split")
-        out.append(f"On {r0['n_pairs']} real/generated pairs made from {held} ({sp_names or '?'}), "
-                   f"scored by {r0['n_splits']}-fold cross-validation grouped by mask (the real image and the fake of "
-                   f"one mask never fall in different folds), with {pct}% bootstrap confidence intervals:")
-        base = next((r.get("attr_high_share") for r in done if r["model"] == SIMULATOR
-                     and _fin(r.get("attr_high_share"))
-                     and _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"]) in ("chance", "below")), None)
-        out.extend(f"- {_model_paragraph(r, base)}" for r in done)
-        by = {r["model"]: r for r in done}
-        up = _upsampling_paragraph(by)
-        if up:
-            out.append(up)
-        detectable = [r for r in done if _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"])
-                      in ("weak", "clear", "near-perfect")]
-        chance = [r["model"] for r in done if _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"])
-                  in ("chance", "below")]
-        summary = []
-        if detectable:
-            ranked = sorted(detectable, key=lambda r: -r["accuracy"])
-            summary.append("Detectable, from easiest to hardest: " + ", ".join(
-                f"{r['model']} ({r['accuracy']:.2f})" for r in ranked) + ".")
-            spectral = [r["model"] for r in ranked if _strength(r["spectrum_accuracy"], r["spectrum_accuracy_lo"],
-                                                                r["spectrum_accuracy_hi"]) in ("weak", "clear",
-                                                                                               "near-perfect")
-                        and _overlap((r["accuracy_lo"], r["accuracy_hi"]),
-                                     (r["spectrum_accuracy_lo"], r["spectrum_accuracy_hi"]))]
-            if spectral:
-                summary.append("For " + ", ".join(spectral) + " the radial power spectrum alone carries most of the "
-                               "signal: what gives them away is how much power they have at each spatial scale "
-                               "(smoothness, noise level, periodic artifacts), not the layout.")
-            top = ranked[0]
-            if len(ranked) > 1 and _overlap((top["accuracy_lo"], top["accuracy_hi"]),
-                                            (ranked[-1]["accuracy_lo"], ranked[-1]["accuracy_hi"])):
-                summary.append("The CIs of the easiest and the hardest overlap: do not read the order as a "
-                               "difference in detectability.")
-        if chance:
-            summary.append("At chance (indistinguishable from real with this many images): " + ", ".join(chance) + ".")
-        if summary:
-            out.append("**In short.** " + " ".join(summary))
-    else:
-        out.append("No model could be evaluated.")
-    if missing:
-        out.append("**Not compared** (missing): " + "; ".join(f"{r['model']}: {r['missing']}" for r in missing) + ".")
-    return "\n\n".join(out)
-
-
 # --------------------------------------------------------------------------- outputs
 
 
@@ -1031,22 +465,3 @@ def write_results(results: StudyResults, out: str | Path) -> dict[str, Path]:
             for k, p in r.write(out / "detectors", f"{slug(name)}__{slug(label)}").items():
                 paths[f"{slug(name)}__{slug(label)}_{k}"] = p
     return paths
-
-
-METRIC_KEYS = ("accuracy", "accuracy_lo", "accuracy_hi", "auc", "auc_lo", "auc_hi", "spectrum_accuracy",
-               "spectrum_accuracy_lo", "spectrum_accuracy_hi", "n_peaks", "n_grid_peaks", "hf_db", "hf_db_lo",
-               "hf_db_hi", "edge_enrichment", "edge_enrichment_lo", "edge_enrichment_hi")
-
-
-def study_metrics(results: StudyResults) -> dict[str, Any]:
-    """The key numbers for metrics.json (`METRIC_KEYS` per model: the CNN's accuracy and
-    AUC and the spectrum-only accuracy with CIs, peaks, high-frequency power, edge
-    enrichment), the number of pairs, the splits and the missing models with reasons."""
-    models = {}
-    for r in results_table(results):
-        if "missing" in r:
-            continue
-        models[r["model"]] = {k: (None if isinstance(r.get(k), float) and not math.isfinite(r[k]) else r.get(k))
-                              for k in METRIC_KEYS}
-    return {"n_pairs": results.sets.n_pairs, "splits": list(results.sets.splits), "models": models,
-            "missing": dict(results.sets.missing)}

@@ -1,4 +1,9 @@
-"""Per-epoch previews for notebooks: mask | generated | real on fixed samples."""
+"""Per-epoch previews for notebooks: mask | generated | real on fixed samples.
+
+An `on_epoch` callback for :func:`semlab.train.train`. It lives in `semlab.viz`
+because it draws figures: viz may use train (it runs the generator), train never
+imports viz.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from semlab.train import nets
+from semlab.viz.training import translation_grid
 
 
 class EpochPreview:
@@ -20,9 +28,6 @@ class EpochPreview:
 
     @torch.no_grad()
     def __call__(self, trainer, epoch: int, log) -> None:
-        from semlab.train import nets
-        from semlab.viz.training import translation_grid
-
         if epoch % self.every:
             return
         g = trainer.generator()
