@@ -151,6 +151,11 @@ def main(port: int | None = None, open_browser: bool = False) -> int:
         print(f"semlab lab: error: {exc}", file=sys.stderr)
         return 2
     register_kernel()
+    from semlab.nbsource import make_twins
+
+    made = make_twins()  # the .ipynb twins of notebooks/*.py (git-ignored; jupytext keeps them paired)
+    if made:
+        print(f"made {len(made)} notebook(s) from their .py sources: {', '.join(p.name for p in made)}")
     port = int(port) if port else free_port()
     token = new_token()
     print(f"kernel {KERNEL_NAME!r} registered in {sys.prefix}; starting JupyterLab on {HOST}:{port}\n"

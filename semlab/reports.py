@@ -23,7 +23,6 @@ Layout of a run folder::
 from __future__ import annotations
 
 import datetime as _dt
-import fnmatch
 import html
 import json
 import math
@@ -36,7 +35,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from semlab.io import write_text_atomic
+from semlab.nbsource import (check_parameters, list_notebooks, notebook_meta, notebooks_dir, parameter_defaults,
+                             read_notebook)
 from semlab.paths import project_root, reports_dir
+from semlab.runs import MANIFEST
 
 __all__ = [
     "NOTEBOOKS_DIR",
@@ -49,16 +51,13 @@ __all__ = [
     "write_reports_index",
     "write_text_atomic",
     "flatten_metrics",
-    "publish_outputs",
-    "run_outputs",
     "clean_report_html",
     "notebook_to_html",
 ]
 
-NOTEBOOKS_DIR: Path = project_root() / "notebooks"
+NOTEBOOKS_DIR: Path = notebooks_dir()
 TEMPLATES_DIR: Path = Path(__file__).resolve().parent / "templates"
 
-_NOTEBOOK_RE = re.compile(r"^\d\d_[A-Za-z0-9_\-]+\.ipynb$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -154,38 +153,6 @@ def _new_run_dir(out_root: Path, run_id: str) -> Path:
 # ----------------------------------------------------------------------- notebooks
 
 
-def list_notebooks(notebooks_dir: str | os.PathLike | None = None, only: str | Iterable[str] | None = None,
-                   start: str | None = None) -> list[Path]:
-    """The ``NN_verb_object.ipynb`` notebooks of a folder, in name order.
-
-    ``only`` (a name or a list of names) keeps the notebooks whose stem equals a name,
-    starts with it (``"00"``, ``"00_explore"``) or matches it as a glob pattern;
-    a name that matches nothing raises ValueError listing the notebooks.
-    """
-    folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
-    if not folder.is_dir():
-        raise FileNotFoundError(f"notebooks folder not found: {folder}")
-    books = sorted(p for p in folder.iterdir() if p.is_file() and _NOTEBOOK_RE.match(p.name))
-    if start is not None:  # --from: this notebook (by name or prefix) and all after it
-        first = [p for p in books if p.stem == start or p.stem.startswith(str(start))]
-        if not first:
-            names = ", ".join(p.stem for p in books) or "(none)"
-            raise ValueError(f"no notebook matches --from {start!r}; available: {names}")
-        books = [p for p in books if p.stem >= first[0].stem]
-    if only is None:
-        return books
-    wanted = [only] if isinstance(only, str) else list(only)
-    keep: list[Path] = []
-    for w in wanted:
-        w_stem = w[:-6] if w.endswith(".ipynb") else w
-        hits = [p for p in books if p.stem == w_stem or p.stem.startswith(w_stem) or fnmatch.fnmatch(p.stem, w_stem)]
-        if not hits:
-            names = ", ".join(p.stem for p in books) or "(none)"
-            raise ValueError(f"no notebook matches {w!r}; available: {names}")
-        keep.extend(h for h in hits if h not in keep)
-    return sorted(keep)
-
-
 def _strip_ansi(text: str) -> str:
     return _ANSI_RE.sub("", text)
 
@@ -271,13 +238,28 @@ def notebook_to_html(ipynb: str | os.PathLike, out_html: str | os.PathLike) -> P
     return write_text_atomic(out_html, body)
 
 
-def _execute(nb_in: Path, nb_out: Path, parameters: dict, cwd: Path, timeout: float | None) -> None:
+def _ipc_kernel_manager():
+    """A kernel manager on IPC (unix sockets in the runtime dir): no TCP ports on
+    localhost, and no "Kernel is running over TCP without encryption" line per notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+
+    return IPCKernelManager
+
+
+def _execute(nb_in, nb_out: Path, parameters: dict, cwd: Path, timeout: float | None) -> None:
+    """Execute `nb_in` (a notebook node read from its jupytext source, or a path) into
+    `nb_out`; the source file is never written."""
     import papermill as pm
 
     partial = nb_out.with_name(f".{nb_out.stem}.partial.ipynb")
     try:
         pm.execute_notebook(
-            str(nb_in),
+            nb_in if not isinstance(nb_in, (str, os.PathLike)) else str(nb_in),
             str(partial),
             parameters=parameters,
             kernel_name="python3",
@@ -285,67 +267,36 @@ def _execute(nb_in: Path, nb_out: Path, parameters: dict, cwd: Path, timeout: fl
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout,
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     finally:
         if partial.exists():
             os.replace(partial, nb_out)
 
 
-# ------------------------------------------------------- run manifest: notebook outputs
-
-MANIFEST = "manifest.json"
-
-
-def publish_outputs(run_dir: str | os.PathLike | None, notebook: str, **outputs: Any) -> Path | None:
-    """Called by a notebook: record what it produced (paths, names; no data) for the
-    notebooks after it, in ``RUN_DIR/<notebook>/outputs.json``. A no-op without a run."""
-    if not run_dir:
-        return None
-    out = Path(run_dir) / notebook / "outputs.json"
-    return _write_json(out, {k: (str(v) if isinstance(v, Path) else v) for k, v in outputs.items()})
-
-
-def run_outputs(run_dir: str | os.PathLike | None) -> dict[str, dict[str, Any]]:
-    """Outputs of the earlier notebooks of a run: {notebook: {key: value}} (empty without a run).
-    With ``--from``/``--only`` the manifest also holds the outputs of the notebooks that
-    were not re-run, taken from the latest earlier run of the same profile."""
-    if not run_dir:
-        return {}
-    p = Path(run_dir) / MANIFEST
-    if not p.is_file():
-        return {}
-    return json.loads(p.read_text()).get("outputs", {})
-
-
 def notebook_depends_on(path: Path) -> list[str]:
     """Notebooks this one needs (``metadata.semlab.depends_on``: names or NN prefixes)."""
-    try:
-        meta = json.loads(Path(path).read_text()).get("metadata", {})
-    except (OSError, ValueError):
-        return []
-    return list(meta.get("semlab", {}).get("depends_on", []))
+    return notebook_meta(read_notebook(path))["depends_on"]
 
 
 def notebook_params(nb: Path, base: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
     """The parameters one notebook gets: PROFILE and RUN_DIR, then the UPPERCASE
     top-level entries of ``params`` and the entries of a section named after the
     notebook (its name or NN prefix, e.g. ``10_make_dataset: {BACKEND: sam2}`` or
-    ``"10": {...}``), keeping only names its ``parameters`` cell defines (an unknown
-    name raises ValueError naming the notebook and its parameters)."""
-    import papermill as pm
-
-    declared = set(pm.inspect_notebook(str(nb)).keys())
+    ``"10": {...}``), keeping only names its ``parameters`` cell defines. A name the
+    notebook does not have, or a value whose type differs from its default's, raises
+    ValueError naming the notebook."""
+    nb = Path(nb)
+    defaults = parameter_defaults(read_notebook(nb), nb.name)
     out = {k: v for k, v in base.items() if k in ("PROFILE", "RUN_DIR")}
     for k, v in (params or {}).items():  # global entries: only where the notebook has them
-        if k.isupper() and k in declared and k not in out:
+        if k.isupper() and k in defaults and k not in out:
             out[k] = v
     for key, section in (params or {}).items():
         if isinstance(section, dict) and (nb.stem == key or nb.stem.startswith(str(key))):
-            unknown = sorted(set(section) - declared)
-            if unknown:
-                raise ValueError(f"{nb.name} has no parameter(s) {unknown}; its parameters: "
-                                 f"{', '.join(sorted(declared))}")
+            check_parameters(nb.name, defaults, section)
             out.update({k: v for k, v in section.items() if k not in ("PROFILE", "RUN_DIR")})
+    check_parameters(nb.name, defaults, out)
     return out
 
 
@@ -389,7 +340,7 @@ def run_pipeline(
     books = list_notebooks(notebooks_dir, only, start)
     if not books:
         folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
-        raise FileNotFoundError(f"no NN_name.ipynb notebooks in {folder}")
+        raise FileNotFoundError(f"no NN_name.py notebooks in {folder}")
     for nb in books:  # bad parameters fail here, before any run folder exists
         notebook_params(nb, {"PROFILE": profile, "RUN_DIR": ""}, params)
     out_root = Path(out_root) if out_root is not None else reports_dir()
@@ -445,7 +396,7 @@ def run_pipeline(
             publish("running")
             continue
         try:
-            _execute(nb, nb_out, notebook_params(nb, base_params, params), nb.parent, timeout)
+            _execute(read_notebook(nb), nb_out, notebook_params(nb, base_params, params), nb.parent, timeout)
             step["status"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure is recorded; the next notebook still runs
             step["status"] = "failed"

@@ -40,19 +40,23 @@ class NotebookRun:
 
 @pytest.fixture
 def run_notebook(tmp_path):
-    """``run_notebook(name, params)``: executes notebooks/<name> with papermill (cwd
+    """``run_notebook(name, params)``: executes notebooks/<name> (its jupytext ``.py``
+    source, read in memory; ``X.ipynb`` names mean ``X.py``) with papermill (cwd
     notebooks/, output in tmp_path), asserts that no cell raised, returns a NotebookRun."""
     from pathlib import Path
 
     pm = pytest.importorskip("papermill")
     import nbformat
 
+    from semlab.nbsource import read_notebook
+
     folder = Path(__file__).resolve().parents[1] / "notebooks"
 
     def run(name: str, params: dict) -> NotebookRun:
-        out = tmp_path / name
-        pm.execute_notebook(str(folder / name), str(out), parameters=params, kernel_name="python3",
-                            cwd=str(folder), progress_bar=False)
+        stem = Path(name).stem
+        out = tmp_path / f"{stem}.ipynb"
+        pm.execute_notebook(read_notebook(folder / f"{stem}.py"), str(out), parameters=params,
+                            kernel_name="python3", cwd=str(folder), progress_bar=False)
         done = NotebookRun(nbformat.read(str(out), as_version=4))
         errors = [o for o in done.outputs if o.output_type == "error"]
         assert not errors, f"{name}: " + "; ".join(f"{o.ename}: {o.evalue}" for o in errors)

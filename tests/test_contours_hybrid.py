@@ -387,7 +387,7 @@ def tiny_dataset(tmp_path):
 
 
 def _cli(argv):
-    from semlab.contours.cli import main
+    from semlab.cli import main
 
     return main(argv)
 

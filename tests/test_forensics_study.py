@@ -98,7 +98,7 @@ def test_find_generators_reads_the_manifest_then_standalone_runs(tmp_path, monke
     assert found == {"Pix2Pix": gen}
     assert set(missing) == {"CycleGAN"} and "21_train_cyclegan" in missing["CycleGAN"]
     # a standalone notebook-21 run of the same profile is used when the run has none
-    alone = tmp_path / "data" / "runs" / "cyclegan-smoke" / "cyclegan" / "generator.pt"
+    alone = tmp_path / "data" / "runs" / "cyclegan-sim-smoke" / "cyclegan" / "generator.pt"
     alone.parent.mkdir(parents=True)
     alone.write_bytes(b"x")
     found, missing = study.find_generators(run, "smoke")

@@ -29,7 +29,7 @@ def test_find_generators_from_manifest_and_standalone(tmp_path, monkeypatch):
     assert found["Pix2Pix"]["found"] and found["Pix2Pix"]["path"] == str(g)
     assert not found["CycleGAN"]["found"] and "21_train_cyclegan" in found["CycleGAN"]["where"]
     # standalone: the folder notebook 21 writes without a run
-    ck = tmp_path / "data" / "runs" / "cyclegan-smoke" / "cyclegan" / "checkpoints"
+    ck = tmp_path / "data" / "runs" / "cyclegan-sim-smoke" / "cyclegan" / "checkpoints"
     ck.mkdir(parents=True)
     (ck / "ckpt-000000004.pt").write_bytes(b"x")
     found = tables.find_generators("", "smoke")

@@ -1,45 +1,83 @@
-"""The committed notebooks: generated from tools/make_notebooks.py, literal parameters,
-and (slow) executed with papermill in the smoke profile."""
+"""The committed notebooks: jupytext percent sources (the only notebook files in git),
+literal parameters, edits in a paired .ipynb landing in the .py, and (slow) executed
+with papermill in the smoke profile."""
 
 import ast
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "00_explore_data.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "00_explore_data.py"
 
 
-def test_notebooks_match_generator():
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "make_notebooks.py"), "--check"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
+def test_an_edit_in_the_ipynb_twin_lands_in_the_py_source(tmp_path):
+    """A user edits the paired .ipynb in JupyterLab and saves: jupytext's contents
+    manager (what `make lab` serves) writes the edit into the .py, and nothing else of
+    the source changes."""
+    import shutil
+
+    import jupytext
+    from jupytext import TextFileContentsManager
+
+    from semlab.nbsource import make_twins, read_notebook
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    shutil.copy(ROOT / "jupytext.toml", tmp_path / "jupytext.toml")
+    src = nbs / "00_explore_data.py"
+    shutil.copy(NOTEBOOK, src)
+    assert make_twins(nbs) == [nbs / "00_explore_data.ipynb"]
+    assert make_twins(nbs) == []  # an existing twin is never overwritten
+    cm = TextFileContentsManager(root_dir=str(tmp_path))
+    model = cm.get("notebooks/00_explore_data.ipynb")
+    nb = model["content"]
+    before = [c.source for c in nb.cells]
+    nb.cells[2].source += "\nprint('my edit')"
+    cm.save({"type": "notebook", "content": nb}, "notebooks/00_explore_data.ipynb")
+    after = read_notebook(src)
+    assert after.cells[2].source.endswith("print('my edit')")
+    assert [c.source for c in after.cells][3:] == before[3:]
+    assert "parameters" in after.cells[1].metadata.get("tags", [])
+    assert jupytext.read(src).metadata["semlab"] == read_notebook(NOTEBOOK).metadata["semlab"]
+
+
+def test_run_never_writes_into_notebooks(tmp_path):
+    """`semlab run` reads the .py in memory: the notebooks folder is unchanged after
+    reading every notebook's parameters and metadata."""
+    from semlab import reports
+
+    before = {p.name: p.stat().st_mtime_ns for p in (ROOT / "notebooks").iterdir()}
+    for nb in reports.list_notebooks(ROOT / "notebooks"):
+        reports.notebook_params(nb, {"PROFILE": "smoke", "RUN_DIR": ""}, {"SEED": 3})
+        reports.notebook_depends_on(nb)
+    assert {p.name: p.stat().st_mtime_ns for p in (ROOT / "notebooks").iterdir()} == before
 
 
 PARAMETERS = {
-    "00_explore_data.ipynb": ["PROFILE", "RUN_DIR", "SEED", "PRESETS", "REAL_DIR"],
-    "10_make_dataset.ipynb": ["PROFILE", "RUN_DIR", "SEED", "SOURCE", "PRESET", "BACKEND", "SAM2_MODEL",
+    "00_explore_data.py": ["PROFILE", "RUN_DIR", "SEED", "PRESETS", "REAL_DIR"],
+    "10_make_dataset.py": ["PROFILE", "RUN_DIR", "SEED", "SOURCE", "PRESET", "BACKEND", "SAM2_MODEL",
                               "SAM2_IMAGE_SIZE", "POINTS_PER_SIDE", "PRED_IOU_THRESH", "STABILITY_SCORE_THRESH",
                               "DENOISE", "THRESHOLD", "CALIBRATE_EDGES", "N_CALIBRATE", "REAL_DIR"],
-    "20_train_pix2pix.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "EPOCHS", "EPOCHS_DECAY",
+    "20_train_pix2pix.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "EPOCHS", "EPOCHS_DECAY",
                                "BATCH_SIZE", "PRECISION", "NET_G", "UPSAMPLE", "GAN_MODE", "DIFFAUG", "COMPARE_FP32"],
-    "21_train_cyclegan.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "MAX_STEPS", "BATCH_SIZE",
+    "21_train_cyclegan.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "MAX_STEPS", "BATCH_SIZE",
                                 "PRECISION", "NET_G", "LAMBDA_IDENTITY", "DIFFAUG"],
-    "30_metric_tables.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "N_EVAL", "FID_INF", "LPIPS_NET",
+    "30_metric_tables.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "N_EVAL", "FID_INF", "LPIPS_NET",
                                "SEM_STEPS"],
-    "40_real_vs_fake.ipynb": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "TRAIN_UPSAMPLING", "MAX_PAIRS"],
-    "50_segsem_contours.ipynb": ["PROFILE", "RUN_DIR", "SEED", "SAM2_MODEL", "SAM2_CHECKPOINT", "SAM2_STEPS",
+    "40_real_vs_fake.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "TRAIN_UPSAMPLING", "MAX_PAIRS"],
+    "50_segsem_contours.py": ["PROFILE", "RUN_DIR", "SEED", "SAM2_MODEL", "SAM2_CHECKPOINT", "SAM2_STEPS",
                                  "REAL_DIR"],
 }
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_parameters_cell_holds_literals_only(name):
-    nb = nbformat.read(str(ROOT / "notebooks" / name), as_version=4)
+    from semlab.nbsource import read_notebook
+
+    nb = read_notebook(ROOT / "notebooks" / name)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     tree = ast.parse(tagged[0].source)
@@ -55,7 +93,9 @@ def test_parameters_cell_holds_literals_only(name):
 
 
 def test_every_notebook_is_checked():
-    assert sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) == sorted(PARAMETERS)
+    assert sorted(p.name for p in (ROOT / "notebooks").glob("*.py")) == sorted(PARAMETERS)
+    tracked = subprocess.run(["git", "ls-files", "notebooks"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert not [t for t in tracked.split() if t.endswith(".ipynb")], "only the .py sources belong in git"
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
@@ -18,7 +19,8 @@ def _notebook(path: Path, body: str) -> None:
     params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
+    nb.metadata["jupytext"] = {"notebook_metadata_filter": "semlab,kernelspec"}
+    jupytext.write(nb, str(path), fmt="py:percent")
 
 
 FAIL_BODY = 'print("before the failure")\nraise ValueError("boom <b>&amp; bad</b>")'
@@ -61,7 +63,8 @@ def test_git_short_hash(tmp_path):
 
 def test_list_notebooks_order_and_only(tmp_path):
     for name in ["10_train_model", "00_explore_data", "01_make_data", "notes", "2_bad"]:
-        (tmp_path / f"{name}.ipynb").write_text("{}")
+        (tmp_path / f"{name}.py").write_text("{}")
+        (tmp_path / f"{name}.ipynb").write_text("{}")  # a twin is never listed
     names = [p.stem for p in reports.list_notebooks(tmp_path)]
     assert names == ["00_explore_data", "01_make_data", "10_train_model"]
     assert [p.stem for p in reports.list_notebooks(tmp_path, only="0")] == ["00_explore_data", "01_make_data"]
@@ -116,8 +119,8 @@ def test_empty_notebooks_folder_raises(tmp_path):
 def test_run_pipeline_failure_does_not_hide_others(tmp_path, capsys):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
-    _notebook(nbdir / "00_raise_error.ipynb", FAIL_BODY)
-    _notebook(nbdir / "01_write_metrics.ipynb", OK_BODY)
+    _notebook(nbdir / "00_raise_error.py", FAIL_BODY)
+    _notebook(nbdir / "01_write_metrics.py", OK_BODY)
     out_root = tmp_path / "reports"
 
     res = reports.run_pipeline("smoke", out_root=out_root, notebooks_dir=nbdir, params={"X": 7, "RUN_DIR": "ignored"})
@@ -164,8 +167,8 @@ def test_run_pipeline_failure_does_not_hide_others(tmp_path, capsys):
 def test_run_pipeline_only_and_newest_first(tmp_path):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
-    _notebook(nbdir / "00_raise_error.ipynb", FAIL_BODY)
-    _notebook(nbdir / "01_write_metrics.ipynb", OK_BODY)
+    _notebook(nbdir / "00_raise_error.py", FAIL_BODY)
+    _notebook(nbdir / "01_write_metrics.py", OK_BODY)
     out_root = tmp_path / "reports"
     first = reports.run_pipeline("smoke", only="01", out_root=out_root, notebooks_dir=nbdir)
     second = reports.run_pipeline("smoke", only=["01_write_metrics"], out_root=out_root, notebooks_dir=nbdir)
@@ -178,13 +181,13 @@ def test_run_pipeline_only_and_newest_first(tmp_path):
 # --------------------------------------------------- dependencies, manifest, --from, params
 
 PUBLISH_BODY = """
-from semlab.reports import publish_outputs
+from semlab.runs import publish_outputs
 publish_outputs(RUN_DIR, "10_make", dataset=f"/data/made-{X}")
 """
 READ_BODY = """
 import json
 from pathlib import Path
-from semlab.reports import run_outputs
+from semlab.runs import run_outputs
 got = run_outputs(RUN_DIR)["10_make"]["dataset"]
 out = Path(RUN_DIR) / "20_use"
 out.mkdir(parents=True, exist_ok=True)
@@ -194,17 +197,17 @@ out.mkdir(parents=True, exist_ok=True)
 
 def _with_deps(path: Path, body: str, depends_on=()):
     _notebook(path, body)
-    nb = nbformat.read(str(path), as_version=4)
+    nb = jupytext.read(str(path))
     nb.metadata["semlab"] = {"depends_on": list(depends_on)}
-    nbformat.write(nb, str(path))
+    jupytext.write(nb, str(path), fmt="py:percent")
 
 
 @pytest.mark.slow
 def test_manifest_passes_outputs_and_from_reuses_the_latest_run(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _with_deps(nbs / "10_make.ipynb", PUBLISH_BODY)
-    _with_deps(nbs / "20_use.ipynb", READ_BODY, depends_on=["10"])
+    _with_deps(nbs / "10_make.py", PUBLISH_BODY)
+    _with_deps(nbs / "20_use.py", READ_BODY, depends_on=["10"])
     out = tmp_path / "reports"
     first = reports.run_pipeline("smoke", out_root=out, notebooks_dir=nbs, params={"10": {"X": 7}})
     assert first.ok
@@ -222,9 +225,9 @@ def test_manifest_passes_outputs_and_from_reuses_the_latest_run(tmp_path):
 def test_a_failed_dependency_skips_its_dependents_only(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _with_deps(nbs / "10_make.ipynb", FAIL_BODY)
-    _with_deps(nbs / "20_use.ipynb", READ_BODY, depends_on=["10_make"])
-    _with_deps(nbs / "30_other.ipynb", OK_BODY.replace("01_write_metrics", "30_other"))
+    _with_deps(nbs / "10_make.py", FAIL_BODY)
+    _with_deps(nbs / "20_use.py", READ_BODY, depends_on=["10_make"])
+    _with_deps(nbs / "30_other.py", OK_BODY.replace("01_write_metrics", "30_other"))
     res = reports.run_pipeline("smoke", out_root=tmp_path / "reports", notebooks_dir=nbs)
     assert not res.ok
     assert [(s["name"], s["status"]) for s in res.steps] == [("10_make", "failed"), ("20_use", "skipped"),
@@ -237,12 +240,12 @@ def test_a_failed_dependency_skips_its_dependents_only(tmp_path):
 def test_bad_notebook_parameters_fail_before_running(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "10_make.ipynb", "print(1)")
+    _notebook(nbs / "10_make.py", "print(1)")
     with pytest.raises(ValueError, match="has no parameter"):
         reports.run_pipeline("smoke", out_root=tmp_path / "reports", notebooks_dir=nbs, params={"10": {"NOPE": 1}})
     assert not (tmp_path / "reports").exists()
     # a global entry another notebook may use is simply not passed to this one
-    p = reports.notebook_params(nbs / "10_make.ipynb", {"PROFILE": "smoke", "RUN_DIR": "/r"}, {"NOPE": 1, "X": 5})
+    p = reports.notebook_params(nbs / "10_make.py", {"PROFILE": "smoke", "RUN_DIR": "/r"}, {"NOPE": 1, "X": 5})
     assert p == {"PROFILE": "smoke", "RUN_DIR": "/r", "X": 5}
 
 
@@ -265,8 +268,8 @@ def test_cli_run_exits_non_zero_on_failure_and_keeps_other_reports(tmp_path, cap
 
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "10_fails.ipynb", FAIL_BODY)
-    _notebook(nbs / "20_works.ipynb", OK_BODY)
+    _notebook(nbs / "10_fails.py", FAIL_BODY)
+    _notebook(nbs / "20_works.py", OK_BODY)
     rc = cli.main(["run", "--profile", "smoke", "--notebooks", str(nbs), "--out", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert rc == 1
@@ -278,3 +281,15 @@ def test_cli_run_exits_non_zero_on_failure_and_keeps_other_reports(tmp_path, cap
         if not href.startswith(("http:", "https:", "#", "mailto:")):
             assert (run / href).exists(), href
     assert (run / "20_works.html").is_file() and (run / "01_write_metrics" / "metrics.json").is_file()
+
+
+def test_parameters_are_typed_against_the_notebooks_defaults(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "10_make.py", "print(1)")
+    assert reports.notebook_params(nbs / "10_make.py", {"PROFILE": "smoke", "RUN_DIR": "/r"}, {"10": {"X": 2}})["X"] == 2
+    with pytest.raises(ValueError, match=r"10_make.py: parameter X must be int"):
+        reports.notebook_params(nbs / "10_make.py", {"PROFILE": "smoke", "RUN_DIR": "/r"}, {"10": {"X": "two"}})
+    with pytest.raises(ValueError, match="parameter X must be int"):  # a global entry is typed too
+        reports.run_pipeline("smoke", out_root=tmp_path / "reports", notebooks_dir=nbs, params={"X": [1]})
+    assert not (tmp_path / "reports").exists()

@@ -71,7 +71,7 @@ from scipy import ndimage as ndi
 
 from semlab import labels
 from semlab.contours.extract import (
-    _runs,
+    true_runs,
     close_contour,
     mask_contours,
     open_contour,
@@ -367,7 +367,7 @@ def refine_contour(profile_image: np.ndarray | ProfileSampler, contour: np.ndarr
     # normals of a lightly smoothed copy: the staircase of a binary mask has none
     sig = s.coarse_smooth_px / s.spacing_px
     base = pts.copy()
-    runs = _runs(on_frame)
+    runs = true_runs(on_frame)
     closed_loop = not on_frame.any()
     for run in runs:
         base[run] = smooth_signal(pts[run], sig, closed=closed_loop)
@@ -515,7 +515,7 @@ def measure_edge_width(image: np.ndarray, contours: Sequence[np.ndarray], *, sig
         if (~on).sum() < 8:
             continue
         base = pts.copy()
-        for run in _runs(on):
+        for run in true_runs(on):
             base[run] = smooth_signal(pts[run], 3.0, closed=not on.any())
         nrm = outward_normals(base)
         pts_all.append(base[~on])

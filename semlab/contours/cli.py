@@ -15,16 +15,15 @@ finds them (never downloading), else the fallback on every structure, saying why
 `evaluate` scores the fallback, SAM2 alone (when available) and the hybrid against a
 dataset's ground-truth contours: mean and 95 % bootstrap CI over images.
 
-`semlab.cli` registers this with `add_parser(subparsers)`; `main(argv)` runs it alone.
+`semlab.cli` registers this with `add_parser(subparsers)`; `semlab.cli.main` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "main", "cmd_train", "cmd_predict", "cmd_evaluate", "FORMATS"]
+__all__ = ["add_parser", "cmd_train", "cmd_predict", "cmd_evaluate", "FORMATS"]
 
 FORMATS = ("csv", "json", "gds")
 # semlab.contours.finetune.MODES, repeated so that building the parser does not import torch
@@ -329,15 +328,3 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _hybrid_options(s)
     s.set_defaults(fn=cmd_evaluate)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m semlab.contours.cli contours ...`: the same as `semlab contours ...`
-    (one parser and one error handler: `semlab.cli.main`)."""
-    from semlab.cli import main as semlab_main
-
-    return semlab_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -166,10 +166,10 @@ def experiment_config(profile: str = "cpu", **overrides) -> ExperimentConfig:
 
 
 def default_experiment_dir(config: ExperimentConfig) -> Path:
-    """`data/runs/segsem-<profile>`: where a notebook run without RUN_DIR keeps its results."""
-    from semlab.paths import data_dir
+    """`data/runs/segsem-sim-<profile>`: where a notebook run without RUN_DIR keeps its results."""
+    from semlab.runs import standalone_dir
 
-    return data_dir() / "runs" / f"segsem-{config.profile}"
+    return standalone_dir("segsem", "sim", config.profile)
 
 
 # ------------------------------------------------------------------------------ data

@@ -238,7 +238,7 @@ def resample_contour(c: np.ndarray, spacing_px: float = 0.5, *, shape: tuple[int
     return pts
 
 
-def _runs(flag: np.ndarray) -> list[np.ndarray]:
+def true_runs(flag: np.ndarray) -> list[np.ndarray]:
     """Index arrays of the maximal circular runs where `flag` is False."""
     n = len(flag)
     if not flag.any():
@@ -302,7 +302,7 @@ def smooth_contour(c: np.ndarray, smooth_px: float, *, method: str = "gaussian",
         out = smooth_signal(pts, sig, closed=True, method=method)
     else:
         out = pts.copy()
-        for run in _runs(on):
+        for run in true_runs(on):
             out[run] = smooth_signal(pts[run], sig, closed=False, method=method)
     return close_contour(out)
 

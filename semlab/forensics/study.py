@@ -90,7 +90,7 @@ def resolve_dataset(run_dir: str | Path | None = None, dataset: str | Path | Non
     """``(folder, how it was chosen)``: `dataset` if given; else the dataset notebook 20
     (or 21) of the run trained on, so the generators are scored on the masks of their
     own held-out splits; else the embedded default dataset of the profile."""
-    from semlab.reports import run_outputs
+    from semlab.runs import run_outputs
 
     if dataset:
         p = Path(dataset)
@@ -107,40 +107,20 @@ def resolve_dataset(run_dir: str | Path | None = None, dataset: str | Path | Non
     return make_default_dataset(preset, profile, seed=seed, progress=False), f"the default {preset} dataset"
 
 
-def _standalone_generator(kind: str, profile: str) -> Path | None:
-    """Where a standalone run of notebook 20/21 leaves its generator (as those notebooks
-    name it): ``data/runs/<kind>-<profile>/<kind>/generator.pt``, or the latest training
-    checkpoint when CycleGAN stopped at its step budget."""
-    from semlab.paths import data_dir
-    from semlab.train.checkpoint import latest_checkpoint
-
-    root = data_dir() / "runs" / f"{kind}-{profile}" / kind
-    if (root / "generator.pt").is_file():
-        return root / "generator.pt"
-    return latest_checkpoint(root / "checkpoints") if (root / "checkpoints").is_dir() else None
-
-
 def find_generators(run_dir: str | Path | None, profile: str) -> tuple[dict[str, Path], dict[str, str]]:
-    """``(found, missing)``: the generators of notebooks 20 (Pix2Pix) and 21 (CycleGAN),
-    from the run's manifest or else from their standalone run folders; `missing` maps a
-    model name to why it is not available (which notebook to run)."""
-    from semlab.reports import run_outputs
+    """``(found, missing)``: the simulated-domain generators of notebooks 20 (Pix2Pix) and
+    21 (CycleGAN) (`semlab.runs.find_generator`); `missing` maps a model name to why it
+    is not available (which notebook to run)."""
+    from semlab.runs import find_generator
 
-    outs = run_outputs(run_dir)
     found: dict[str, Path] = {}
     missing: dict[str, str] = {}
-    for name, (nb, kind) in RUN_GENERATORS.items():
-        p = outs.get(nb, {}).get("generator")
-        if p and Path(p).is_file():
-            found[name] = Path(p)
-            continue
-        alt = _standalone_generator(kind, profile)
-        if alt is not None:
-            found[name] = alt
-            continue
-        where = f"the run {run_dir}" if run_dir else "this standalone run (RUN_DIR is empty)"
-        missing[name] = (f"no trained generator: notebook {nb} has not run in {where}, and no standalone "
-                         f"run of it with profile {profile!r} exists (data/runs/{kind}-{profile}/)")
+    for name, (_nb, kind) in RUN_GENERATORS.items():
+        g = find_generator(kind, "sim", run_dir, profile)
+        if g:
+            found[name] = g
+        else:
+            missing[name] = str(g)
     return found, missing
 
 

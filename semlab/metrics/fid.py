@@ -149,7 +149,7 @@ def load_inception(path=None, *, download: bool = True):
 # --------------------------------------------------------------------------- features
 
 
-def _as_float_images(images) -> list[np.ndarray]:
+def as_float_images(images) -> list[np.ndarray]:
     """A list of float32 (H, W) arrays in [0, 1] from (N, H, W) or a sequence of (H, W),
     float in [0, 1] or uint8."""
     if isinstance(images, np.ndarray):
@@ -192,7 +192,7 @@ def inception_features(images, model, batch_size: int = 50, precision: str = "fp
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    imgs = _as_float_images(images)
+    imgs = as_float_images(images)
     feats = np.empty((len(imgs), FID_DIMS), np.float64)
     model.eval()
     # batches: consecutive runs of equal shape, cut at batch_size

@@ -149,9 +149,9 @@ class SemEncoder:
         images of equal size are batched; batch size does not change the result."""
         import torch
 
-        from semlab.metrics.fid import _as_float_images
+        from semlab.metrics.fid import as_float_images
 
-        imgs = _as_float_images(images)
+        imgs = as_float_images(images)
         out = np.empty((len(imgs), self.dim), np.float64)
         i = 0
         with torch.inference_mode():
@@ -206,9 +206,9 @@ def train_sem_encoder(images, config: EncoderConfig = EncoderConfig(), *, out=No
     import torch
     from tqdm.auto import tqdm
 
-    from semlab.metrics.fid import _as_float_images, images_sha256
+    from semlab.metrics.fid import as_float_images, images_sha256
 
-    imgs = _as_float_images(images)
+    imgs = as_float_images(images)
     if len(imgs) < 2:
         raise ValueError("the SEM encoder needs at least 2 training images")
     shapes = {im.shape for im in imgs}

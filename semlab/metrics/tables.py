@@ -38,27 +38,16 @@ def profile_settings(profile: str) -> dict:
 
 
 def find_generators(run_dir, profile: str) -> dict[str, dict]:
-    """{"Pix2Pix": {"path": ..., "found": bool, "where": str}, "CycleGAN": {...}}: from the
-    run manifest (`semlab.reports.run_outputs`) when there is a run, else the folders a
-    standalone run of notebooks 20 / 21 writes."""
-    from semlab.paths import data_dir
-    from semlab.reports import run_outputs
-    from semlab.train.checkpoint import latest_checkpoint
+    """{"Pix2Pix": {"path": ..., "found": bool, "where": str}, "CycleGAN": {...}} for the
+    simulated domain, from `semlab.runs.find_generator` (the run manifest, else the
+    standalone folders)."""
+    from semlab.runs import find_generator
 
-    outs = run_outputs(run_dir)
     found = {}
-    for name, nb, sub in (("Pix2Pix", "20_train_pix2pix", "pix2pix"), ("CycleGAN", "21_train_cyclegan", "cyclegan")):
-        path = (outs.get(nb) or {}).get("generator")
-        where = f"run manifest ({nb})"
-        if not path:
-            root = data_dir() / "runs" / f"{sub}-{profile}" / sub
-            path = root / "generator.pt"
-            where = f"standalone run folder {root}"
-            if not Path(path).is_file():
-                path = latest_checkpoint(root / "checkpoints")
-        ok = bool(path) and Path(path).is_file()
-        found[name] = {"path": str(path) if path else None, "found": ok,
-                       "where": where if ok else f"not found (run notebook {nb} first; looked in {where})"}
+    for name, kind in (("Pix2Pix", "pix2pix"), ("CycleGAN", "cyclegan")):
+        g = find_generator(kind, "sim", run_dir, profile)
+        found[name] = {"path": str(g) if g else None, "found": bool(g),
+                       "where": "found" if g else f"not found ({g})"}
     return found
 
 

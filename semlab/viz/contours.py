@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from semlab.viz.figures import _off, _show_gray
+from semlab.viz.figures import axis_off, show_gray
 
 __all__ = ["contour_overlay_figure", "epe_distribution_figure", "epe_along_contour_figure", "contour_gallery_figure",
            "line_statistics_figure"]
@@ -61,7 +61,7 @@ def contour_overlay_figure(image: np.ndarray, true: Sequence[np.ndarray] | None 
         r, c, s = inset
         views.append((axes[1], (r - s / 2, r + s / 2, c - s / 2, c + s / 2)))
     for ax, box in views:
-        _show_gray(ax, img)
+        show_gray(ax, img)
         if true is not None:
             _draw(ax, true, label="true", **{**TRUE_STYLE, "linewidth": linewidth})
         for k, (name, cs) in enumerate(methods.items()):
@@ -142,7 +142,7 @@ def epe_along_contour_figure(image: np.ndarray, points: np.ndarray, epe: np.ndar
         raise ValueError(f"{len(pts)} points but {len(e)} EPE values")
     fig = Figure(figsize=(6.2, 5.0), layout="constrained")
     ax = fig.subplots()
-    _show_gray(ax, image)
+    show_gray(ax, image)
     if true is not None:
         _draw(ax, true, color="#39ff14", linewidth=0.4, alpha=0.6, label="true", zorder=2)
     ok = np.isfinite(e)
@@ -154,7 +154,7 @@ def epe_along_contour_figure(image: np.ndarray, points: np.ndarray, epe: np.ndar
     h, w = np.asarray(image).shape
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
-    _off(ax)
+    axis_off(ax)
     if title:
         ax.set_title(title, fontsize=9)
     elif ok.any():
@@ -176,7 +176,7 @@ def contour_gallery_figure(panels: Sequence[Mapping], *, ncols: int = 2, linewid
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, p in zip(axes, panels):
         img = np.asarray(p["image"], np.float32)
-        _show_gray(ax, img)
+        show_gray(ax, img)
         if p.get("true") is not None:
             _draw(ax, p["true"], label="true", **{**TRUE_STYLE, "linewidth": linewidth})
         for k, (name, cs) in enumerate(_methods(p.get("pred")).items()):

@@ -28,7 +28,7 @@ def _label_classes():
     return tuple((c.id, c.name, c.meaning, c.rgb) for c in labels.CLASSES)
 
 
-def _show_gray(ax, img, title=None):
+def show_gray(ax, img, title=None):
     ax.imshow(np.asarray(img, dtype=np.float32), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -36,7 +36,7 @@ def _show_gray(ax, img, title=None):
         ax.set_title(title, fontsize=9)
 
 
-def _off(ax):
+def axis_off(ax):
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -78,12 +78,12 @@ def sample_grid(
             if v == 0:
                 title = titles[i] if titles is not None and i < len(titles) else f"#{i}"
             if view == "image":
-                _show_gray(ax, images[i], title)
+                show_gray(ax, images[i], title)
             elif view == "mask":
                 ax.imshow(labels.colorize(masks[i]), interpolation="nearest")
-                _off(ax)
+                axis_off(ax)
             else:
-                _show_gray(ax, images[i])
+                show_gray(ax, images[i])
                 for c in contours[i]:
                     c = np.asarray(c, dtype=float)
                     if len(c) == 0:
@@ -114,7 +114,7 @@ def effect_ladder_figure(ladder: Sequence[tuple[str, str, np.ndarray]], ncols: i
             fig.delaxes(ax)
             continue
         name, desc, img = ladder[i]
-        _show_gray(ax, img, f"{i}. {name}")
+        show_gray(ax, img, f"{i}. {name}")
         ax.set_xlabel("\n".join(textwrap.wrap(str(desc), 38)), fontsize=7.5)
     return fig
 
@@ -157,7 +157,7 @@ def real_vs_sim_figure(
         for r in range(n_ex):
             ax = fig.add_subplot(top[r, g])
             if r < len(imgs):
-                _show_gray(ax, imgs[r], f"{kind}: {name}" if r == 0 else None)
+                show_gray(ax, imgs[r], f"{kind}: {name}" if r == 0 else None)
                 for side in ax.spines.values():
                     side.set_edgecolor(colors[g]); side.set_linewidth(2)
             else:

@@ -235,7 +235,7 @@ def fake_sets_figure(masks, real, fakes: Mapping[str, np.ndarray], *, n: int = 3
     interpolation, where pixel-scale artifacts (checkerboards, missing noise grain) are
     visible. All images share the gray scale [0, 1]."""
     from semlab import labels
-    from semlab.viz.figures import _off, _show_gray
+    from semlab.viz.figures import axis_off, show_gray
 
     real = np.asarray(real, dtype=np.float32)
     masks = np.asarray(masks)
@@ -256,12 +256,12 @@ def fake_sets_figure(masks, real, fakes: Mapping[str, np.ndarray], *, n: int = 3
             ax = axes[i * rows_per, j]
             if j == 0:
                 ax.imshow(palette[np.clip(masks[i], 0, len(palette) - 1)], interpolation="nearest")
-                _off(ax)
+                axis_off(ax)
                 ax.set_title(titles[i] if titles is not None else "mask", fontsize=8)
                 if z:
                     ax.add_patch(_rect(x0, y0, z))
             else:
-                _show_gray(ax, imgs[j], name if i == 0 else None)
+                show_gray(ax, imgs[j], name if i == 0 else None)
                 if z:
                     ax.add_patch(_rect(x0, y0, z))
             if z:
@@ -269,10 +269,10 @@ def fake_sets_figure(masks, real, fakes: Mapping[str, np.ndarray], *, n: int = 3
                 if j == 0:
                     zax.imshow(palette[np.clip(masks[i][y0:y0 + z, x0:x0 + z], 0, len(palette) - 1)],
                                interpolation="nearest")
-                    _off(zax)
+                    axis_off(zax)
                     zax.set_title(f"centre {z}x{z} px", fontsize=8)
                 else:
-                    _show_gray(zax, imgs[j][y0:y0 + z, x0:x0 + z])
+                    show_gray(zax, imgs[j][y0:y0 + z, x0:x0 + z])
     return fig
 
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from semlab.viz.figures import _off, _show_gray
+from semlab.viz.figures import axis_off, show_gray
 
 __all__ = [
     "saliency_gallery",
@@ -34,7 +34,7 @@ def _scale(a: np.ndarray, percentile: float) -> float:
 def _overlay(ax, image: np.ndarray, attr: np.ndarray, *, signed: bool, alpha: float, percentile: float):
     """Gray image with the attribution on top: signed in red (for the target) / blue
     (against), or |attribution| in a heat colour map; scaled per map."""
-    _show_gray(ax, image)
+    show_gray(ax, image)
     v = _scale(attr, percentile)
     if signed:
         return ax.imshow(attr, cmap="RdBu_r", vmin=-v, vmax=v, alpha=alpha, interpolation="nearest")
@@ -90,7 +90,7 @@ def saliency_gallery(
         if probabilities is not None:
             p = float(probabilities[i])
             parts.append(f"pred: {class_names[int(p > 0.5)]} (p_gen={p:.2f})")
-        _show_gray(axes[i, 0], imgs[i], "\n".join(parts) or f"image {i}")
+        show_gray(axes[i, 0], imgs[i], "\n".join(parts) or f"image {i}")
         for j, (name, a) in enumerate(arrs.items(), start=1):
             _overlay(axes[i, j], imgs[i], a[i], signed=signed, alpha=alpha, percentile=percentile)
             if i == 0:
@@ -133,7 +133,7 @@ def class_average_figure(
         im = None
         for c in range(cols):
             ax = axes[r, c]
-            _off(ax)
+            axis_off(ax)
             if c >= len(arrays):
                 ax.set_axis_off()
                 continue

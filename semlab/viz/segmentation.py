@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from semlab import labels
-from semlab.viz.figures import _off, _show_gray
+from semlab.viz.figures import axis_off, show_gray
 
 
 def region_colors(regions: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -36,19 +36,19 @@ def segmentation_grid(images: Sequence[np.ndarray], regions: Sequence[np.ndarray
     axes = np.atleast_2d(fig.subplots(n, len(cols)))
     for i in range(n):
         k = 0
-        _show_gray(axes[i, k], images[i], (titles[i] if titles else None))
+        show_gray(axes[i, k], images[i], (titles[i] if titles else None))
         k += 1
         if regions is not None:
             axes[i, k].imshow(region_colors(regions[i]), interpolation="nearest")
             axes[i, k].set_title(f"{len(np.unique(regions[i]))} regions", fontsize=8)
-            _off(axes[i, k])
+            axis_off(axes[i, k])
             k += 1
         axes[i, k].imshow(labels.colorize(masks[i]), interpolation="nearest")
-        _off(axes[i, k])
+        axis_off(axes[i, k])
         k += 1
         if truths is not None:
             axes[i, k].imshow(labels.colorize(truths[i]), interpolation="nearest")
-            _off(axes[i, k])
+            axis_off(axes[i, k])
     for k, c in enumerate(cols):
         axes[0, k].set_title(c if k else f"{c}\n{axes[0, 0].get_title()}", fontsize=9)
     return fig
@@ -73,12 +73,12 @@ def worst_cases_figure(images, preds, truths, scores: Sequence[float], titles: S
     fig = Figure(figsize=(9.5, 2.4 * n + 0.5), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n, 4))
     for i in range(n):
-        _show_gray(axes[i, 0], images[i], f"{titles[i]} · mIoU {scores[i]:.3f}")
+        show_gray(axes[i, 0], images[i], f"{titles[i]} · mIoU {scores[i]:.3f}")
         axes[i, 1].imshow(labels.colorize(preds[i]), interpolation="nearest")
         axes[i, 2].imshow(labels.colorize(truths[i]), interpolation="nearest")
         axes[i, 3].imshow(error_map(preds[i], truths[i]), interpolation="nearest")
         for a in axes[i, 1:]:
-            _off(a)
+            axis_off(a)
     for a, t in zip(axes[0, 1:], ["segmented", "ground truth",
                                    "errors: magenta extra pattern,\ncyan missed pattern, yellow other"]):
         a.set_title(t, fontsize=8)

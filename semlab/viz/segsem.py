@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from semlab.viz.figures import _show_gray
+from semlab.viz.figures import show_gray
 
 __all__ = ["reliability_figure", "threshold_curve_figure", "prompts_figure", "finetune_history_figure",
            "method_ci_figure", "fallback_sweep_figure"]
@@ -79,7 +79,7 @@ def prompts_figure(image: np.ndarray, prompts: Sequence, masks: Sequence | None 
     arrays) as coloured outlines."""
     fig = Figure(figsize=(5.0, 5.0 * image.shape[0] / max(image.shape[1], 1) + 0.4), layout="constrained")
     ax = fig.subplots()
-    _show_gray(ax, image, title)
+    show_gray(ax, image, title)
     colours = [tuple(c) for c in np.random.default_rng(0).uniform(0.3, 1.0, size=(max(len(prompts), 1), 3))]
     if masks is not None:
         for k, m in enumerate(masks):

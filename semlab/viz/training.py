@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from semlab import labels
-from semlab.viz.figures import _off, _show_gray
+from semlab.viz.figures import axis_off, show_gray
 
 
 def translation_grid(masks: Sequence[np.ndarray], fakes: Sequence[np.ndarray],
@@ -21,10 +21,10 @@ def translation_grid(masks: Sequence[np.ndarray], fakes: Sequence[np.ndarray],
     axes = np.array(fig.subplots(rows, n)).reshape(rows, n)
     for j in range(n):
         axes[0, j].imshow(labels.colorize(masks[j]), interpolation="nearest")
-        _off(axes[0, j])
-        _show_gray(axes[1, j], fakes[j])
+        axis_off(axes[0, j])
+        show_gray(axes[1, j], fakes[j])
         if reals is not None:
-            _show_gray(axes[2, j], reals[j])
+            show_gray(axes[2, j], reals[j])
         if titles:
             axes[0, j].set_title(titles[j], fontsize=8)
     for i, name in enumerate(["mask", "generated", "real"][:rows]):

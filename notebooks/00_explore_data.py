@@ -1,0 +1,205 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: semlab,kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   semlab:
+#     depends_on: []
+# ---
+
+# %% [markdown]
+# # 00 · Explore the data: what the simulator makes, and how close it is to real SEM
+#
+# semlab ships a physics-flavoured SEM simulator so that everything downstream (training,
+# evaluation, contour extraction) works without downloading data. This notebook answers two
+# questions: **what does the embedded simulator produce** (images, canonical label masks and
+# sub-pixel edge contours for each layout preset, and what each imaging effect adds), and
+# **how close is it to real SEM images** in the statistics a generator and a detector see:
+# intensity distributions, radially averaged power spectra and the level of pixel noise.
+
+# %% tags=["parameters"]
+PROFILE = "cpu"
+RUN_DIR = ""
+SEED = 0
+PRESETS = ["ic-metal", "line-space", "contacts"]
+REAL_DIR = ""
+
+# %%
+# %matplotlib inline
+from pathlib import Path
+
+import numpy as np
+from IPython.display import display
+
+from semlab.config import profile_settings
+from semlab.data.simulate import effect_ladder, simulate
+from semlab.data.sources import crop_databar, list_images, tile_image
+from semlab.io import read_image, read_image_meta, write_json_atomic
+from semlab.metrics.spectral import mean_radial_spectrum, noise_sigma_estimate, spectral_slope
+from semlab.paths import shared_real_dir
+from semlab.viz import effect_ladder_figure, label_legend_figure, real_vs_sim_figure, sample_grid
+from semlab.runs import save_figure
+
+settings = profile_settings(PROFILE)
+SIZE, N_SHOW = settings["size"], settings["n_show"]
+OUT = Path(RUN_DIR) / "00_explore_data" if RUN_DIR else None
+if OUT is not None:
+    OUT.mkdir(parents=True, exist_ok=True)
+print(f"profile {PROFILE!r}: {SIZE} px images, {N_SHOW} samples per preset, seed {SEED}")
+
+# %% [markdown]
+# ## 1. Samples of each layout preset
+#
+# `semlab.data.simulate.simulate(preset, size, seed)` returns the noisy image, the canonical
+# label mask, the noise-free image, the edge contours and the parameters it drew.
+
+# %%
+samples = {p: [simulate(p, size=SIZE, seed=SEED + i) for i in range(N_SHOW)] for p in PRESETS}
+for preset, results in samples.items():
+    fig = sample_grid(
+        [r.image for r in results],
+        masks=[r.mask for r in results],
+        contours=[r.contours for r in results],
+        titles=[f"{preset} · seed {SEED + i}" for i in range(len(results))],
+        ncols=4,
+    )
+    fig.suptitle(preset)
+    save_figure(OUT, f"samples_{preset}", fig)
+    display(fig)
+
+# %% [markdown]
+# For each preset, each block of three rows shows the same samples three ways: the simulated SEM
+# image, its label mask in the canonical colours (legend below), and the image with the
+# sub-pixel pattern-edge contours (orange) that the contour metrics use as ground truth. The
+# contours should sit on the bright edge rims, not in the middle of a line or a space.
+
+# %%
+label_legend_figure()
+
+# %% [markdown]
+# The canonical label scheme: every mask in semlab, simulated or segmented, uses these ids, so
+# the same structure always has the same label whatever produced the mask.
+
+# %% [markdown]
+# ## 2. The effect ladder
+#
+# `effect_ladder("ic-metal", ...)` renders one layout with the imaging effects switched on one
+# after another, from the bare two-level layout to the final noisy image.
+
+# %%
+ladder = effect_ladder("ic-metal", size=SIZE, seed=SEED)
+fig = effect_ladder_figure(ladder)
+save_figure(OUT, "effect_ladder", fig)
+fig
+
+# %% [markdown]
+# Read the panels left to right, top to bottom: each adds the effect named in its title (its
+# description underneath) to everything before it, on a fixed gray scale from 0 to 1. The
+# geometry never changes; only the image formation does, which is why one mask serves as the
+# ground truth for every panel.
+
+# %% [markdown]
+# ## 3. Real versus simulated
+#
+# Real crops come from the shared real SEM images (`REAL_DIR`, or `../shared/data/real_sem`):
+# each image is read, its data bar removed and cut into tiles of the profile size, at the
+# image's own pixel size. Simulated crops come from the `line-space` preset, simulated at the
+# DSA images' pixel size read from their TIFF tags (so both show the same nm per pixel), and
+# from the `ic-metal` preset at its own field of view.
+
+# %%
+real_dir = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
+real, real_px = {}, {}
+if real_dir is None or not Path(real_dir).is_dir():
+    print(f"No real SEM folder found ({REAL_DIR or '../shared/data/real_sem'}): the real side is skipped.")
+else:
+    for path in list_images(real_dir):
+        group = path.parent.name if path.parent != Path(real_dir) else Path(real_dir).name
+        raw = read_image(path)
+        px_nm = read_image_meta(path).get("pixel_size_nm")
+        if px_nm:
+            real_px.setdefault(group, px_nm)
+        img, bar_row = crop_databar(raw, mode="auto")
+        if min(img.shape) < SIZE:
+            print(f"skip {path.name}: {img.shape} is smaller than one {SIZE}-px tile")
+            continue
+        tiles = tile_image(img, SIZE)
+        picked = [t for _, _, t in tiles[:: max(1, len(tiles) // 3)]][:3]
+        real.setdefault(group, []).extend(np.ascontiguousarray(t, dtype=np.float32) for t in picked)
+        print(f"{group}/{path.name}: {raw.shape} -> data bar at row {bar_row}, {len(tiles)} tiles, kept {len(picked)}")
+# line-space is simulated at the DSA images' own pixel size (from their TIFF tags), so both
+# sides show the same nm per pixel; ic-metal keeps its preset field of view.
+dsa_px = real_px.get("dsa_lines")
+ls_name = f"line-space @ {dsa_px:.2f} nm/px" if dsa_px else "line-space"
+sim = {
+    ls_name: [simulate("line-space", size=SIZE, seed=SEED + 1000 + i, pixel_nm=dsa_px, vertical=True).image
+              for i in range(N_SHOW)],
+    "ic-metal": [simulate("ic-metal", size=SIZE, seed=SEED + 1000 + i).image for i in range(N_SHOW)],
+}
+print({k: len(v) for k, v in real.items()}, {k: len(v) for k, v in sim.items()})
+
+# %%
+fig = real_vs_sim_figure(real, sim, n_examples=2)
+save_figure(OUT, "real_vs_sim", fig)
+fig
+
+# %% [markdown]
+# Top: example crops of each group (real groups first, framed in blues and greens; simulated in
+# reds and oranges). Bottom left: intensity histograms (real solid, simulated dashed). Bottom
+# right: mean radially averaged power spectra with bootstrap 95% bands over crops, on log axes.
+# Where a simulated curve runs above a real one at high frequency the simulation is noisier or
+# sharper than the real images; a gap at low frequency reflects different pattern pitch and
+# field of view (real crops keep their own pixel size), not the noise model.
+
+# %%
+rows = []
+for kind, groups in (("real", real), ("sim", sim)):
+    for name, crops in groups.items():
+        freq, mean, lo, hi = mean_radial_spectrum(crops)
+        rows.append({
+            "group": f"{kind}/{name}",
+            "n": len(crops),
+            "noise_sigma": float(np.median([noise_sigma_estimate(c) for c in crops])),
+            "spectral_slope": spectral_slope(freq, mean),
+        })
+print(f"{'group':<28}{'crops':>6}{'noise sigma':>13}{'spectral slope':>16}")
+for r in rows:
+    print(f"{r['group']:<28}{r['n']:>6}{r['noise_sigma']:>13.4f}{r['spectral_slope']:>16.2f}")
+
+# %% [markdown]
+# Noise sigma is the robust per-pixel estimate of `noise_sigma_estimate` (median absolute
+# deviation of a Laplacian-difference high-pass, in units of the [0, 1] gray scale; it reads low
+# on blurred, spatially correlated noise). The spectral slope is the log-log slope of the mean
+# spectrum between 0.02 and 0.25 cycles/px: about 0 for white noise, steeper (more negative) for
+# smoother images. Similar values for real and simulated groups mean the simulator's noise level
+# and sharpness are in the right range.
+
+# %%
+metrics = {
+    "profile": PROFILE,
+    "size_px": SIZE,
+    "real_available": bool(real),
+    "noise_sigma": {r["group"]: r["noise_sigma"] for r in rows},
+    "spectral_slope": {r["group"]: r["spectral_slope"] for r in rows},
+}
+real_sig = [r["noise_sigma"] for r in rows if r["group"].startswith("real/")]
+sim_sig = [r["noise_sigma"] for r in rows if r["group"].startswith("sim/")]
+if real_sig and sim_sig:
+    metrics["noise_sigma_ratio_sim_over_real"] = float(np.median(sim_sig) / np.median(real_sig))
+if OUT is not None:
+    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
+else:
+    print("RUN_DIR is empty: metrics.json not written")
+metrics
+
+# %% [markdown]
+# These numbers go into the run's `metrics.json` and the report index. The next notebooks build
+# paired datasets from the simulator and train generators on them.

@@ -1,0 +1,279 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: semlab,kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   semlab:
+#     depends_on: []
+# ---
+
+# %% [markdown]
+# # 10 · Make a dataset: unlabeled SEM images to canonical masks
+#
+# Training a mask-to-SEM translator needs pairs (image, mask). This notebook turns unlabeled
+# SEM images into such pairs with **SAM2 automatic masks** or the **classical segmenter**
+# (denoise, threshold, morphology), and maps every segment onto semlab's **canonical labels**
+# (0 background, 1 pattern, 2 hole, 3 defect) by written rules, so a mask drawn by a person
+# means the same thing as one the pipeline made. On simulated data, where the true masks are
+# known, it scores the masks; on the real SEM images it shows what the same pipeline does to
+# them. At the end, the mask painter: how a person draws a mask in the same scheme.
+
+# %% tags=["parameters"]
+PROFILE = "cpu"
+RUN_DIR = ""
+SEED = 0
+SOURCE = ""
+PRESET = "ic-metal"
+BACKEND = "classical"
+SAM2_MODEL = "sam2.1_hiera_tiny"
+SAM2_IMAGE_SIZE = 512
+POINTS_PER_SIDE = 16
+PRED_IOU_THRESH = 0.8
+STABILITY_SCORE_THRESH = 0.95
+DENOISE = "nlm"
+THRESHOLD = "otsu"
+CALIBRATE_EDGES = True
+N_CALIBRATE = 16
+REAL_DIR = ""
+
+# %%
+# %matplotlib inline
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from IPython.display import Markdown, display
+
+from semlab.config import profile_settings
+from semlab.data.datasets import load_dataset, make_default_dataset
+from semlab.data.sources import crop_databar, list_images, tile_image
+from semlab.io import read_image, write_json_atomic
+from semlab.painter import MaskPainter
+from semlab.paths import shared_real_dir
+from semlab.runs import publish_outputs, save_figure
+from semlab.segment.canonical import CanonicalRules
+from semlab.segment.evaluate import calibrate_on_dataset, score_against_truth
+from semlab.segment.pipeline import make_segmenter_with_fallback, read_regions, segment_dataset, segment_image
+from semlab.textfmt import md_code
+from semlab.viz import (calibration_figure, class_balance_figure, label_legend_figure,
+                        segmentation_grid, worst_cases_figure)
+
+settings = profile_settings(PROFILE)
+N_SHOW = min(settings["n_show"], 6)
+OUT = Path(RUN_DIR) / "10_make_dataset" if RUN_DIR else None
+if OUT is not None:
+    OUT.mkdir(parents=True, exist_ok=True)
+source = Path(SOURCE) if SOURCE else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+src = load_dataset(source)
+has_truth = src.labeled
+print(f"source: {source} ({len(src)} images, {'with' if has_truth else 'without'} ground-truth masks)")
+
+# %% [markdown]
+# ## 1. The backend
+#
+# SAM2 needs its checkpoint (for example `sam2.1_hiera_tiny.pt`, ~149 MB) in `data/weights/` or
+# `$SEMLAB_WEIGHTS`. Without it the pipeline does not pretend: it says so here and in the
+# report, and uses the classical backend instead.
+
+# %%
+backend_settings = ({"model": SAM2_MODEL, "image_size": SAM2_IMAGE_SIZE, "points_per_side": POINTS_PER_SIDE,
+                     "pred_iou_thresh": PRED_IOU_THRESH, "stability_score_thresh": STABILITY_SCORE_THRESH}
+                    if BACKEND == "sam2" else {"denoise": DENOISE, "threshold": THRESHOLD})
+segmenter, note = make_segmenter_with_fallback(BACKEND, backend_settings)
+if note["fallback_reason"]:
+    display(Markdown(f"**SAM2 was requested but is unavailable; using the classical backend.** "
+                     f"Reason: {md_code(note['fallback_reason'])}"))
+    backend_settings = {"denoise": DENOISE, "threshold": THRESHOLD}
+print("backend used:", note["backend_used"])
+segmenter.describe()
+
+# %% [markdown]
+# ## 2. Edge calibration (simulated data only)
+#
+# SEM edges carry a bright rim and are blurred by the beam, so a threshold puts pattern edges
+# slightly outside the physical edge. One number, the edge offset, moves them back; it is fitted
+# on a few **training** images (never the test split) by trying offsets and keeping the one with
+# the best mean IoU. Without ground truth the offset stays 0.
+
+# %%
+classes = tuple(c["name"] for c in src.info.get("classes", [])) or CanonicalRules().classes
+rules = CanonicalRules(classes=classes)
+if has_truth and CALIBRATE_EDGES:
+    offset, cal_scores = calibrate_on_dataset(source, segmenter, rules, split="train", n=N_CALIBRATE)
+    fig = calibration_figure(cal_scores, offset)
+    save_figure(OUT, "edge_calibration", fig)
+    display(fig)
+    print(f"classes: {classes} | edge offset fitted on {N_CALIBRATE} training images: {offset:+.2f} px")
+else:
+    print(f"classes: {classes} | no ground truth to calibrate edges on: offset 0")
+
+# %% [markdown]
+# The curve is the mean IoU of the structure classes on the calibration images for each offset;
+# the dashed line is the chosen one. A clear peak away from zero means the raw threshold edges
+# were biased; a flat curve means the offset does not matter for these images.
+#
+# ## 3. Segment the whole source
+#
+# `segment_dataset` writes a new dataset folder (images, canonical masks, raw segments, a
+# manifest with the QA columns); it resumes where it stopped and never writes into the source.
+# The same runs from the shell: `semlab segment SOURCE --backend classical [--shard i/n]`.
+
+# %%
+seg_root = segment_dataset(source, backend=segmenter, rules=rules, progress=False)
+seg = load_dataset(seg_root)
+secs = [float(r["seconds"]) for r in seg.rows if r.get("seconds")]
+print(f"{seg_root}: {len(seg)} usable, {len(seg.excluded)} excluded; "
+      f"{np.mean(secs) * 1000:.0f} ms per image on average")
+
+# %%
+show = (seg.split("test") or seg.ids)[:N_SHOW]
+fig = segmentation_grid([seg.image(i) for i in show], [read_regions(seg_root / "segments" / f"{i}.png") for i in show],
+                        [seg.mask(i) for i in show], [src.mask(i) for i in show] if has_truth else None,
+                        titles=show)
+save_figure(OUT, "segmentation_grid", fig, dpi=80)
+fig
+
+# %% [markdown]
+# Each row: the SEM image, the backend's raw regions after overlap resolution (random colours:
+# only their outlines mean something), the canonical mask in the semlab palette, and, on
+# simulated data, the true mask. The raw regions have no meaning of their own; the canonical
+# mask is what the rules made of them.
+
+# %%
+label_legend_figure()
+
+# %% [markdown]
+# ## 4. Mask QA and class balance
+#
+# Every mask gets coverage per class, fragment counts and, for SAM2, the fraction of pixels no
+# mask covered. Masks that break a QA rule are kept on disk but marked `flagged` with the reason
+# in the manifest, and the dataset loader leaves them out; images that cannot be segmented at
+# all (unreadable, blank, too small) are marked `error`.
+
+# %%
+rows = seg.all_rows
+fig = class_balance_figure(rows, classes)
+save_figure(OUT, "class_balance", fig)
+display(fig)
+reasons = Counter(r["reason"] for r in seg.excluded)
+print(f"{len(rows)} images: {sum(r['status'] == 'ok' for r in rows)} ok, "
+      f"{sum(r['status'] == 'flagged' for r in rows)} flagged, {sum(r['status'] == 'error' for r in rows)} errors")
+for reason, n in reasons.most_common(10):
+    print(f"  {n:4d} x {reason}")
+
+# %% [markdown]
+# ## 5. Scores against the simulator's ground truth
+#
+# On the **test split**: IoU per class over all its pixels. *mean IoU* averages the classes
+# present; *structure mean IoU* averages background, pattern and hole only. Particles
+# (defects) are 1-4 px in radius and blurred, and a particle beside a line is barely brighter
+# than the line's edge rim, so their IoU is low and noisy (a test split holds a few dozen): even
+# an oracle told where each particle is and choosing its best threshold reaches only ~0.5-0.66
+# on the denoised 128-256 px images (`python tools/measure_segmentation.py --ceiling`).
+
+# %%
+score = None
+if has_truth:
+    score = score_against_truth(seg_root, source, split="test")
+    print(f"test split: {score['n']} images scored, {score['n_excluded']} excluded by QA")
+    print(f"{'class':<12}{'IoU':>8}{'share of true pixels':>24}")
+    for name, v in score["per_class"].items():
+        share = score["true_pixel_fraction"][name]
+        if share > 0 or not np.isnan(v):
+            print(f"{name:<12}{v:>8.3f}{share:>24.5f}")
+    print(f"mean IoU {score['mean_iou']:.3f} | structure mean IoU {score['mean_iou_structure']:.3f} | "
+          f"frequency-weighted IoU {score['frequency_weighted_iou']:.3f}")
+else:
+    print("no ground truth: nothing to score")
+
+# %%
+if score is not None and score["per_image"]:
+    worst = score["per_image"][:min(4, len(score["per_image"]))]
+    fig = worst_cases_figure([seg.image(i) for i, _ in worst], [seg.mask(i) for i, _ in worst],
+                             [src.mask(i) for i, _ in worst], [s for _, s in worst], [i for i, _ in worst])
+    save_figure(OUT, "worst_cases", fig, dpi=80)
+    display(fig)
+
+# %% [markdown]
+# The worst test images by their own mean IoU. In the error maps, magenta is pattern the
+# segmenter added, cyan is pattern it missed, yellow any other confusion (usually particles).
+# Thin magenta/cyan seams along edges are sub-pixel edge placement; whole blobs are real
+# mistakes.
+#
+# ## 6. Real SEM images
+#
+# The same backend and rules on tiles of the real images beside the project (no ground truth:
+# judge by eye). The edge offset fitted on simulated data is not applied to real images.
+
+# %%
+real_dir = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
+tiles = []
+if real_dir is not None and Path(real_dir).is_dir():
+    for path in list_images(real_dir)[:3]:
+        img, _ = crop_databar(read_image(path), mode="auto")
+        size = min(512, min(img.shape))
+        tiles.append((path.name, tile_image(img, size)[0][2]))
+if tiles:
+    real_rules = CanonicalRules(classes=("background", "pattern", "defect"))
+    results = [segment_image(t, segmenter, real_rules) for _, t in tiles]
+    fig = segmentation_grid([t for _, t in tiles], [r.canonical.regions for r in results],
+                            [r.mask for r in results], titles=[n for n, _ in tiles])
+    save_figure(OUT, "real_segmentation", fig, dpi=80)
+    display(fig)
+    for (name, _), r in zip(tiles, results):
+        print(f"{name}: QA {r.qa['status']} {r.qa['reason']} | pattern {r.qa['coverage_pattern']:.2f} | {r.seconds:.2f} s")
+else:
+    print("no real SEM folder found: skipped")
+
+# %% [markdown]
+# ## 7. Draw a mask yourself
+#
+# The mask painter edits a mask in the same canonical palette (rectangles, polygons, brush,
+# eraser, fill, grid snapping, undo) and saves it as an indexed PNG. Below it opens on a test
+# image and its canonical mask; in a live notebook draw on it with the mouse. The cell after it
+# draws a line and a contact programmatically, as a script or a test would, and saves the mask.
+
+# %%
+first = show[0]
+painter = MaskPainter(mask=seg.mask(first), image=seg.image(first), grid=1)
+painter
+
+# %%
+doc = painter.document
+h, w = doc.shape
+doc.rect(h * 0.45, 0, h * 0.55, w, "pattern")
+doc.polygon([(h * 0.1, w * 0.1), (h * 0.1, w * 0.3), (h * 0.3, w * 0.2)], "defect")
+doc.stroke([(h * 0.8, w * 0.1), (h * 0.8, w * 0.9)], 1.5, "pattern")
+if OUT is not None:
+    painted = doc.save(OUT / "painted_mask.png", overwrite=True)
+    print("saved", painted)
+fig = segmentation_grid([seg.image(first)], None, [painter.mask], titles=["painted"])
+fig
+
+# %%
+publish_outputs(RUN_DIR, "10_make_dataset", dataset=seg_root, source=source, backend=note["backend_used"])
+metrics = {"profile": PROFILE, "source": str(source), "output": str(seg_root),
+           "backend_requested": note["backend_requested"], "backend_used": note["backend_used"],
+           "fallback_reason": note["fallback_reason"],
+           "edge_offset_px": offset if has_truth and CALIBRATE_EDGES else 0.0,
+           "n_ok": len(seg), "n_excluded": len(seg.excluded),
+           "ms_per_image": float(np.mean(secs) * 1000) if secs else None}
+if score is not None:
+    metrics.update({"iou_" + k: v for k, v in score["per_class"].items()})
+    metrics.update({k: score[k] for k in ("mean_iou", "mean_iou_structure", "frequency_weighted_iou", "n")})
+if OUT is not None:
+    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
+metrics
+
+# %% [markdown]
+# These numbers go into the run's `metrics.json` and the report index; the segmented dataset's
+# path goes into the run manifest (`publish_outputs`), where the notebooks after this one find
+# it.

@@ -1,0 +1,131 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: semlab,kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   semlab:
+#     depends_on: []
+# ---
+
+# %% [markdown]
+# # 21 · Train CycleGAN: masks and SEM images without pairs
+#
+# CycleGAN (Zhu et al. 2017) needs no pairs: two generators (mask -> SEM and SEM -> mask) and
+# two discriminators, held together by cycle consistency (mask -> SEM -> mask must give the
+# mask back, and the other way round). It is what a user with masks from one place and SEM
+# images from another can train. Without pairs the generated image only has to look like *an*
+# SEM image of that layout, so pixel scores (PSNR, SSIM) against the paired real image are
+# expected to be far below Pix2Pix's, as in the seed project (PSNR 13.1 dB vs 33.8 dB).
+
+# %% tags=["parameters"]
+PROFILE = "cpu"
+RUN_DIR = ""
+SEED = 0
+DATASET = ""
+PRESET = "ic-metal"
+MAX_STEPS = None
+BATCH_SIZE = 1
+PRECISION = "bf16"
+NET_G = "resnet_9blocks"
+LAMBDA_IDENTITY = 0.5
+DIFFAUG = ""
+
+# %%
+# %matplotlib inline
+from pathlib import Path
+
+import numpy as np
+
+from semlab.config import profile_settings
+from semlab.data.datasets import load_dataset, make_default_dataset
+from semlab.io import write_json_atomic
+from semlab.metrics.pixel import ci_table, format_ci_table, paired_scores
+from semlab.runs import standalone_dir, save_figure
+from semlab.runs import publish_outputs
+from semlab.train import TrainConfig, train
+from semlab.train.generate import Generator
+from semlab.viz.preview import EpochPreview
+from semlab.viz.training import loss_curves, translation_grid
+
+settings = profile_settings(PROFILE)
+N_SHOW = min(settings["n_show"], 6)
+OUT = Path(RUN_DIR) / "21_train_cyclegan" if RUN_DIR else None
+if OUT is not None:
+    OUT.mkdir(parents=True, exist_ok=True)
+source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+ds = load_dataset(source)
+test_ids = ds.split("test")
+run_root = (OUT if OUT is not None else standalone_dir("cyclegan", "sim", PROFILE))
+steps = MAX_STEPS if MAX_STEPS is not None else settings["cyclegan_steps"]
+print(f"dataset {source}: {len(ds.split('train'))} masks and images (used unpaired); "
+      f"step budget: {steps or 'the whole schedule'}")
+
+# %% [markdown]
+# ## 1. Train (unpaired)
+#
+# Masks and images are drawn in independent orders, so the pairs the dataset has are never
+# used. The identity loss (weight `LAMBDA_IDENTITY` x 10) asks the mask -> SEM generator to
+# leave an SEM image unchanged, which keeps its gray texture.
+
+# %%
+cfg = TrainConfig(model="cyclegan", dataset=str(source), out=str(run_root / "cyclegan"), seed=SEED,
+                  n_epochs=settings["cyclegan_epochs"], n_epochs_decay=settings["cyclegan_epochs_decay"],
+                  batch_size=BATCH_SIZE, precision=PRECISION, channels_last=PRECISION == "bf16", netG=NET_G,
+                  lambda_identity=LAMBDA_IDENTITY, diffaug=DIFFAUG, max_steps=steps, checkpoint_every=100)
+val_ids = (ds.split("val") or ds.split("train"))[:N_SHOW]
+preview = EpochPreview(np.stack([ds.mask(i) for i in val_ids]), np.stack([ds.image(i) for i in val_ids]),
+                       out_dir=run_root / "cyclegan" / "samples", show=True)
+result = train(cfg, progress=True, on_epoch=preview)
+print(f"{result.steps} steps, batch {cfg.batch_size}, {cfg.precision}")
+fig = loss_curves({"cyclegan": result.log}, keys=("loss_G_A", "loss_D_A", "loss_cycle_A", "loss_cycle_B"))
+save_figure(OUT, "loss_curves", fig)
+fig
+
+# %% [markdown]
+# `loss_G_A` / `loss_D_A`: the mask -> SEM generator against its discriminator (least
+# squares: 0.25 each when D is undecided); `loss_cycle_A`: mask -> SEM -> mask, `loss_cycle_B`:
+# SEM -> mask -> SEM, both x 10. Falling cycle losses mean the two generators agree.
+#
+# ## 2. Test set
+
+# %%
+from semlab.train.checkpoint import latest_checkpoint
+
+gen = Generator(result.generator_path or latest_checkpoint(run_root / "cyclegan" / "checkpoints"))
+test_masks = np.stack([ds.mask(i) for i in test_ids])
+test_real = np.stack([ds.image(i) for i in test_ids])
+fake = gen(test_masks, seed=SEED)
+scores = {"CycleGAN vs real image": paired_scores(fake, test_real)}
+clean = [ds.clean(i) for i in test_ids]
+if clean[0] is not None:
+    scores["noise-free vs real: upper bound"] = paired_scores(np.stack(clean), test_real)
+table = ci_table(scores)
+print(format_ci_table(table, f"comparison (test split, n={len(test_ids)})"))
+k = min(N_SHOW, len(test_ids))
+fig = translation_grid(test_masks[:k], fake[:k], test_real[:k], titles=test_ids[:k])
+save_figure(OUT, "test_grid", fig, dpi=80)
+fig
+
+# %% [markdown]
+# Test masks (top), CycleGAN's images (middle), the real images (bottom). With a short CPU
+# budget the images are rough; the point of this notebook is the method and its numbers at
+# equal settings, and `PROFILE="full"` on a GPU trains the seed's 200 epochs.
+
+# %%
+publish_outputs(RUN_DIR, "21_train_cyclegan", generator=result.generator_path
+                or latest_checkpoint(run_root / "cyclegan" / "checkpoints"), dataset=source)
+metrics = {"profile": PROFILE, "steps": result.steps, "precision": cfg.precision,
+           "psnr": table["CycleGAN vs real image"]["psnr"][0], "ssim": table["CycleGAN vs real image"]["ssim"][0]}
+if "noise-free vs real: upper bound" in table:
+    metrics["psnr_upper_bound"] = table["noise-free vs real: upper bound"]["psnr"][0]
+if OUT is not None:
+    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
+metrics

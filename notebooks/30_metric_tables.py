@@ -1,0 +1,242 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: semlab,kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   semlab:
+#     depends_on: []
+# ---
+
+# %% [markdown]
+# # 30 · Metric tables: how good are the generated SEM images, and how sure are we?
+#
+# The seed project reported one number per metric (Pix2Pix: FID 14.3, LPIPS 0.033, PSNR
+# 33.8 dB, SSIM 0.951; CycleGAN: FID 55.5, LPIPS 0.628, PSNR 13.1 dB, SSIM 0.370) with no
+# sample size and no uncertainty. This notebook scores every mask -> SEM translator of the
+# run on the same test images and answers three questions:
+#
+# 1. **Which model is best, and is the difference real?** Every value comes with a 95%
+#    bootstrap confidence interval; overlapping intervals mean the data cannot tell.
+# 2. **How far from the best possible?** On simulated data the noise-free image is what a
+#    perfect generator would predict, so its scores are the ceiling.
+# 3. **What do single numbers hide?** Per-image distributions, the worst cases as images,
+#    and how FID-type distances change with the number of images alone.
+#
+# The models: **Pix2Pix** (notebook 20) and **CycleGAN** (notebook 21) when the run has
+# them; the **simulator (physics baseline)**, i.e. semlab's own image formation applied to
+# the test masks with imaging parameters it has to guess (no training at all); and the
+# **noise-free image (upper bound)**.
+
+# %% tags=["parameters"]
+PROFILE = "cpu"
+RUN_DIR = ""
+SEED = 0
+DATASET = ""
+PRESET = "ic-metal"
+N_EVAL = None
+FID_INF = True
+LPIPS_NET = "alex"
+SEM_STEPS = None
+
+# %%
+# %matplotlib inline
+from pathlib import Path
+
+import numpy as np
+from IPython.display import Markdown, display
+
+from semlab.config import profile_settings
+from semlab.data.datasets import load_dataset, make_default_dataset
+from semlab.data.simulate import render_mask, simulate
+from semlab.io import write_json_atomic
+from semlab.metrics import tables
+from semlab.metrics.evaluate import comparison_table
+from semlab.metrics.sem_encoder import EncoderConfig, cached_sem_encoder
+from semlab.paths import data_dir
+from semlab.runs import publish_outputs, save_figure
+from semlab.textfmt import md_code, md_escape
+from semlab.viz.metrics import (metric_distributions_figure, model_gallery_figure, sample_size_figure,
+                                worst_pairs_figure)
+from semlab.weights import status
+
+settings = profile_settings(PROFILE)
+study = tables.profile_settings(PROFILE)
+OUT = Path(RUN_DIR) / "30_metric_tables" if RUN_DIR else None
+if OUT is not None:
+    OUT.mkdir(parents=True, exist_ok=True)
+source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+ds = load_dataset(source)
+test_ids = ds.split("test")[:N_EVAL or study["n_eval"] or None]
+real = np.stack([ds.image(i) for i in test_ids])
+masks = np.stack([ds.mask(i) for i in test_ids])
+generators = tables.find_generators(RUN_DIR, PROFILE)
+weights = {name: status(name) for name in ("pt_inception", "alexnet")}
+lines = [f"- **{md_escape(name)}**: " + md_escape(f"found ({g['where']})" if g["found"] else g["where"])
+         for name, g in generators.items()]
+lines += [f"- weights {md_code(name)}: " + ("found" if ok else f"missing: {md_escape(info)}")
+          for name, (ok, info) in weights.items()]
+display(Markdown(f"Dataset {md_code(source)}: {len(test_ids)} test pairs of {real.shape[1]} px.\n\n" + "\n".join(lines)))
+
+# %% [markdown]
+# Missing generators are left out of the tables below (run notebooks 20 and 21 first, or
+# the whole pipeline with `semlab run`). Missing weights make FID/KID or LPIPS
+# *unavailable*: those cells then say which file to put into `data/weights/`; they are
+# never computed with a randomly initialised network.
+#
+# ## 1. The images being scored
+
+# %%
+fakes = tables.model_images(ds, test_ids, generators, preset=PRESET, seed=SEED)
+fig = model_gallery_figure(masks, fakes, real, k=min(3, len(test_ids)), titles=test_ids[:3])
+save_figure(OUT, "models_gallery", fig, dpi=80)
+fig
+
+# %% [markdown]
+# Each row is one test mask (left), what each model makes of it, and the real SEM image
+# (right). The physics baseline has the right kind of edges and noise but its own guess
+# of brightness, contrast and blur; the noise-free image is the real image without its
+# shot noise. Keep these pictures in mind when reading the numbers.
+#
+# ## 2. A feature space that fits SEM: the SEM encoder
+#
+# FID measures distances in the features of an ImageNet network. semlab also trains a
+# small encoder on the **real training images only** (self-supervised, SimCLR) and reports
+# **FD_sem** and **KD_sem**: the Frechet and kernel distances in its features. They need no
+# downloaded weights but are only comparable between models scored with the *same*
+# encoder, whose hash is printed here and stored with the results.
+
+# %%
+train_real = [ds.image(i) for i in ds.split("train")[:study["sem_train"]]]
+enc_cfg = EncoderConfig(steps=SEM_STEPS or study["sem_steps"], width=study["sem_width"], seed=SEED,
+                        crop=min(64, real.shape[1]))
+encoder = cached_sem_encoder(train_real, data_dir() / "cache" / "sem_encoder", enc_cfg, source=str(source))
+print(encoder.describe())
+print(f"file {encoder.path}")
+print(f"SimCLR loss: first step {encoder.meta['training']['loss_first']:.3f}, "
+      f"last 10 steps {encoder.meta['training']['loss_last10']:.3f}")
+
+# %% [markdown]
+# ## 3. The table
+#
+# All models against the same real test images. Paired metrics (PSNR, SSIM, MS-SSIM,
+# LPIPS) compare each generated image with the real image of its mask; set metrics (FID,
+# KID, FD_sem, KD_sem, spectral distance) compare the two sets as distributions. Arrows:
+# higher is better for PSNR/SSIM/MS-SSIM, lower for everything else. The best model per
+# column is in bold; the upper bound is a reference, never marked.
+
+# %%
+results, per_image = tables.evaluate_models(real, fakes, sem_encoder=encoder, fid_inf=FID_INF,
+                                            n_boot=study["n_boot"], seed=SEED, lpips_net=LPIPS_NET,
+                                            cache_dir=data_dir() / "cache" / "fid")
+display(Markdown(comparison_table(results, "markdown", reference=[tables.UPPER_BOUND])))
+display(Markdown(tables.summary_text(results)))
+if OUT is not None:
+    for p in tables.write_comparison(results, OUT):
+        print("wrote", p)
+
+# %% [markdown]
+# **The seed's four columns**, for comparison with its single numbers (FID and LPIPS read
+# "unavailable" without their weights):
+
+# %%
+display(Markdown(comparison_table(tables.seed_table(results), "markdown", reference=[tables.UPPER_BOUND])))
+
+# %% [markdown]
+# How to read it: two models differ only where their intervals do not overlap. FID, KID,
+# FD_sem and KD_sem depend on the number of images (FID and FD_sem are biased upward at
+# small n, section 5), so compare them only at equal n, as here. `fid_inf` / `fd_sem_inf`
+# extrapolate to infinitely many images (Chong & Forsyth 2020); with a few dozen images the
+# extrapolation is rough, see its R² in the CSV notes.
+#
+# ## 4. Per-image distributions and the worst cases
+
+# %%
+fig = metric_distributions_figure(per_image)
+save_figure(OUT, "per_image_distributions", fig)
+fig
+
+# %% [markdown]
+# A mean can hide a bimodal model: mostly good with a few failures. Violins show the
+# whole spread over test images (the line is the median).
+
+# %%
+candidates = [m for m in ("Pix2Pix", "CycleGAN") if m in fakes] or [tables.PHYSICS]
+worst_model = candidates[0]
+worst = tables.worst_indices(per_image[worst_model], "ssim", k=min(4, len(test_ids)))
+fig = worst_pairs_figure(masks, fakes[worst_model], real, worst, model=worst_model,
+                         titles=[f"{test_ids[i]}: SSIM {per_image[worst_model]['ssim'][i]:.3f}" for i in worst])
+save_figure(OUT, "worst_cases", fig, dpi=80)
+fig
+
+# %% [markdown]
+# The lowest-SSIM test images of the first trained model (the physics baseline if none was
+# trained): mask, generated image, real image and their absolute difference. Bright
+# difference along edges means misplaced or blurred edges; a uniform glow means wrong
+# brightness; speckle everywhere is the unpredictable shot noise and cannot be avoided.
+#
+# ## 5. What single numbers hide: distance against the number of images
+#
+# Two sets drawn from the **same** distribution have a true distance of zero. Their
+# measured FD is not zero: it falls as the sets grow, because FD is biased by roughly
+# (feature dimensions) / n. KD is unbiased: it scatters around zero at every n. The same
+# bias inflates every FID reported without its n.
+
+# %%
+n_max = max(study["curve_ns"])
+size = real.shape[1]
+set_a = [simulate(PRESET, size, (SEED, 101, i)).image for i in range(n_max)]
+sims_b = [simulate(PRESET, size, (SEED, 202, i)) for i in range(n_max)]
+set_b = [s.image for s in sims_b]
+set_phys = [render_mask(s.mask, PRESET, (SEED, 303, i)).image for i, s in enumerate(sims_b)]
+pairs = {"real vs real (same distribution)": (set_a, set_b), "real vs physics baseline": (set_a, set_phys)}
+feature_spaces = {"SEM encoder": (encoder, "distance_vs_n.png")}
+inception, inception_status = tables.inception_extractor()
+if inception is None:
+    print(f"FID / KID against n: {inception_status}")
+else:
+    feature_spaces["FID Inception"] = (inception, "fid_vs_n.png")
+all_curves = {}
+for what, (features, file_name) in feature_spaces.items():
+    all_curves[what] = tables.sample_size_study(features, pairs, study["curve_ns"],
+                                                repeats=study["curve_repeats"], seed=SEED)
+    fig = sample_size_figure(all_curves[what], what=what)
+    if OUT is not None:
+        fig.savefig(OUT / file_name, dpi=90)
+    display(fig)
+curves = all_curves["SEM encoder"]
+
+# %% [markdown]
+# Left: FD_sem falls with n for both pairs; the *same-distribution* curve shows the pure
+# bias, which at small n can be as large as a real difference between models. Right: KD_sem
+# of the same-distribution pair stays near zero at every n, while the physics baseline's
+# stays clearly above. With the FID Inception weights in `data/weights/` a second plot shows
+# the same for FID and KID (2048 Inception dimensions: a bias about 8 times that of FD_sem at
+# equal n); without them the line above it says which file is missing.
+
+# %%
+metrics = {"profile": PROFILE, "n_test": len(test_ids), "models": list(fakes),
+           "missing_models": [n for n, g in generators.items() if not g["found"]],
+           "sem_encoder_sha256": encoder.sha256, "sem_encoder": encoder.describe()}
+for model in fakes:
+    for m in ("psnr", "ssim", "ms_ssim", "lpips", "fid", "kid", "fd_sem", "kd_sem", "spectral_distance_db"):
+        metrics[f"{model}/{m}"] = tables.value(results, model, m)
+same = curves["real vs real (same distribution)"]
+metrics["fd_sem_same_distribution_by_n"] = {n: float(np.mean([r["fd"] for r in same if r["n"] == n]))
+                                           for n in sorted({r["n"] for r in same})}
+if OUT is not None:
+    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
+    publish_outputs(RUN_DIR, "30_metric_tables", table=OUT / "metrics.csv", sem_encoder=encoder.path)
+metrics
+
+# %% [markdown]
+# The same table for any two folders of images comes from the shell:
+# `semlab evaluate --real REAL --fake FAKE --paired --fid-inf --out table.csv,table.md,table.tex`
+# (add `--sem-encoder FILE` for FD_sem / KD_sem with the encoder printed above).
