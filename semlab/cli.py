@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -105,7 +106,13 @@ def cmd_run(a) -> int:
     if a.params:
         import yaml
 
-        params = yaml.safe_load(Path(a.params).read_text()) or {}
+        try:
+            params = yaml.safe_load(Path(a.params).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{a.params}: not valid YAML ({exc})") from None
+        if not isinstance(params, dict):
+            raise ValueError(f"{a.params}: the parameters file must be a mapping of NAME: value "
+                             f"(and sections per notebook), got a {type(params).__name__}")
     only = [x.strip() for x in a.only.split(",")] if a.only else None
     res = run_pipeline(a.profile, only=only, params=params, start=a.start, notebooks_dir=a.notebooks,
                        out_root=a.out)
@@ -350,6 +357,17 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"semlab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"semlab {args.command}: error: out of memory (try a smaller --size, --batch-size or --n)",
+              file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as e:
+        print(f"semlab {args.command}: error: a file could not be read as a checkpoint ({e})", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, --out is a file, permission denied, ...: one line naming the file
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"semlab {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

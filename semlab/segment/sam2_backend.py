@@ -63,14 +63,11 @@ def make_random_checkpoint(model_name: str, folder: str | os.PathLike, image_siz
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_sam2_model(model_name, None, image_size)
+    from semlab.io import atomic_write
+
     dst = folder / KNOWN[weights_name].filename
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-    try:
-        torch.save({"model": net.state_dict()}, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(dst, "wb") as f:
+        torch.save({"model": net.state_dict()}, f)
     return dst
 
 

@@ -3,7 +3,6 @@ written atomically (temp file + rename) and read with `torch.load(weights_only=T
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -17,17 +16,13 @@ def checkpoint_path(folder, step: int) -> Path:
 
 
 def atomic_torch_save(obj, dst) -> Path:
-    """torch.save to a temporary name, fsync, rename: never a partial file at `dst`."""
+    """torch.save through `semlab.io.atomic_write` (temp file, fsync, rename): never a
+    partial file at `dst`."""
+    from semlab.io import atomic_write
+
     dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(dst, "wb") as f:
+        torch.save(obj, f)
     return dst
 
 
