@@ -115,7 +115,7 @@ def cmd_run(a) -> int:
                              f"(and sections per notebook), got a {type(params).__name__}")
     only = [x.strip() for x in a.only.split(",")] if a.only else None
     res = run_pipeline(a.profile, only=only, params=params, start=a.start, notebooks_dir=a.notebooks,
-                       out_root=a.out)
+                       out_root=a.out, domain=a.domain, real_dir=a.real)
     print(f"report: {res.run_dir / 'index.html'}")
     return 0 if res.ok else 1
 
@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="start", default=None,
                    help="start at this notebook (number or name); earlier outputs come from the latest run")
     s.add_argument("--params", default=None, help="YAML file of notebook parameters")
+    s.add_argument("--domain", default="sim", choices=["sim", "real", "both"],
+                   help="run domain-aware notebooks on simulated images, real ones, or both (once per domain)")
+    s.add_argument("--real", default=None, help="folder of real SEM images for the real domain (notebook REAL_DIR)")
     s.add_argument("--notebooks", default=None, help="notebooks folder (default: the project's notebooks/)")
     s.add_argument("--out", default=None, help="reports folder (default: reports/ or $SEMLAB_REPORTS)")
     s.set_defaults(fn=cmd_run)

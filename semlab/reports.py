@@ -38,7 +38,7 @@ from semlab.io import write_text_atomic
 from semlab.nbsource import (check_parameters, list_notebooks, notebook_meta, notebooks_dir, parameter_defaults,
                              read_notebook)
 from semlab.paths import project_root, reports_dir
-from semlab.runs import MANIFEST
+from semlab.runs import MANIFEST, step_name
 
 __all__ = [
     "NOTEBOOKS_DIR",
@@ -70,7 +70,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.steps) and all(s["status"] == "ok" for s in self.steps)
+        return bool(self.steps) and all(s["status"] == "ok" or s.get("unsupported") for s in self.steps)
 
     @property
     def run_id(self) -> str:
@@ -325,6 +325,8 @@ def run_pipeline(
     notebooks_dir: str | os.PathLike | None = None,
     timeout: float | None = None,
     start: str | None = None,
+    domain: str = "sim",
+    real_dir: str | os.PathLike | None = None,
 ) -> RunResult:
     """Execute the notebooks in name order into a new ``<out_root>/<run-id>/`` folder.
 
@@ -336,13 +338,32 @@ def run_pipeline(
     ``run_outputs``); a notebook whose ``depends_on`` notebook failed in this run is
     skipped, the others still run. Returns a :class:`RunResult`; ``.ok`` is False if
     any notebook failed or was skipped.
+
+    ``domain`` (``sim``, ``real`` or ``both``) is the domain axis: a notebook whose
+    metadata lists ``semlab.domains`` runs once per requested domain it supports, as the
+    step ``NN_name[domain]`` with the parameters ``DOMAIN`` (and ``REAL_DIR`` from
+    ``real_dir``) when its parameters cell has them; a requested domain it does not
+    support is recorded as skipped with the reason. Other notebooks run once.
     """
+    from semlab.config import load_profile
+
+    load_profile(profile, {"domain": domain})  # an unknown profile or domain fails before anything is made
+    domains = ("sim", "real") if domain == "both" else (domain,)
     books = list_notebooks(notebooks_dir, only, start)
     if not books:
         folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
         raise FileNotFoundError(f"no NN_name.py notebooks in {folder}")
     for nb in books:  # bad parameters fail here, before any run folder exists
         notebook_params(nb, {"PROFILE": profile, "RUN_DIR": ""}, params)
+    steps_todo = []  # (notebook, domain or None, reason it is not run or None)
+    for nb in books:
+        supported = notebook_meta(read_notebook(nb))["domains"]
+        if not supported:
+            steps_todo.append((nb, None, None))
+            continue
+        for d in domains:
+            why = None if d in supported else f"not run: this notebook has no {d}-domain version (it supports {', '.join(supported)})"
+            steps_todo.append((nb, d, why))
     out_root = Path(out_root) if out_root is not None else reports_dir()
     git_hash = git_short_hash()
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -358,6 +379,7 @@ def run_pipeline(
         "status": "running",
         "params": dict(params or {}),
         "notebooks": [p.stem for p in books],
+        "domain": domain,
     }
     all_books = list_notebooks(notebooks_dir)
     inherited_from, outputs = (None, {})
@@ -369,6 +391,8 @@ def run_pipeline(
     meta["inherited_from"] = inherited_from
     base_params = {k: v for k, v in (params or {}).items() if k not in ("PROFILE", "RUN_DIR")}
     base_params.update(PROFILE=profile, RUN_DIR=str(run_dir.resolve()))
+    if real_dir:
+        base_params["REAL_DIR"] = str(real_dir)
 
     def publish(status: str) -> None:
         meta["status"] = status
@@ -378,25 +402,33 @@ def run_pipeline(
         write_reports_index(out_root)
 
     publish("running")
-    for nb in books:
-        name = nb.stem
+    for nb, dom, why_not in steps_todo:
+        name = step_name(nb.stem, dom)
         (run_dir / name).mkdir(exist_ok=True)
         nb_out = run_dir / f"{name}.ipynb"
-        step: dict[str, Any] = {"name": name, "status": "running", "seconds": 0.0, "html": None,
-                                "ipynb": None, "metrics": None, "error": None}
+        step: dict[str, Any] = {"name": name, "notebook": nb.stem, "domain": dom, "status": "running",
+                                "seconds": 0.0, "html": None, "ipynb": None, "metrics": None, "error": None}
         t0 = time.perf_counter()
         bad = [s["name"] for s in result.steps if s["status"] in ("failed", "skipped")
-               and any(s["name"] == d or s["name"].startswith(d) for d in notebook_depends_on(nb))]
-        if bad:
+               and s.get("domain") in (None, dom)
+               and any(s["notebook"] == d or s["notebook"].startswith(d) for d in notebook_depends_on(nb))]
+        if why_not or bad:
             step["status"] = "skipped"
-            step["error"] = {"ename": "Skipped", "evalue": f"not run: it depends on {', '.join(bad)}, which did not succeed",
-                             "traceback": ""}
+            step["unsupported"] = bool(why_not)
+            reason = why_not or f"not run: it depends on {', '.join(bad)}, which did not succeed"
+            step["error"] = {"ename": "Skipped", "evalue": reason, "traceback": ""}
             result.steps.append(step)
-            print(f"{name:<32} {'skipped':<7} {0.0:8.1f} s   (depends on {', '.join(bad)})", flush=True)
+            print(f"{name:<32} {'skipped':<7} {0.0:8.1f} s   ({reason.removeprefix('not run: ')})", flush=True)
             publish("running")
             continue
         try:
-            _execute(read_notebook(nb), nb_out, notebook_params(nb, base_params, params), nb.parent, timeout)
+            nb_params = notebook_params(nb, base_params, params)
+            defaults = parameter_defaults(read_notebook(nb), nb.name)
+            if dom is not None and "DOMAIN" in defaults:
+                nb_params["DOMAIN"] = dom
+            if "REAL_DIR" in base_params and "REAL_DIR" in defaults:
+                nb_params.setdefault("REAL_DIR", base_params["REAL_DIR"])
+            _execute(read_notebook(nb), nb_out, nb_params, nb.parent, timeout)
             step["status"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure is recorded; the next notebook still runs
             step["status"] = "failed"

@@ -293,3 +293,47 @@ def test_parameters_are_typed_against_the_notebooks_defaults(tmp_path):
     with pytest.raises(ValueError, match="parameter X must be int"):  # a global entry is typed too
         reports.run_pipeline("smoke", out_root=tmp_path / "reports", notebooks_dir=nbs, params={"X": [1]})
     assert not (tmp_path / "reports").exists()
+
+
+DOMAIN_BODY = """
+import json
+from pathlib import Path
+out = Path(RUN_DIR) / f"20_train[{DOMAIN}]"
+out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps({"domain": DOMAIN, "real_dir": REAL_DIR}))
+"""
+
+
+def _domain_notebook(path: Path, domains):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('PROFILE = "cpu"\nRUN_DIR = ""\nDOMAIN = "sim"\nREAL_DIR = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# d"), params, nbformat.v4.new_code_cell(DOMAIN_BODY)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["semlab"] = {"domains": list(domains)}
+    nb.metadata["jupytext"] = {"notebook_metadata_filter": "semlab,kernelspec"}
+    jupytext.write(nb, str(path), fmt="py:percent")
+
+
+@pytest.mark.slow
+def test_domain_aware_notebooks_run_once_per_domain(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _domain_notebook(nbs / "20_train.py", ["sim", "real"])
+    _domain_notebook(nbs / "40_detect.py", ["sim"])
+    _notebook(nbs / "00_plain.py", "print('once')")
+    res = reports.run_pipeline("smoke", out_root=tmp_path / "r", notebooks_dir=nbs, domain="both",
+                               real_dir="/my/sem")
+    steps = {s["name"]: s for s in res.steps}
+    assert list(steps) == ["00_plain", "20_train[sim]", "20_train[real]", "40_detect[sim]", "40_detect[real]"]
+    assert json.loads((res.run_dir / "20_train[real]" / "metrics.json").read_text()) == {
+        "domain": "real", "real_dir": "/my/sem"}
+    assert json.loads((res.run_dir / "20_train[sim]" / "metrics.json").read_text())["domain"] == "sim"
+    assert steps["40_detect[real]"]["status"] == "skipped" and "no real-domain version" in steps["40_detect[real]"]["error"]["evalue"]
+    assert res.ok  # an unsupported domain is reported, not a failure
+    assert (res.run_dir / "20_train[real].html").is_file()
+    with pytest.raises(ValueError, match="unknown domain"):
+        reports.run_pipeline("smoke", out_root=tmp_path / "r2", notebooks_dir=nbs, domain="mars")
+    with pytest.raises(KeyError, match="unknown profile"):
+        reports.run_pipeline("bogus", out_root=tmp_path / "r3", notebooks_dir=nbs)
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
