@@ -63,23 +63,19 @@ _TEST_SET_SHORT = {"cv": "{k}-fold CV", "low_dose": "low dose", "blur": "more bl
 # metrics in table order (nm, except IoU); see semlab.contours.metrics
 KEYS = ("epe_mean_abs", "epe_mean", "epe_3sigma", "hausdorff95", "iou", "cd_bias")
 
-PROFILES: dict[str, dict[str, Any]] = {
-    # seconds: tests and CI
-    "smoke": {"size": 64, "n_per_preset": 4, "folds": 2, "n_val": 2, "ood_n": 2, "ood_variants": ("low_dose", "blur"),
-              "sam2_image_size": 512, "sam2_steps": 1, "sam2_epochs": 1, "sam2_max_prompts": 4, "n_boot": 200,
-              "sweep": tuple(np.round(np.linspace(0.0, 1.0, 11), 3)), "real_tile": 128, "real_tiles": 1,
-              "gallery": 2},
-    # the paper's 60 images and 5 folds at 256 px; about a minute without SAM2 weights
-    "cpu": {"size": 256, "n_per_preset": 30, "folds": 5, "n_val": 8, "ood_n": 20, "ood_variants": tuple(OOD_VARIANTS),
-            "sam2_image_size": 512, "sam2_steps": 10, "sam2_epochs": 30, "sam2_max_prompts": 8, "n_boot": 1000,
-            "sweep": tuple(np.round(np.linspace(0.0, 1.0, 21), 3)), "real_tile": 512, "real_tiles": 2,
-            "gallery": 4},
-    # the paper's scale: 512 px images, SAM2 at 1024, fine-tuning to early stopping (a GPU)
-    "full": {"size": 512, "n_per_preset": 30, "folds": 5, "n_val": 8, "ood_n": 60, "ood_variants": tuple(OOD_VARIANTS),
-             "sam2_image_size": 1024, "sam2_steps": None, "sam2_epochs": 30, "sam2_max_prompts": 16,
-             "sam2_bf16": False, "n_boot": 2000, "sweep": tuple(np.round(np.linspace(0.0, 1.0, 41), 3)),
-             "real_tile": 1024, "real_tiles": 4, "gallery": 6},
-}
+def _segsem_settings(name: str) -> dict[str, Any]:
+    """The experiment's settings of a profile, from `semlab.config` (the one place they
+    live); the threshold sweep is `sweep_points` values from 0 to 1."""
+    import dataclasses
+
+    from semlab.config import load_profile
+
+    d = dataclasses.asdict(load_profile(name).segsem)
+    d["sweep"] = tuple(np.round(np.linspace(0.0, 1.0, d.pop("sweep_points")), 3))
+    return d
+
+
+PROFILES: dict[str, dict[str, Any]] = {name: _segsem_settings(name) for name in ("smoke", "cpu", "full")}
 
 
 def test_set_label(name: str, folds: int = 5, short: bool = False) -> str:

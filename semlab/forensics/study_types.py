@@ -59,26 +59,22 @@ BANDS = ((0.0, 0.125), (0.125, 0.25), (0.25, 0.5), (0.5, 0.75))
 #   CPU the ngf-64 transposed U-Net was ~10-25x slower per step than ngf 32);
 # - saliency: methods by cost (integrated gradients ~40x saliency; occlusion more),
 #   examples per model, images per class for region enrichment and spectra.
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"splits": ("train", "val", "test"), "max_pairs": None, "n_splits": 3, "epochs": 3, "crop": None,
-              "detectors": ("small_cnn",), "detector_kwargs": {"width": 8, "depth": 3}, "batch_size": 16,
-              "lr": 3e-3, "n_boot": 500, "upsample_epochs": 1, "upsample_epochs_decay": 0, "upsample_batch": 4,
-              "upsample_ngf": 16, "upsample_precision": "bf16",
-              "saliency_methods": ("saliency", "layer_gradcam"), "ig_steps": 8, "n_correct": 2, "n_wrong": 2,
-              "n_attr_per_class": 12, "peak_threshold": 6.0},
-    "cpu": {"splits": ("val", "test"), "max_pairs": None, "n_splits": 5, "epochs": 10, "crop": 64,
-            "detectors": ("small_cnn",), "detector_kwargs": {}, "batch_size": 32, "lr": 3e-3, "n_boot": 2000,
-            "upsample_epochs": 2, "upsample_epochs_decay": 2, "upsample_batch": 8, "upsample_ngf": 32,
-            "upsample_precision": "bf16",
-            "saliency_methods": ("saliency", "integrated_gradients", "layer_gradcam"), "ig_steps": 16,
-            "n_correct": 2, "n_wrong": 2, "n_attr_per_class": 48, "peak_threshold": 6.0},
-    "full": {"splits": ("test",), "max_pairs": None, "n_splits": 5, "epochs": 15, "crop": None,
-             "detectors": ("small_cnn", "resnet18"), "detector_kwargs": {}, "batch_size": 32, "lr": 3e-3,
-             "n_boot": 2000, "upsample_epochs": 20, "upsample_epochs_decay": 20, "upsample_batch": 8,
-             "upsample_ngf": 64, "upsample_precision": "bf16",
-             "saliency_methods": ("saliency", "integrated_gradients", "smoothgrad", "layer_gradcam"),
-             "ig_steps": 50, "n_correct": 3, "n_wrong": 3, "n_attr_per_class": 200, "peak_threshold": 6.0},
-}
+def _forensics_settings(name: str) -> dict[str, Any]:
+    """Notebook 40's settings of a profile, flat, from `semlab.config` (the one place they
+    live): the detector's training settings beside the study's own."""
+    import dataclasses
+
+    from semlab.config import load_profile
+
+    f = load_profile(name).forensics
+    out = {k.name: getattr(f, k.name) for k in dataclasses.fields(f) if k.name != "detector"}
+    det = f.detector
+    out.update({k.name: getattr(det, k.name) for k in dataclasses.fields(det)})
+    out["detector_kwargs"] = dict(det.detector_kwargs)
+    return out
+
+
+PROFILES: dict[str, dict[str, Any]] = {name: _forensics_settings(name) for name in ("smoke", "cpu", "full")}
 
 
 def study_settings(profile: str, **overrides: Any) -> dict[str, Any]:

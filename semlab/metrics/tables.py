@@ -15,16 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-PROFILES = {
-    # n_eval: test images scored per model (None: the whole test split);
-    # curve_ns / curve_repeats: the sample-size study; sem_*: the SEM encoder
-    "smoke": {"n_eval": None, "curve_ns": [10, 20, 40], "curve_repeats": 2, "sem_train": 24, "sem_steps": 10,
-              "sem_width": 8, "n_boot": 100},
-    "cpu": {"n_eval": None, "curve_ns": [50, 100, 200, 500, 1000], "curve_repeats": 3, "sem_train": 300,
-            "sem_steps": 200, "sem_width": 16, "n_boot": 400},
-    "full": {"n_eval": None, "curve_ns": [100, 200, 500, 1000, 2000, 5000], "curve_repeats": 5, "sem_train": 2000,
-             "sem_steps": 1000, "sem_width": 16, "n_boot": 1000},
-}
+def _tables_settings(name: str) -> dict:
+    """Notebook 30's settings of a profile, from `semlab.config` (the one place they live)."""
+    import dataclasses
+
+    from semlab.config import load_profile
+
+    t = dataclasses.asdict(load_profile(name).tables)
+    return {**t, "curve_ns": list(t["curve_ns"])}
+
+
+PROFILES = {name: _tables_settings(name) for name in ("smoke", "cpu", "full")}
 
 UPPER_BOUND = "noise-free image (upper bound)"
 PHYSICS = "simulator (physics baseline)"
