@@ -9,16 +9,38 @@ import argparse
 import json
 import pickle
 import sys
+
+from semlab.argtypes import non_negative_int, positive_int, size_px
 from pathlib import Path
 
 
 def _splits(text: str | None) -> dict | None:
     if not text:
         return None
-    parts = [float(x) for x in text.split(",")]
-    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
-        raise argparse.ArgumentTypeError("--splits takes three non-negative fractions train,val,test")
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or any(not (p >= 0) for p in parts) or sum(parts) <= 0:
+        raise ValueError(f"--splits takes three non-negative fractions train,val,test (e.g. 0.8,0.1,0.1), got {text!r}")
     return dict(zip(("train", "val", "test"), parts))
+
+
+def _typed(cls, overrides: dict) -> dict:
+    """`--set` values checked against the types of the dataclass `cls`'s defaults (an int
+    for a float is fine; a None default takes anything), naming the option."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for k, v in overrides.items():
+        d = defaults.get(k, dataclasses.MISSING)
+        if d is dataclasses.MISSING or d is None or v is None:
+            continue
+        ok = (isinstance(v, bool) == isinstance(d, bool)) and (
+            isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)))
+        if not ok:
+            raise ValueError(f"--set {k}={v!r}: {k} must be {type(d).__name__} like its default {d!r}")
+    return overrides
 
 
 def _overrides(items: list[str]) -> dict:
@@ -133,7 +155,7 @@ def cmd_train(a) -> int:
             opts[k] = v
     if a.channels_last:
         opts["channels_last"] = True
-    opts.update(_overrides(a.set))
+    opts.update(_typed(TrainConfig, _overrides(a.set)))
     cfg = TrainConfig.from_dict(opts)
     res = train_maybe_distributed(cfg, progress=not a.quiet)
     if res is not None:
@@ -150,8 +172,12 @@ def cmd_generate(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from semlab.metrics.evaluate import evaluate, read_folder, to_markdown, write_table
+    from semlab.metrics.evaluate import SET_METRICS, evaluate, read_folder, to_markdown, write_table
 
+    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else None
+    unknown = sorted(set(metrics or []) - set(SET_METRICS))
+    if unknown or metrics == []:
+        raise ValueError(f"--metrics: unknown metric(s) {unknown}; valid: {', '.join(SET_METRICS)}")
     real_ids, real = read_folder(a.real)
     fake_ids, fake = read_folder(a.fake)
     if a.paired:  # pairs by file name
@@ -160,7 +186,6 @@ def cmd_evaluate(a) -> int:
             raise ValueError(f"--paired: no file names in common between {a.real} and {a.fake}")
         ri, fi = {k: i for i, k in enumerate(real_ids)}, {k: i for i, k in enumerate(fake_ids)}
         real, fake = [real[ri[k]] for k in common], [fake[fi[k]] for k in common]
-    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else None
     kw = {"metrics": metrics} if metrics else {}
     if a.sem_encoder:
         from semlab.metrics.sem_encoder import load_sem_encoder
@@ -214,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="write a simulated paired dataset (resumable)")
     s.add_argument("--preset", default="ic-metal", help="ic-metal, line-space, contacts, comb")
-    s.add_argument("--n", type=int, default=2000)
-    s.add_argument("--size", type=int, default=256)
+    s.add_argument("--n", type=positive_int, default=2000)
+    s.add_argument("--size", type=size_px, default=256)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--pixel-nm", type=float, default=None, help="pixel size (default: preset field of view / size)")
     s.add_argument("--splits", default=None, help="train,val,test fractions (default 0.8,0.1,0.1)")
@@ -227,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import-images", help="build an unlabeled dataset from real SEM images")
     s.add_argument("src")
     s.add_argument("--out", required=True)
-    s.add_argument("--tile", type=int, default=None)
+    s.add_argument("--tile", type=size_px, default=None)
     s.add_argument("--overlap", type=int, default=0)
     s.add_argument("--crop-databar", default="auto", help="auto, none, or rows to keep")
     s.add_argument("--seed", type=int, default=0)
@@ -262,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", default=None, help="i/n: process the i-th of n shards (0-based)")
     s.add_argument("--merge", action="store_true", help="merge the shard manifests of DATASET (an output folder)")
     s.add_argument("--no-fallback", action="store_true", help="fail if SAM2 weights are missing instead of using classical")
-    s.add_argument("--limit", type=int, default=None, help="only the first N items (preview)")
+    s.add_argument("--limit", type=positive_int, default=None, help="only the first N items (preview)")
     s.add_argument("--classes", default=None, help="canonical classes to use, e.g. background,pattern,defect")
     s.add_argument("--polarity", default=None, choices=["bright", "dark"], help="is the pattern bright or dark")
     s.add_argument("--edge-offset-px", type=float, default=None, help="move pattern edges inwards by this (px)")
@@ -284,9 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset", help="a labelled semlab dataset (images/ + masks/)")
     s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, generator.pt)")
     s.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"])
-    s.add_argument("--epochs", dest="n_epochs", type=int, default=None, help="epochs at the full learning rate")
+    s.add_argument("--epochs", dest="n_epochs", type=non_negative_int, default=None, help="epochs at the full learning rate")
     s.add_argument("--epochs-decay", dest="n_epochs_decay", type=int, default=None, help="epochs of linear decay")
-    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--batch-size", type=positive_int, default=1)
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--netG", default=None, help="unet, resnet_6blocks, resnet_9blocks")
@@ -297,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lambda-identity", type=float, default=None)
     s.add_argument("--lambda-fm", type=float, default=None)
     s.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
-    s.add_argument("--max-steps", type=int, default=None)
+    s.add_argument("--max-steps", type=positive_int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any TrainConfig field")
     s.add_argument("--quiet", action="store_true")
@@ -332,14 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json")
     s.add_argument("name", help="simulate | segment | train | metrics | segsem")
     s.add_argument("--preset", default="ic-metal", help="simulate: layout preset")
-    s.add_argument("--size", type=int, default=None, help="image size (simulate 256, segment 512)")
-    s.add_argument("--n", type=int, default=None, help="images (simulate 500, segment: classical 10, sam2 2)")
+    s.add_argument("--size", type=size_px, default=None, help="image size (simulate 256, segment 512)")
+    s.add_argument("--n", type=positive_int, default=None, help="images (simulate 500, segment: classical 10, sam2 2)")
     s.add_argument("--write", action="store_true", help="simulate: also time writing a dataset to disk")
     s.add_argument("--backend", default="classical", choices=["classical", "sam2"], help="segment: backend")
     s.add_argument("--points-per-side", default=None, help="segment sam2: e.g. 16,32 (default both)")
     s.add_argument("--image-size", type=int, default=None, help="segment sam2: model input 1024 or 512")
     s.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"], help="train: which model")
-    s.add_argument("--batch-size", type=int, default=1, help="train: batch size")
+    s.add_argument("--batch-size", type=positive_int, default=1, help="train: batch size")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="train: fp32 or bf16 autocast; metrics: the Inception's precision")
     s.add_argument("--steps", type=int, default=10, help="train: timed steps")

@@ -50,3 +50,33 @@ def test_os_memory_and_unpickling_errors_become_one_line(monkeypatch, capsys, ex
         action.choices["simulate"].set_defaults(fn=boom)
     code, err = _run(capsys, ["simulate", "--preset", "line-space", "--n", "1", "--out", "/tmp/never"])
     assert code == 2 and needle in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["simulate", "--n", "-5", "--out", "X"], "--n: -5 is out of range"),
+    (["simulate", "--size", "0", "--out", "X"], "--size: 0 is out of range"),
+    (["simulate", "--size", "100000", "--out", "X"], "at most 8192"),
+    (["train", "DS", "--out", "X", "--batch-size", "0"], "--batch-size: 0 is out of range"),
+    (["segment", "DS", "--limit", "-1"], "--limit: -1 is out of range"),
+])
+def test_numbers_are_checked_when_parsed(tmp_path, capsys, argv, needle):
+    """Argument validation (issue 15 item 14): refused by argparse (exit 2, one error
+    line) before anything is written."""
+    argv = [str(tmp_path / a) if a in ("X", "DS") else a for a in argv]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err and "Traceback" not in err
+    assert not (tmp_path / "X").exists()
+
+
+def test_splits_set_and_metrics_are_validated(tmp_path, capsys):
+    code, err = _run(capsys, ["simulate", "--preset", "line-space", "--n", "2", "--size", "32", "--splits", "1,0",
+                              "--out", str(tmp_path / "ds")])
+    assert code == 2 and "--splits takes three" in err and not (tmp_path / "ds").exists()
+    code, err = _run(capsys, ["train", str(tmp_path / "nods"), "--out", str(tmp_path / "t"), "--set", "lr=abc"])
+    assert code == 2 and "--set lr='abc': lr must be float" in err
+    real = tmp_path / "real"
+    real.mkdir()
+    code, err = _run(capsys, ["evaluate", "--real", str(real), "--fake", str(real), "--metrics", "psnr,fidd"])
+    assert code == 2 and "unknown metric(s) ['fidd']" in err and "valid: fid" in err

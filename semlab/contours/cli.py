@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from semlab.argtypes import positive_int
+
 __all__ = ["add_parser", "cmd_train", "cmd_predict", "cmd_evaluate", "FORMATS"]
 
 FORMATS = ("csv", "json", "gds")
@@ -298,7 +300,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="what trains: encoder (SegSEM, default), decoder, full, lora")
     s.add_argument("--out", required=True, help="run folder: checkpoints/, history.json, <model>.pt")
     s.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps")
-    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--epochs", type=positive_int, default=30)
     s.add_argument("--patience", type=int, default=5, help="epochs without a better validation loss")
     s.add_argument("--max-prompts", type=int, default=16, help="structures per image per step")
     s.add_argument("--lr", type=float, default=None, help="learning rate (default per mode)")
@@ -322,8 +324,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", help="split to evaluate (train, val, test or all; default test)")
     s.add_argument("--calibrate", type=int, default=12,
                    help="calibrate the fallback's edge offset on this many train images first (0: off)")
-    s.add_argument("--limit", type=int, default=None, help="only the first N images")
-    s.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CIs")
+    s.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
+    s.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples for the CIs")
     s.add_argument("--out", default=None, help="table file(s), .md or .csv, comma-separated (never overwritten)")
     _hybrid_options(s)
     s.set_defaults(fn=cmd_evaluate)
