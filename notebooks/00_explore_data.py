@@ -41,8 +41,8 @@ from IPython.display import display
 
 from semlab.config import profile_settings
 from semlab.data.simulate import effect_ladder, simulate
-from semlab.data.sources import crop_databar, list_images, tile_image
-from semlab.io import read_image, read_image_meta, write_json_atomic
+from semlab.data.sources import RealSample, sample_real_tiles
+from semlab.io import write_json_atomic
 from semlab.metrics.spectral import mean_radial_spectrum, noise_sigma_estimate, spectral_slope
 from semlab.paths import shared_real_dir
 from semlab.viz import effect_ladder_figure, label_legend_figure, real_vs_sim_figure, sample_grid
@@ -117,24 +117,15 @@ fig
 
 # %%
 real_dir = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
-real, real_px = {}, {}
 if real_dir is None or not Path(real_dir).is_dir():
     print(f"No real SEM folder found ({REAL_DIR or '../shared/data/real_sem'}): the real side is skipped.")
+    sample = RealSample()
 else:
-    for path in list_images(real_dir):
-        group = path.parent.name if path.parent != Path(real_dir) else Path(real_dir).name
-        raw = read_image(path)
-        px_nm = read_image_meta(path).get("pixel_size_nm")
-        if px_nm:
-            real_px.setdefault(group, px_nm)
-        img, bar_row = crop_databar(raw, mode="auto")
-        if min(img.shape) < SIZE:
-            print(f"skip {path.name}: {img.shape} is smaller than one {SIZE}-px tile")
-            continue
-        tiles = tile_image(img, SIZE)
-        picked = [t for _, _, t in tiles[:: max(1, len(tiles) // 3)]][:3]
-        real.setdefault(group, []).extend(np.ascontiguousarray(t, dtype=np.float32) for t in picked)
-        print(f"{group}/{path.name}: {raw.shape} -> data bar at row {bar_row}, {len(tiles)} tiles, kept {len(picked)}")
+    sample = sample_real_tiles(real_dir, SIZE, per_frame=3)
+    print("\n".join(sample.log))
+real, real_px = sample.tiles, sample.pixel_nm
+
+# %%
 # line-space is simulated at the DSA images' own pixel size (from their TIFF tags), so both
 # sides show the same nm per pixel; ic-metal keeps its preset field of view.
 dsa_px = real_px.get("dsa_lines")

@@ -133,7 +133,7 @@ def test_pyflakes_clean():
 # Code cells still over the limit, per notebook (a ratchet: the count may only fall; the
 # architecture issue moves their loops into semlab). A new long cell, or a def, fails.
 MAX_CELL_LINES = 15
-LONG_CELLS_LEFT = {"00_explore_data": 3, "10_make_dataset": 3, "20_train_pix2pix": 2, "21_train_cyclegan": 2,
+LONG_CELLS_LEFT = {"00_explore_data": 2, "10_make_dataset": 3, "20_train_pix2pix": 2, "21_train_cyclegan": 2,
                    "30_metric_tables": 2, "40_real_vs_fake": 1, "50_segsem_contours": 3}
 
 

@@ -136,3 +136,25 @@ def test_tiling_counts_and_errors():
         S.tile_image(img, 16, 16)
     with pytest.raises(ValueError):
         S.untile([(0, 0, np.zeros((10, 10)))], (20, 20))
+
+
+def test_sample_real_tiles_keeps_evenly_spaced_tiles_and_logs_bad_frames(tmp_path):
+    from PIL import Image
+
+    from semlab.data.sources import sample_real_tiles, tile_image
+
+    rng = np.random.default_rng(0)
+    grp = tmp_path / "lines"
+    grp.mkdir()
+    frame = (rng.random((96, 128)) * 255).astype(np.uint8)
+    Image.fromarray(frame).save(grp / "a.png")
+    Image.fromarray(frame[:20, :20]).save(grp / "small.png")
+    (grp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    s = sample_real_tiles(tmp_path, 32, per_frame=3)
+    expect = tile_image(frame.astype(np.float32) / 255, 32)  # 3 x 4 = 12 tiles: every 4th, three of them
+    assert len(expect) == 12 and list(s.tiles) == ["lines"] and len(s.tiles["lines"]) == 3
+    for got, (_, _, want) in zip(s.tiles["lines"], expect[::4]):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    text = "\n".join(s.log)
+    assert "small.png" in text and "smaller than one 32-px tile" in text
+    assert "broken.png" in text and "unreadable" in text

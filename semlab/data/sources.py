@@ -5,6 +5,7 @@ Works for plain folders and for the MIIC layout (`Anomaly_train/*.jpg` ...).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -200,3 +201,44 @@ def untile(tiles: Sequence[tuple[int, int, np.ndarray]], shape) -> np.ndarray:
         raise ValueError(f"{rows.size} pixels not covered by any tile, first at ({rows[0]}, {cols[0]})")
     cnt_b = cnt.reshape(cnt.shape + (1,) * (len(shape) - 2))
     return (acc / cnt_b).astype(np.float32)
+
+
+@dataclass
+class RealSample:
+    """Tiles sampled from a folder of real SEM frames: `tiles` {group: [tile, ...]} (group:
+    the frame's subfolder), `pixel_nm` {group: nm per px from the first tagged frame},
+    `log` one line per frame (what was cropped, tiled, kept or skipped and why)."""
+
+    tiles: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    pixel_nm: dict[str, float] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+
+def sample_real_tiles(folder, size: int, per_frame: int = 3) -> RealSample:
+    """Up to `per_frame` evenly spaced `size`-px tiles of every image under `folder`,
+    after cropping a burned-in data bar; frames smaller than one tile are skipped (and
+    logged), as is an unreadable frame: one bad file does not stop the sample."""
+    from semlab.io import read_image, read_image_meta
+
+    folder = Path(folder)
+    out = RealSample()
+    for path in list_images(folder):
+        group = path.parent.name if path.parent != folder else folder.name
+        try:
+            raw = read_image(path)
+            px_nm = read_image_meta(path).get("pixel_size_nm")
+        except (OSError, ValueError) as exc:
+            out.log.append(f"skip {path.name}: unreadable ({exc})")
+            continue
+        if px_nm:
+            out.pixel_nm.setdefault(group, px_nm)
+        img, bar_row = crop_databar(raw, mode="auto")
+        if min(img.shape) < size:
+            out.log.append(f"skip {path.name}: {img.shape} is smaller than one {size}-px tile")
+            continue
+        tiles = tile_image(img, size)
+        picked = [t for _, _, t in tiles[:: max(1, len(tiles) // per_frame)]][:per_frame]
+        out.tiles.setdefault(group, []).extend(np.ascontiguousarray(t, dtype=np.float32) for t in picked)
+        out.log.append(f"{group}/{path.name}: {raw.shape} -> data bar at row {bar_row}, {len(tiles)} tiles, "
+                       f"kept {len(picked)}")
+    return out
