@@ -46,13 +46,12 @@ from semlab.io import write_json_atomic
 from semlab.metrics.spectral import mean_radial_spectrum, noise_sigma_estimate, spectral_slope
 from semlab.paths import shared_real_dir
 from semlab.viz import effect_ladder_figure, label_legend_figure, real_vs_sim_figure, sample_grid
-from semlab.runs import save_figure
+from semlab.runs import notebook_out, save_figure
 
+# %%
 settings = profile_settings(PROFILE)
 SIZE, N_SHOW = settings["size"], settings["n_show"]
-OUT = Path(RUN_DIR) / "00_explore_data" if RUN_DIR else None
-if OUT is not None:
-    OUT.mkdir(parents=True, exist_ok=True)
+OUT = notebook_out(RUN_DIR, "00_explore_data")  # None without a run: nothing is saved
 print(f"profile {PROFILE!r}: {SIZE} px images, {N_SHOW} samples per preset, seed {SEED}")
 
 # %% [markdown]

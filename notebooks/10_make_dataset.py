@@ -58,7 +58,7 @@ from semlab.data.sources import crop_databar, list_images, tile_image
 from semlab.io import read_image, write_json_atomic
 from semlab.painter import MaskPainter
 from semlab.paths import shared_real_dir
-from semlab.runs import publish_outputs, save_figure
+from semlab.runs import notebook_out, publish_outputs, save_figure
 from semlab.segment.canonical import CanonicalRules
 from semlab.segment.evaluate import calibrate_on_dataset, score_against_truth
 from semlab.segment.pipeline import make_segmenter_with_fallback, read_regions, segment_dataset, segment_image
@@ -66,11 +66,10 @@ from semlab.textfmt import md_code
 from semlab.viz import (calibration_figure, class_balance_figure, label_legend_figure,
                         segmentation_grid, worst_cases_figure)
 
+# %%
 settings = profile_settings(PROFILE)
 N_SHOW = min(settings["n_show"], 6)
-OUT = Path(RUN_DIR) / "10_make_dataset" if RUN_DIR else None
-if OUT is not None:
-    OUT.mkdir(parents=True, exist_ok=True)
+OUT = notebook_out(RUN_DIR, "10_make_dataset")  # None without a run: nothing is saved
 source = Path(SOURCE) if SOURCE else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
 src = load_dataset(source)
 has_truth = src.labeled

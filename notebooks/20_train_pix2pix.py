@@ -57,14 +57,14 @@ from semlab.config import profile_settings
 from semlab.data.datasets import load_dataset, make_default_dataset
 from semlab.io import write_json_atomic
 from semlab.metrics.pixel import ci_table, format_ci_table, paired_scores
-from semlab.runs import standalone_dir, save_figure
-from semlab.runs import publish_outputs
+from semlab.runs import publish_outputs, save_figure, standalone_dir
 from semlab.train import TrainConfig, train
 from semlab.train.data import steps_per_epoch
 from semlab.train.generate import Generator
 from semlab.viz.preview import EpochPreview
 from semlab.viz.training import loss_curves, translation_grid
 
+# %%
 settings = profile_settings(PROFILE)
 N_SHOW = min(settings["n_show"], 6)
 OUT = Path(RUN_DIR) / "20_train_pix2pix" if RUN_DIR else None

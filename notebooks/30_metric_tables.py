@@ -61,17 +61,16 @@ from semlab.metrics import tables
 from semlab.metrics.evaluate import comparison_table
 from semlab.metrics.sem_encoder import EncoderConfig, cached_sem_encoder
 from semlab.paths import data_dir
-from semlab.runs import publish_outputs, save_figure
+from semlab.runs import notebook_out, publish_outputs, save_figure
 from semlab.textfmt import md_code, md_escape
 from semlab.viz.metrics import (metric_distributions_figure, model_gallery_figure, sample_size_figure,
                                 worst_pairs_figure)
 from semlab.weights import status
 
+# %%
 settings = profile_settings(PROFILE)
 study = tables.profile_settings(PROFILE)
-OUT = Path(RUN_DIR) / "30_metric_tables" if RUN_DIR else None
-if OUT is not None:
-    OUT.mkdir(parents=True, exist_ok=True)
+OUT = notebook_out(RUN_DIR, "30_metric_tables")  # None without a run: nothing is saved
 source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
 ds = load_dataset(source)
 test_ids = ds.split("test")[:N_EVAL or study["n_eval"] or None]

@@ -43,14 +43,12 @@ MAX_PAIRS = None
 # %%
 # %matplotlib inline
 import time
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
 from semlab.forensics import study
 from semlab.io import write_json_atomic
-from semlab.runs import standalone_dir, save_figure
-from semlab.runs import publish_outputs
+from semlab.runs import notebook_out, publish_outputs, save_figure, standalone_dir
 from semlab.textfmt import md_code, md_escape
 from semlab.viz.forensics import (confusion_matrices_figure, detector_metrics_figure, fake_sets_figure,
                                   radial_spectra_figure, roc_curves_figure, spectral_peaks_figure,
@@ -58,11 +56,10 @@ from semlab.viz.forensics import (confusion_matrices_figure, detector_metrics_fi
 from semlab.viz.saliency import attribution_spectrum_figure, region_enrichment_figure, saliency_gallery
 from semlab.viz.training import loss_curves
 
+# %%
 T0 = time.perf_counter()
 settings = study.study_settings(PROFILE, max_pairs=MAX_PAIRS)
-OUT = Path(RUN_DIR) / "40_real_vs_fake" if RUN_DIR else None
-if OUT is not None:
-    OUT.mkdir(parents=True, exist_ok=True)
+OUT = notebook_out(RUN_DIR, "40_real_vs_fake")  # None without a run: nothing is saved
 dataset, dataset_note = study.resolve_dataset(RUN_DIR, DATASET, preset=PRESET, profile=PROFILE, seed=SEED)
 generators, missing = study.find_generators(RUN_DIR, PROFILE)
 print(f"profile {PROFILE!r}, dataset {dataset} ({dataset_note})")

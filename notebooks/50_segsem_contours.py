@@ -54,17 +54,16 @@ from semlab.contours.experiment import (METHOD_LABELS, build_items, default_expe
 from semlab.contours.hybrid import HybridExtractor, sam2_unavailable_reason
 from semlab.io import write_json_atomic
 from semlab.paths import shared_real_dir
-from semlab.runs import publish_outputs, save_figure
+from semlab.runs import notebook_out, publish_outputs, save_figure
 from semlab.viz import sample_grid
 from semlab.viz.contours import (contour_gallery_figure, contour_overlay_figure, epe_distribution_figure,
                                  line_statistics_figure)
 from semlab.viz.segsem import fallback_sweep_figure, method_ci_figure
 
+# %%
 config = experiment_config(PROFILE, seed=SEED, sam2_model=SAM2_MODEL, sam2_checkpoint=SAM2_CHECKPOINT or None,
                            sam2_steps=SAM2_STEPS)
-OUT = Path(RUN_DIR) / "50_segsem_contours" if RUN_DIR else None
-if OUT is not None:
-    OUT.mkdir(parents=True, exist_ok=True)
+OUT = notebook_out(RUN_DIR, "50_segsem_contours")  # None without a run: nothing is saved
 EXP_DIR = OUT / "experiment" if OUT is not None else default_experiment_dir(config)
 SAM2_REASON = sam2_unavailable_reason(SAM2_MODEL, SAM2_CHECKPOINT or None)
 print(f"profile {PROFILE!r}: {config.n_per_preset} images x {len(config.presets)} presets ({', '.join(config.presets)}) "

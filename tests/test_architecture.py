@@ -133,8 +133,8 @@ def test_pyflakes_clean():
 # Code cells still over the limit, per notebook (a ratchet: the count may only fall; the
 # architecture issue moves their loops into semlab). A new long cell, or a def, fails.
 MAX_CELL_LINES = 15
-LONG_CELLS_LEFT = {"00_explore_data": 2, "10_make_dataset": 3, "20_train_pix2pix": 2, "21_train_cyclegan": 2,
-                   "30_metric_tables": 2, "40_real_vs_fake": 1, "50_segsem_contours": 3}
+LONG_CELLS_LEFT = {"00_explore_data": 1, "10_make_dataset": 3, "20_train_pix2pix": 2, "21_train_cyclegan": 1,
+                   "30_metric_tables": 2, "40_real_vs_fake": 0, "50_segsem_contours": 3}
 
 
 def _no_magics(src: str) -> str:
