@@ -177,3 +177,19 @@ def test_make_default_dataset_moves_a_stale_folder_aside(tmp_path, monkeypatch):
     aside = tmp_path / "sim-line-space-smoke.old-1"
     assert aside.is_dir() and _json.loads((aside / "dataset.json").read_text())["identity"]["simulator_version"] == 1
     assert len(load_dataset(out).ids) == 24
+
+
+def test_import_images_takes_a_single_file_as_its_source(tmp_path):
+    """Issue 15 item 11: `semlab import-images one.png` used to fail with
+    "PosixPath('.') has an empty name"."""
+    from PIL import Image
+
+    from semlab import cli
+    from semlab.data.datasets import load_dataset
+
+    frame = (np.random.default_rng(1).random((64, 64)) * 255).astype(np.uint8)
+    Image.fromarray(frame).save(tmp_path / "one frame.png")
+    assert cli.main(["import-images", str(tmp_path / "one frame.png"), "--out", str(tmp_path / "ds"), "--quiet"]) == 0
+    ds = load_dataset(tmp_path / "ds")
+    assert ds.ids == ["one_frame"]
+    np.testing.assert_allclose(ds.image("one_frame"), frame / 255.0, atol=1e-6)

@@ -287,7 +287,7 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
     pixel_sizes: set = set()
 
     def work(f: Path) -> None:
-        group = safe_id(f.relative_to(src))
+        group = safe_id(f.relative_to(src) if src.is_dir() else Path(f.name))  # a single file as the source
         meta = io.read_image_meta(f)
         if meta.get("pixel_size_nm"):
             pixel_sizes.add(round(float(meta["pixel_size_nm"]), 4))
