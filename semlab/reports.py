@@ -22,6 +22,7 @@ Layout of a run folder::
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import html
 import json
@@ -279,7 +280,7 @@ def notebook_depends_on(path: Path) -> list[str]:
     return notebook_meta(read_notebook(path))["depends_on"]
 
 
-def notebook_params(nb: Path, base: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
+def notebook_params(nb: Path, base: dict[str, Any], params: dict[str, Any] | None, node=None) -> dict[str, Any]:
     """The parameters one notebook gets: PROFILE and RUN_DIR, then the UPPERCASE
     top-level entries of ``params`` and the entries of a section named after the
     notebook (its name or NN prefix, e.g. ``10_make_dataset: {BACKEND: sam2}`` or
@@ -287,7 +288,7 @@ def notebook_params(nb: Path, base: dict[str, Any], params: dict[str, Any] | Non
     notebook does not have, or a value whose type differs from its default's, raises
     ValueError naming the notebook."""
     nb = Path(nb)
-    defaults = parameter_defaults(read_notebook(nb), nb.name)
+    defaults = parameter_defaults(node if node is not None else read_notebook(nb), nb.name)
     out = {k: v for k, v in base.items() if k in ("PROFILE", "RUN_DIR")}
     for k, v in (params or {}).items():  # global entries: only where the notebook has them
         if k.isupper() and k in defaults and k not in out:
@@ -353,11 +354,12 @@ def run_pipeline(
     if not books:
         folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
         raise FileNotFoundError(f"no NN_name.py notebooks in {folder}")
+    nodes = {nb: read_notebook(nb) for nb in books}  # each source is read once per run
     for nb in books:  # bad parameters fail here, before any run folder exists
-        notebook_params(nb, {"PROFILE": profile, "RUN_DIR": ""}, params)
+        notebook_params(nb, {"PROFILE": profile, "RUN_DIR": ""}, params, nodes[nb])
     steps_todo = []  # (notebook, domain or None, reason it is not run or None)
     for nb in books:
-        supported = notebook_meta(read_notebook(nb))["domains"]
+        supported = notebook_meta(nodes[nb])["domains"]
         if not supported:
             steps_todo.append((nb, None, None))
             continue
@@ -411,7 +413,7 @@ def run_pipeline(
         t0 = time.perf_counter()
         bad = [s["name"] for s in result.steps if s["status"] in ("failed", "skipped")
                and s.get("domain") in (None, dom)
-               and any(s["notebook"] == d or s["notebook"].startswith(d) for d in notebook_depends_on(nb))]
+               and any(s["notebook"] == d or s["notebook"].startswith(d) for d in notebook_meta(nodes[nb])["depends_on"])]
         if why_not or bad:
             step["status"] = "skipped"
             step["unsupported"] = bool(why_not)
@@ -422,13 +424,13 @@ def run_pipeline(
             publish("running")
             continue
         try:
-            nb_params = notebook_params(nb, base_params, params)
-            defaults = parameter_defaults(read_notebook(nb), nb.name)
+            nb_params = notebook_params(nb, base_params, params, nodes[nb])
+            defaults = parameter_defaults(nodes[nb], nb.name)
             if dom is not None and "DOMAIN" in defaults:
                 nb_params["DOMAIN"] = dom
             if "REAL_DIR" in base_params and "REAL_DIR" in defaults:
                 nb_params.setdefault("REAL_DIR", base_params["REAL_DIR"])
-            _execute(read_notebook(nb), nb_out, nb_params, nb.parent, timeout)
+            _execute(copy.deepcopy(nodes[nb]), nb_out, nb_params, nb.parent, timeout)  # runs once per domain
             step["status"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure is recorded; the next notebook still runs
             step["status"] = "failed"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semlab.io import write_text_atomic
+from semlab.io import write_json_atomic
 from semlab.paths import data_dir
 
 __all__ = [
@@ -54,11 +54,6 @@ def step_name(notebook: str, domain: str | None = None) -> str:
     """`20_train_pix2pix` -> `20_train_pix2pix[real]`; no suffix when `domain` is None
     (a notebook that does not run once per domain)."""
     return notebook if not domain else f"{notebook}[{_check_domain(domain)}]"
-
-
-def _write_json(path: Path, obj: Any) -> Path:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False))
-    return path
 
 
 def notebook_out(run_dir: str | os.PathLike | None, notebook: str, domain: str | None = None) -> Path | None:
@@ -93,7 +88,7 @@ def publish_outputs(run_dir: str | os.PathLike | None, notebook: str, domain: st
     out = notebook_out(run_dir, notebook, domain)
     if out is None:
         return None
-    return _write_json(out / "outputs.json", {k: (str(v) if isinstance(v, Path) else v)
+    return write_json_atomic(out / "outputs.json", {k: (str(v) if isinstance(v, Path) else v)
                                               for k, v in outputs.items()})
 
 
@@ -196,7 +191,7 @@ def save_metrics(out: str | os.PathLike | None, doc: dict[str, Any]) -> Path | N
     """Write `out/metrics.json` atomically; a no-op when `out` is None."""
     if out is None:
         return None
-    return _write_json(Path(out) / "metrics.json", doc)
+    return write_json_atomic(Path(out) / "metrics.json", doc)
 
 
 def save_figure(out: str | os.PathLike | None, name: str, fig, dpi: int = 90) -> Path | None:
