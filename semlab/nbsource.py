@@ -109,11 +109,14 @@ def parameter_defaults(nb, name: str = "") -> dict[str, Any]:
     return out
 
 
-def notebook_meta(nb) -> dict[str, list[str]]:
-    """{"depends_on": [...], "domains": [...]} from the notebook metadata (`semlab`)."""
+def notebook_meta(nb) -> dict[str, Any]:
+    """{"depends_on": [...], "domains": [...], "question": str} from the notebook
+    metadata (`semlab`); `question` is the one-line question the notebook answers, which
+    the report dashboard shows ("" when the notebook names none)."""
     meta = nb.metadata.get("semlab", {}) or {}
     return {"depends_on": [str(d) for d in meta.get("depends_on", [])],
-            "domains": [str(d) for d in meta.get("domains", [])]}
+            "domains": [str(d) for d in meta.get("domains", [])],
+            "question": str(meta.get("question", "") or "")}
 
 
 def _type_ok(default: Any, value: Any) -> bool:

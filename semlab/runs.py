@@ -174,14 +174,27 @@ def metric(value: Any, ci_low: Any = None, ci_high: Any = None, n: int | None = 
 
 
 def metrics_doc(notebook: str, domain: str | None, dataset: str, n: int | None,
-                metrics: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+                metrics: dict[str, dict[str, Any]], *, headline: list[str] | tuple[str, ...] = (),
+                figure: str | None = None, **extra: Any) -> dict[str, Any]:
     """The one shape of every notebook's `metrics.json`:
-    `{notebook, domain, set, n, metrics: {key: {value, ci_low, ci_high, n, unit}}}`
-    (keys from `semlab.metrics.keys`); `extra` holds non-metric facts (paths, settings)."""
+    `{notebook, domain, set, n, metrics: {key: {value, ci_low, ci_high, n, unit}},
+    headline: [key, ...], figure: "name.png"}` (keys from `semlab.metrics.keys`).
+
+    `headline` names the 2-4 metrics the report dashboard shows for this notebook (each
+    must be in `metrics`); `figure` is the file name of its main figure in the step folder
+    (the dashboard's thumbnail); `extra` holds non-metric facts (paths, settings)."""
     for k, m in metrics.items():
         if not isinstance(m, dict) or "value" not in m:
             raise ValueError(f"metric {k!r} must be a dict made by semlab.runs.metric(), got {m!r}")
-    doc = {"notebook": notebook, "domain": domain, "set": dataset, "n": n, "metrics": dict(metrics)}
+    missing = [k for k in headline if k not in metrics]
+    if missing:
+        raise ValueError(f"headline key(s) {missing} are not among the metrics {sorted(metrics)}")
+    if len(headline) > 4:
+        raise ValueError(f"a headline holds at most 4 metrics, got {len(headline)}")
+    if figure is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.png", figure):
+        raise ValueError(f"figure must be a plain .png file name, got {figure!r}")
+    doc = {"notebook": notebook, "domain": domain, "set": dataset, "n": n, "metrics": dict(metrics),
+           "headline": list(headline), "figure": figure}
     if extra:
         doc["extra"] = extra
     return doc

@@ -58,7 +58,15 @@ def test_metrics_doc_shape_and_savers(tmp_path):
     m = runs.metric(float("nan"), 1, 2, n=5, unit="dB")
     assert m == {"value": None, "ci_low": 1.0, "ci_high": 2.0, "n": 5, "unit": "dB"}
     doc = runs.metrics_doc("30_metric_tables", "sim", "sim-ic-metal-cpu test", 45, {"psnr": runs.metric(22.9, n=45)})
-    assert set(doc) == {"notebook", "domain", "set", "n", "metrics"}
+    assert set(doc) == {"notebook", "domain", "set", "n", "metrics", "headline", "figure"}
+    assert doc["headline"] == [] and doc["figure"] is None
+    good = runs.metrics_doc("30_metric_tables", "sim", "t", 45, {"psnr": runs.metric(1.0)},
+                            headline=["psnr"], figure="worst_cases.png")
+    assert good["headline"] == ["psnr"] and good["figure"] == "worst_cases.png"
+    with pytest.raises(ValueError, match="headline"):
+        runs.metrics_doc("30_metric_tables", "sim", "t", 45, {"psnr": runs.metric(1.0)}, headline=["fid"])
+    with pytest.raises(ValueError, match="plain .png"):
+        runs.metrics_doc("30_metric_tables", "sim", "t", 45, {"psnr": runs.metric(1.0)}, figure="../x.png")
     with pytest.raises(ValueError, match="runs.metric"):
         runs.metrics_doc("30", "sim", "s", 1, {"psnr": 22.9})
     assert runs.save_metrics(None, doc) is None
