@@ -57,7 +57,7 @@ def bench_simulate(preset: str = "ic-metal", size: int = 256, n: int = 500, seed
 BENCHES: dict[str, Callable[..., list[dict]]] = {"simulate": bench_simulate}
 
 
-def run(name: str, **opts) -> list[dict]:
+def run(name: str, /, **opts) -> list[dict]:
     try:
         fn = BENCHES[name]
     except KeyError:

@@ -206,31 +206,81 @@ def cmd_lab(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    """`semlab bench NAME`: each benchmark is a subcommand whose flags are the keyword
+    arguments of its function in `semlab.bench` (`a.opts` names them), with that
+    function's defaults."""
     from semlab import bench
 
-    if a.name == "train":
-        opts = {"model": a.model, "size": a.size or 256, "batch_size": a.batch_size, "precision": a.precision,
-                "steps": a.steps}
-        if a.channels_last is not None:
-            opts["channels_last"] = a.channels_last == "on"
-    elif a.name == "segment":
-        opts = {"backend": a.backend, "size": a.size or 512, "n": a.n}
-        if a.points_per_side:
-            opts["points_per_side"] = tuple(int(x) for x in a.points_per_side.split(","))
-        if a.image_size:
-            opts["image_size"] = a.image_size
-    elif a.name == "metrics":
-        opts = {"n": a.n or 1000, "size": a.size or 256, "precision": a.precision}
-    elif a.name == "segsem":
-        opts = {"steps": a.steps if a.steps != 10 else 3}
-        if a.size:
-            opts["sizes"] = (a.size,)
-    else:
-        opts = {"preset": a.preset, "size": a.size or 256, "n": a.n or 500}
-        if a.write:
-            opts["write"] = True
-    print(bench.format_records(bench.run(a.name, **opts), a.json), flush=True)
+    opts = {k: getattr(a, k) for k in a.opts if getattr(a, k) is not None}
+    if "channels_last" in opts:
+        opts["channels_last"] = opts["channels_last"] == "on"
+    if "points_per_side" in opts:
+        opts["points_per_side"] = tuple(int(x) for x in opts["points_per_side"].split(","))
+    if a.bench == "segsem":  # one size / precision on the command line; both by default
+        if "size" in opts:
+            opts["sizes"] = (opts.pop("size"),)
+        if "precision" in opts:
+            opts["precisions"] = (opts.pop("precision"),)
+    print(bench.format_records(bench.run(a.bench, **opts), a.json), flush=True)
     return 0
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Appends "(default: X)" to a flag's help when X is a real default (not None/False)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in h:
+            h += " (default: %(default)s)"
+        return h
+
+
+def _add_bench_parsers(sub) -> None:
+    """One subcommand per benchmark, with its own flags and defaults (shown in --help)."""
+    p = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json",
+                       description="Benchmarks (design.md section 6). Quote only numbers they print, "
+                                   "naming the CPU (lscpu).")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
+
+    def add(name, help_, opts):
+        s = bsub.add_parser(name, help=help_, formatter_class=_DefaultsHelp)
+        for flag, kw in opts:
+            s.add_argument(flag, **kw)
+        s.add_argument("--json", action="store_true", help="one JSON object per line")
+        s.set_defaults(fn=cmd_bench, opts=[o[1].get("dest") or o[0][2:].replace("-", "_") for o in opts])
+
+    precision = ("--precision", {"default": "fp32", "choices": ["fp32", "bf16"], "help": "fp32, or bf16 autocast"})
+    add("simulate", "simulator images/s in memory (and, with --write, writing a dataset)", [
+        ("--preset", {"default": "ic-metal", "help": "layout preset"}),
+        ("--size", {"type": size_px, "default": 256, "help": "image side in px"}),
+        ("--n", {"type": positive_int, "default": 500, "help": "images"}),
+        ("--write", {"action": "store_true", "default": None, "help": "also time writing a dataset to disk"}),
+    ])
+    add("segment", "segmenter seconds per image (classical or SAM2 automatic masks)", [
+        ("--backend", {"default": "classical", "choices": ["classical", "sam2"], "help": "segmenter"}),
+        ("--size", {"type": size_px, "default": 512, "help": "image side in px"}),
+        ("--n", {"type": positive_int, "default": None, "help": "images (classical 10, sam2 2)"}),
+        ("--points-per-side", {"default": None, "help": "sam2: e.g. 16,32 (default both)"}),
+        ("--image-size", {"type": size_px, "default": None, "help": "sam2: model input 1024 or 512"}),
+    ])
+    add("train", "Pix2Pix / CycleGAN training steps per second", [
+        ("--model", {"default": "pix2pix", "choices": ["pix2pix", "cyclegan"], "help": "which model"}),
+        ("--size", {"type": size_px, "default": 256, "help": "image side in px"}),
+        ("--batch-size", {"type": positive_int, "default": 1, "help": "batch size"}),
+        precision,
+        ("--steps", {"type": positive_int, "default": 10, "help": "timed steps"}),
+        ("--channels-last", {"default": None, "choices": ["on", "off"], "help": "memory format (default: on for bf16)"}),
+    ])
+    add("metrics", "FID Inception features: seconds per 1000 images", [
+        ("--n", {"type": positive_int, "default": 1000, "help": "images"}),
+        ("--size", {"type": size_px, "default": 256, "help": "image side in px"}),
+        precision,
+    ])
+    add("segsem", "SAM2 image embedding and one encoder fine-tuning step, in seconds", [
+        ("--size", {"type": size_px, "default": None, "help": "model input side (default: 512 and 1024)"}),
+        ("--precision", {"default": None, "choices": ["fp32", "bf16"], "help": "default: both"}),
+        ("--steps", {"type": positive_int, "default": 3, "help": "timed fine-tuning steps"}),
+    ])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,23 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--browser", action="store_true", help="open a browser")
     s.set_defaults(fn=cmd_lab)
 
-    s = sub.add_parser("bench", help="measure throughput; one JSON object per line with --json")
-    s.add_argument("name", help="simulate | segment | train | metrics | segsem")
-    s.add_argument("--preset", default="ic-metal", help="simulate: layout preset")
-    s.add_argument("--size", type=size_px, default=None, help="image size (simulate 256, segment 512)")
-    s.add_argument("--n", type=positive_int, default=None, help="images (simulate 500, segment: classical 10, sam2 2)")
-    s.add_argument("--write", action="store_true", help="simulate: also time writing a dataset to disk")
-    s.add_argument("--backend", default="classical", choices=["classical", "sam2"], help="segment: backend")
-    s.add_argument("--points-per-side", default=None, help="segment sam2: e.g. 16,32 (default both)")
-    s.add_argument("--image-size", type=int, default=None, help="segment sam2: model input 1024 or 512")
-    s.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"], help="train: which model")
-    s.add_argument("--batch-size", type=positive_int, default=1, help="train: batch size")
-    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="train: fp32 or bf16 autocast; metrics: the Inception's precision")
-    s.add_argument("--steps", type=int, default=10, help="train: timed steps")
-    s.add_argument("--channels-last", default=None, choices=["on", "off"], help="train: memory format (default: on for bf16)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_bench)
+    _add_bench_parsers(sub)
 
     from semlab.contours.cli import add_parser as add_contours_parser  # light: no torch import
 

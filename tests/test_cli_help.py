@@ -69,3 +69,50 @@ def test_subcommand_help(path, capsys):
         if (name,) == path:
             for child in _subparsers(sub):
                 assert child in text, f"{child} missing from semlab {name} --help"
+
+
+BENCH_CASES = [
+    (["bench", "simulate", "--size", "32", "--n", "5", "--write"], "simulate",
+     {"preset": "ic-metal", "size": 32, "n": 5, "write": True}),
+    (["bench", "simulate"], "simulate", {"preset": "ic-metal", "size": 256, "n": 500}),
+    (["bench", "train", "--model", "cyclegan", "--precision", "bf16", "--channels-last", "off"], "train",
+     {"model": "cyclegan", "size": 256, "batch_size": 1, "precision": "bf16", "steps": 10, "channels_last": False}),
+    (["bench", "segment", "--backend", "sam2", "--points-per-side", "16,32"], "segment",
+     {"backend": "sam2", "size": 512, "points_per_side": (16, 32)}),
+    (["bench", "metrics"], "metrics", {"n": 1000, "size": 256, "precision": "fp32"}),
+    (["bench", "segsem", "--size", "512", "--precision", "bf16"], "segsem",
+     {"sizes": (512,), "precisions": ("bf16",), "steps": 3}),
+    (["bench", "segsem"], "segsem", {"steps": 3}),
+]
+
+
+@pytest.mark.parametrize("argv,name,expected", BENCH_CASES, ids=[" ".join(c[0]) for c in BENCH_CASES])
+def test_bench_subcommand_passes_its_own_flags_and_defaults(argv, name, expected, monkeypatch, capsys):
+    """`semlab bench NAME` is a real subcommand: its flags (and only its flags, with its own
+    defaults) reach the benchmark function, and every option is a keyword of that function."""
+    import inspect
+
+    from semlab import bench
+
+    seen = {}
+
+    def fake_run(bench_name, /, **opts):
+        seen["name"], seen["opts"] = bench_name, opts
+        return [{"name": bench_name, "images_per_s": 1.0}]
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    assert cli.main(argv) == 0
+    assert seen == {"name": name, "opts": expected}
+    from semlab.contours import bench as contours_bench
+
+    fn = contours_bench.bench_segsem if name == "segsem" else getattr(bench, f"bench_{name}")
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        assert set(expected) <= set(params), f"{sorted(set(expected) - set(params))} not keywords of {fn.__name__}"
+
+
+def test_bench_flag_of_another_benchmark_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "simulate", "--model", "cyclegan"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --model" in capsys.readouterr().err
