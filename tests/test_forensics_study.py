@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from semlab.forensics import study
+from semlab.metrics import keys as K
 
 
 
@@ -253,10 +254,19 @@ def test_results_table_rows_hold_cis_and_match_the_detections(planted, tmp_path)
     assert float(back[1]["accuracy_lo"]) == pytest.approx(rows[1]["accuracy_lo"])
     peaks = read_csv(paths["peaks"])
     assert any(p["model"] == "planted 4-px period" and p["on_grid"] == "True" for p in peaks)
-    m = study.study_metrics(planted)
-    assert set(m["models"]) == {study.SIMULATOR, "planted 4-px period"}
-    assert all(v is None or math.isfinite(v) for mm in m["models"].values() for v in mm.values())
-    json.dumps(m)  # serialisable
+    doc = study.study_metrics_doc(planted, profile="smoke", dataset="planted", seconds=1.5)
+    assert K.doc_problems(doc) == []
+    assert doc["notebook"] == "40_real_vs_fake" and doc["n"] == planted.sets.n_pairs and doc["extra"]["seconds"] == 1.5
+    planted_key = K.model_key("planted 4-px period")
+    for model in (K.PHYSICS, planted_key):
+        auc = doc["metrics"][K.key(model, K.DETECTOR_AUC)]
+        row = next(r for r in rows if K.model_key(r["model"]) == model)
+        assert (auc["value"], auc["ci_low"], auc["ci_high"]) == pytest.approx((row["auc"], row["auc_lo"], row["auc_hi"]))
+    assert doc["metrics"][K.key(planted_key, K.N_GRID_PEAKS)]["value"] >= 1
+    order = [K.model_key(r["model"]) for r in rows if "missing" not in r]  # no Pix2Pix/CycleGAN: first two
+    assert doc["headline"] == [K.key(m, k) for m in order[:2] for k in (K.DETECTOR_AUC, K.SPECTRUM_ACCURACY)]
+    assert all(math.isfinite(m["value"]) for m in doc["metrics"].values())
+    json.dumps(doc, allow_nan=False)  # serialisable, no NaN
 
 
 def test_saliency_study_picks_out_of_fold_examples(planted):
@@ -304,13 +314,15 @@ def test_real_vs_fake_notebook_runs_in_smoke_profile(tmp_path, monkeypatch, run_
     shown = nb.text + nb.markdown
     assert "CycleGAN: missing." in shown and "**Not compared**" in shown
     m = json.loads((run / "40_real_vs_fake" / "metrics.json").read_text())
-    assert m["profile"] == "smoke" and m["n_pairs"] == 24 and m["seconds"] > 0
-    assert set(m["models"]) == {"Pix2Pix", "Pix2Pix transposed-conv", "Pix2Pix resize-conv", study.SIMULATOR}
-    assert set(m["missing"]) == {"CycleGAN"}
-    for name, v in m["models"].items():
-        assert v["accuracy_lo"] <= v["accuracy"] <= v["accuracy_hi"], name
+    assert K.doc_problems(m) == [] and m["notebook"] == "40_real_vs_fake"
+    assert m["extra"]["profile"] == "smoke" and m["n"] == 24 and m["extra"]["seconds"] > 0
+    models = {k.split(".")[0] for k in m["metrics"]}
+    assert models == {K.PIX2PIX, "pix2pix_transposed-conv", "pix2pix_resize-conv", K.PHYSICS}
+    assert set(m["extra"]["missing"]) == {"CycleGAN"}
     # a 5-step Pix2Pix lacks the real images' noise grain: the detector must see it
-    assert m["models"]["Pix2Pix"]["accuracy_lo"] > 0.5
+    assert m["metrics"][K.key(K.PIX2PIX, K.DETECTOR_ACCURACY)]["ci_low"] > 0.5
+    assert m["headline"] == [K.key(K.PIX2PIX, K.DETECTOR_AUC), K.key(K.PIX2PIX, K.SPECTRUM_ACCURACY)]
+    assert m["figure"] == "detector_metrics.png" and (run / "40_real_vs_fake" / m["figure"]).is_file()
     folder = run / "40_real_vs_fake"
     assert (folder / "results.csv").is_file() and (folder / "conclusion.md").is_file()
     assert (folder / "image_sets.png").is_file() and (folder / "radial_spectra.png").is_file()
@@ -359,6 +371,6 @@ def test_fake_sets_figure_shows_each_model_and_the_zoomed_centre():
     fig = fake_sets_figure(masks, real, fakes, n=2, zoom=8)
     assert isinstance(fig, Figure)
     axes = np.asarray(fig.axes).reshape(4, 4)  # 2 masks x (image row + zoom row), mask|real|a|b
-    assert [ax.get_title() for ax in axes[0, 1:]] == ["real", "a", "b"]
+    assert [ax.get_title() for ax in axes[0, 1:]] == ["target", "a", "b"]  # no domain given: never "real"
     np.testing.assert_array_equal(axes[1, 3].images[0].get_array(), (1 - real[0])[12:20, 12:20])
     np.testing.assert_array_equal(axes[2, 2].images[0].get_array(), real[2])  # "a" of mask 1

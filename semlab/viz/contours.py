@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from semlab.viz.figures import axis_off, show_gray
+from semlab.viz.figures import axis_off, show_gray, with_domain
 
 __all__ = ["contour_overlay_figure", "epe_distribution_figure", "epe_along_contour_figure", "contour_gallery_figure",
            "line_statistics_figure"]
@@ -83,12 +83,18 @@ def contour_overlay_figure(image: np.ndarray, true: Sequence[np.ndarray] | None 
     return fig
 
 
+def _colour(k: int) -> str:
+    c = PRED_COLORS[k % len(PRED_COLORS)]
+    return "gray" if c == "#ffffff" else c
+
+
 def epe_distribution_figure(epes: Mapping[str, np.ndarray], *, kind: str = "violin", unit: str = "px",
-                            bins: int = 60, clip: float | None = None) -> Figure:
+                            bins: int = 60, clip: float | None = None, domain: str | None = None) -> Figure:
     """Distribution of the signed per-point EPE of each method (`epes`: {method: values}),
-    as violins (median and 5/95 % marked) or overlaid histograms. Positive EPE = edge
-    outside the true pattern. `clip` limits the axis to +-clip (outliers are counted in
-    the title, not hidden silently)."""
+    as violins (``sns.violinplot``; the median as a white dot and the 5-95 % range as a
+    black bar) or overlaid histograms, each method with its n points. Positive EPE =
+    edge outside the true pattern. `clip` limits the axis to +-clip (outliers are counted
+    in the title, not hidden silently); `domain` ("sim" or "real") is named in the title."""
     if kind not in ("violin", "hist"):
         raise ValueError(f"kind {kind!r}; valid: 'violin', 'hist'")
     names = list(epes)
@@ -102,30 +108,35 @@ def epe_distribution_figure(epes: Mapping[str, np.ndarray], *, kind: str = "viol
     lim = clip if clip else max(float(np.percentile(np.abs(np.concatenate(data)), 99.5)), 1e-3)
     n_out = sum(int((np.abs(d) > lim).sum()) for d in data)
     if kind == "violin":
-        parts = ax.violinplot([np.clip(d, -lim, lim) for d in data], showextrema=False, showmedians=True)
-        for k, body in enumerate(parts["bodies"]):
-            body.set_facecolor(PRED_COLORS[k % len(PRED_COLORS)] if k % len(PRED_COLORS) != 4 else "gray")
-            body.set_alpha(0.6)
-        for k, d in enumerate(data, start=1):
+        import pandas as pd
+        import seaborn as sns
+
+        df = pd.DataFrame({"method": np.repeat(names, [d.size for d in data]),
+                           "epe": np.clip(np.concatenate(data), -lim, lim)})
+        sns.violinplot(df, x="method", y="epe", order=names, hue="method", hue_order=names,
+                       palette={n: _colour(k) for k, n in enumerate(names)}, inner=None, cut=0, alpha=0.6,
+                       density_norm="width", legend=False, ax=ax)
+        for k, d in enumerate(data):
             lo, hi = np.percentile(d, [5, 95])
-            ax.plot([k, k], [lo, hi], color="k", linewidth=1)
-        ax.set_xticks(range(1, len(names) + 1), [f"{n}\nmean {d.mean():+.2f}, |.| {np.abs(d).mean():.2f}"
-                                                 for n, d in zip(names, data)], fontsize=8)
+            ax.plot([k, k], [lo, hi], color="k", linewidth=1.5)
+            ax.plot([k], [np.median(d)], "o", color="white", mec="k", ms=4)
+        ax.set_xticks(range(len(names)), [f"{n} (n={d.size})\nmean {d.mean():+.2f}, |.| {np.abs(d).mean():.2f}"
+                                          for n, d in zip(names, data)], fontsize=8)
+        ax.set_xlabel("")
         ax.axhline(0, color="gray", linewidth=0.6)
         ax.set_ylabel(f"EPE ({unit}); + outside")
         ax.set_ylim(-lim, lim)
     else:
         edges = np.linspace(-lim, lim, bins + 1)
         for k, (n, d) in enumerate(zip(names, data)):
-            ax.hist(np.clip(d, -lim, lim), bins=edges, histtype="step", linewidth=1.2,
-                    color=PRED_COLORS[k % len(PRED_COLORS)] if k % len(PRED_COLORS) != 4 else "gray",
-                    label=f"{n} (mean {d.mean():+.2f}, |.| {np.abs(d).mean():.2f})", density=True)
+            ax.hist(np.clip(d, -lim, lim), bins=edges, histtype="step", linewidth=1.2, color=_colour(k),
+                    label=f"{n} (n={d.size}, mean {d.mean():+.2f}, |.| {np.abs(d).mean():.2f})", density=True)
         ax.axvline(0, color="gray", linewidth=0.6)
         ax.set_xlabel(f"EPE ({unit}); + outside")
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
-    ax.set_title("edge placement error per contour point" + (f" ({n_out} beyond +-{lim:.2g} clipped)" if n_out else ""),
-                 fontsize=9)
+    head = with_domain("edge placement error per contour point", domain)
+    ax.set_title(head + (f"\n({n_out} beyond +-{lim:.2g} clipped)" if n_out else ""), fontsize=9)
     return fig
 
 
@@ -194,32 +205,41 @@ def contour_gallery_figure(panels: Sequence[Mapping], *, ncols: int = 2, linewid
     return fig
 
 
-def line_statistics_figure(lines: Sequence[Mapping], *, unit: str = "nm", title: str | None = None) -> Figure:
+def line_statistics_figure(lines: Sequence[Mapping], *, unit: str = "nm", title: str | None = None,
+                           domain: str | None = None) -> Figure:
     """Per-line statistics of line/space images: the distribution of line widths (CD,
     one point per line) and of the LER of each edge, per image (`lines`: dicts with
     image, cd, ler_left, ler_right, as `semlab.contours.experiment.RealLines.lines`),
-    with each image's median marked."""
+    as jittered dots (``sns.stripplot``) with each image's median as a bar and its n in
+    the tick label; `domain` ("sim" or "real") is named in the title."""
+    import pandas as pd
+    import seaborn as sns
+
     if not lines:
         raise ValueError("line_statistics_figure needs at least one line")
     names = list(dict.fromkeys(str(x["image"]) for x in lines))
+    rows = [(str(x["image"]), "cd", float(x["cd"])) for x in lines]
+    rows += [(str(x["image"]), "ler", float(v)) for x in lines for v in (x["ler_left"], x["ler_right"])]
+    df = pd.DataFrame(rows, columns=["image", "what", "value"])
+    df = df[np.isfinite(df["value"])]
     fig = Figure(figsize=(max(6.0, 1.6 * len(names) + 3.0), 3.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(names):
-        ln = [x for x in lines if str(x["image"]) == name]
-        cd = np.array([x["cd"] for x in ln], float)
-        ler = np.array([v for x in ln for v in (x["ler_left"], x["ler_right"])], float)
-        for ax, v in ((ax1, cd), (ax2, ler)):
-            v = v[np.isfinite(v)]
-            if not v.size:
-                continue
-            ax.plot(k + rng.uniform(-0.18, 0.18, v.size), v, "o", ms=3, alpha=0.6,
-                    color=PRED_COLORS[k % (len(PRED_COLORS) - 1)])
-            ax.plot([k - 0.3, k + 0.3], [np.median(v)] * 2, color="k", lw=1.5)
-    for ax, lab in ((ax1, f"line width CD ({unit}), one point per line"),
-                    (ax2, f"LER 3 sigma ({unit}), one point per edge")):
-        ax.set_xticks(range(len(names)), names, fontsize=7, rotation=15)
+    palette = {n: _colour(k % (len(PRED_COLORS) - 1)) for k, n in enumerate(names)}
+    for ax, what, lab, per in ((ax1, "cd", f"line width CD ({unit}), one point per line", "lines"),
+                               (ax2, "ler", f"LER 3 sigma ({unit}), one point per edge", "edges")):
+        d = df[df["what"] == what]
+        if len(d):
+            sns.stripplot(d, x="image", y="value", order=names, hue="image", hue_order=names, palette=palette,
+                          size=4, alpha=0.6, jitter=0.18, legend=False, ax=ax)
+        med = d.groupby("image")["value"].median()
+        cnt = d.groupby("image")["value"].size()
+        for k, name in enumerate(names):
+            if name in med.index:
+                ax.plot([k - 0.3, k + 0.3], [med[name]] * 2, color="k", lw=1.5)
+        ax.set_xticks(range(len(names)), [f"{n}\nn={int(cnt.get(n, 0))} {per}" for n in names], fontsize=7,
+                      rotation=15)
+        ax.set_xlabel("")
         ax.set_ylabel(lab, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title or "measured line statistics (bar: median)", fontsize=9)
+    fig.suptitle(title or with_domain("measured line statistics (bar: median)", domain), fontsize=9)
     return fig

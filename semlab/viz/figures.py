@@ -21,7 +21,36 @@ __all__ = [
     "effect_ladder_figure",
     "real_vs_sim_figure",
     "label_legend_figure",
+    "parameter_pairs_figure",
+    "domain_name",
+    "set_label",
 ]
+
+DOMAINS = {"sim": "simulated (target)", "real": "real"}
+
+
+def domain_name(domain: str | None) -> str:
+    """How figures name the reference images of a domain: "simulated (target)" for
+    ``"sim"``, "real" for ``"real"`` and the neutral "target" when the domain is not
+    given, so that simulated images are never called real (design.md section 9)."""
+    if domain is None:
+        return "target"
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; valid: {', '.join(DOMAINS)} or None")
+    return DOMAINS[domain]
+
+
+def set_label(name: str, domain: str | None) -> str:
+    """A set name as figures print it: the reference set "real" is renamed after its
+    domain (see `domain_name`); other names are kept."""
+    return domain_name(domain) if str(name) == "real" else str(name)
+
+
+def with_domain(text: str, domain: str | None, n: int | None = None) -> str:
+    """``text`` followed by the domain and n when known, e.g.
+    "per-image distributions: simulated (target), n=45"."""
+    parts = ([domain_name(domain)] if domain is not None else []) + ([f"n={n}"] if n is not None else [])
+    return f"{text}: {', '.join(parts)}" if parts else text
 
 def _label_classes():
     """(id, name, meaning, rgb) of the canonical classes."""
@@ -210,3 +239,70 @@ def _outline(i: int):
     from matplotlib.patches import Rectangle
 
     return Rectangle((0, i), 1, 1, fill=False, edgecolor="0.5", lw=0.8)
+
+
+def _as_frame(params):
+    """A pandas DataFrame from a DataFrame, a {column: values} mapping or a list of row dicts."""
+    import pandas as pd
+
+    if isinstance(params, pd.DataFrame):
+        return params.reset_index(drop=True)
+    if isinstance(params, Mapping):
+        lengths = {k: len(np.atleast_1d(v)) for k, v in params.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"parameter columns differ in length: {lengths}")
+        return pd.DataFrame({k: np.atleast_1d(v) for k, v in params.items()})
+    return pd.DataFrame(list(params))
+
+
+def parameter_pairs_figure(params, *, vars: Sequence[str] | None = None, hue: str | None = None,
+                           domain: str | None = None, title: str | None = None, kde: bool = False) -> Figure:
+    """A pair plot of fitted parameters (one row per fit): histograms on the diagonal,
+    scatter plots of every pair below it and, with `kde`, density contours above it
+    (otherwise the upper triangle is left empty). `params` is a DataFrame, a
+    {name: values} mapping or a list of row dicts; `vars` picks the numeric columns
+    (default: all numeric ones but `hue`), `hue` colours by a column (e.g. the domain or
+    the preset). Built on seaborn's axes-level functions on the axes of one Figure
+    (``sns.pairplot``/``PairGrid`` would go through pyplot)."""
+    import seaborn as sns
+
+    df = _as_frame(params)
+    if hue is not None and hue not in df:
+        raise ValueError(f"hue column {hue!r} not among {list(df.columns)}")
+    if vars is None:
+        vars = [c for c in df.select_dtypes("number").columns if c != hue]
+    vars = list(vars)
+    missing = [v for v in vars if v not in df]
+    if missing:
+        raise ValueError(f"parameter column(s) {missing} not among {list(df.columns)}")
+    if not vars or len(df) == 0:
+        raise ValueError("parameter_pairs_figure needs at least one numeric parameter and one fit")
+    k = len(vars)
+    fig = Figure(figsize=(2.2 * k + 0.8, 2.2 * k + 0.5), layout="constrained")
+    axes = fig.subplots(k, k, squeeze=False)
+    palette = None
+    if hue is not None:
+        levels = list(dict.fromkeys(df[hue]))
+        palette = dict(zip(levels, sns.color_palette(n_colors=len(levels))))
+    for i, yv in enumerate(vars):
+        for j, xv in enumerate(vars):
+            ax = axes[i, j]
+            if i == j:
+                sns.histplot(df, x=xv, hue=hue, palette=palette, element="step", ax=ax, legend=False)
+            elif i > j:
+                sns.scatterplot(df, x=xv, y=yv, hue=hue, palette=palette, s=14, ax=ax, legend=False)
+            elif kde and len(df) > 2:
+                sns.kdeplot(df, x=xv, y=yv, hue=hue, palette=palette, levels=5, ax=ax, legend=False, warn_singular=False)
+            else:
+                ax.set_axis_off()
+                continue
+            ax.set_xlabel(xv if i == k - 1 else "")
+            ax.set_ylabel((yv if i != j else "fits") if j == 0 else "")
+    if palette:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], ls="", marker="o", color=c, label=f"{h} (n={int((df[hue] == h).sum())})")
+                   for h, c in palette.items()]
+        fig.legend(handles=handles, title=hue, loc="outside right upper", fontsize=8)
+    fig.suptitle(title or with_domain("fitted parameters", domain, len(df)), fontsize=10)
+    return fig

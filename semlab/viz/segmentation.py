@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from semlab import labels
-from semlab.viz.figures import axis_off, show_gray
+from semlab.viz.figures import axis_off, show_gray, with_domain
 
 
 def region_colors(regions: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -99,24 +100,41 @@ def calibration_figure(scores: Mapping[float, float], best: float) -> Figure:
     return fig
 
 
-def class_balance_figure(rows: Sequence[Mapping], classes: Sequence[str]) -> Figure:
-    """Per-image class coverage (box plot per class) and the QA status counts."""
-    fig = Figure(figsize=(9.0, 3.2), layout="constrained")
+def class_balance_figure(rows: Sequence[Mapping], classes: Sequence[str], *, domain: str | None = None,
+                         points: bool = True) -> Figure:
+    """Per-image class coverage (``sns.boxplot`` per class in its canonical colour,
+    with every image as a dot when `points`) and the QA status counts (``sns.countplot``).
+    Images with status "error" have no coverage and are left out of the boxes; the
+    titles give n and, if given, the domain ("sim" or "real")."""
+    import pandas as pd
+    import seaborn as sns
+
+    classes = list(classes)
+    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[2, 1])
-    data = [[float(r.get(f"coverage_{c}") or 0) for r in rows if r.get("status") != "error"] for c in classes]
-    colors = [np.array(labels.class_by_name(c).rgb) / 255 for c in classes]
-    bp = ax1.boxplot(data, tick_labels=list(classes), patch_artist=True)
-    for patch, col in zip(bp["boxes"], colors):
-        patch.set_facecolor(col)
-        patch.set_edgecolor("0.3")
+    good = [r for r in rows if r.get("status") != "error"]
+    cov = pd.DataFrame([(c, float(r.get(f"coverage_{c}") or 0)) for r in good for c in classes],
+                       columns=["class", "coverage"])
+    palette = {c: np.array(labels.class_by_name(c).rgb) / 255 for c in classes}
+    if len(cov):
+        with warnings.catch_warnings():  # seaborn 0.13.2 passes matplotlib 3.11's deprecated `vert` to bxp
+            warnings.filterwarnings("ignore", message="vert: bool was deprecated", category=DeprecationWarning)
+            sns.boxplot(cov, x="class", y="coverage", order=classes, hue="class", hue_order=classes,
+                        palette=palette, linecolor="0.3", fliersize=0 if points else 3, legend=False, ax=ax1,
+                        medianprops={"color": "tab:red", "linewidth": 1.5})
+        if points:
+            sns.stripplot(cov, x="class", y="coverage", order=classes, color="0.55", size=3, alpha=0.8,
+                          edgecolor="white", linewidth=0.3, jitter=0.2, ax=ax1)
+    ax1.set_xlabel("")
     ax1.set_ylabel("fraction of the image")
-    ax1.set_title("class coverage per image", fontsize=9)
-    status = {}
-    for r in rows:
-        status[r.get("status") or "ok"] = status.get(r.get("status") or "ok", 0) + 1
-    names = [s for s in ("ok", "flagged", "error") if s in status] or ["ok"]
-    ax2.bar(names, [status.get(s, 0) for s in names],
-            color=[{"ok": "tab:green", "flagged": "tab:orange", "error": "tab:red"}[s] for s in names])
-    ax2.set_title("mask QA", fontsize=9)
+    ax1.set_title(with_domain("class coverage per image", domain, len(good)), fontsize=9)
+    status = pd.DataFrame({"status": [r.get("status") or "ok" for r in rows]})
+    names = [s for s in ("ok", "flagged", "error") if (status["status"] == s).any()] or ["ok"]
+    colours = {"ok": "tab:green", "flagged": "tab:orange", "error": "tab:red"}
+    if len(status):
+        sns.countplot(status[status["status"].isin(names)], x="status", order=names, hue="status",
+                      hue_order=names, palette=colours, legend=False, ax=ax2)
+    ax2.set_xlabel("")
+    ax2.set_title(with_domain("mask QA", domain, len(rows)), fontsize=9)
     ax2.set_ylabel("images")
     return fig
