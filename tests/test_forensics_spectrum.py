@@ -229,3 +229,30 @@ def test_spectrum_figures(metal):
     # the checkerboard (0.5, 0.5) = (-0.5, -0.5) sits in the first row and column of the shifted array
     assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in circles] == [(-0.5, -0.5)]
     assert plt.get_fignums() == before
+
+
+# --------------------------------------------------------------------------- one implementation
+
+
+def test_forensics_spectra_are_those_of_metrics_spectral():
+    """forensics.spectrum delegates to the one window, 2-D power and radial spectrum of
+    semlab.metrics.spectral (bit for bit), with its own rule: images of >= 8 px."""
+    from semlab.metrics.spectral import power_spectra_2d, radial_power_spectra, spectral_window
+
+    rng = np.random.default_rng(9)
+    imgs = rng.random((4, 24, 40))
+    for window in (None, "hann"):
+        for to_corner in (False, True):
+            f1, s1 = radial_spectra(imgs, window=window, to_corner=to_corner)
+            f2, s2 = radial_power_spectra(imgs, window=window, to_corner=to_corner)
+            assert np.array_equal(f1, f2) and np.array_equal(s1, s2)
+        p = power_spectra_2d(imgs, window=window)
+        assert np.array_equal(power_spectrum_2d(imgs[1], window=window), p[1])
+        assert np.allclose(mean_power_spectrum_2d(imgs, window=window)[2], np.fft.fftshift(p.mean(axis=0)))
+    w = spectral_window((24, 40), "hann")
+    x = imgs[0] - imgs[0].mean()
+    assert np.allclose(power_spectrum_2d(imgs[0]), np.abs(np.fft.fft2(x * w)) ** 2 / (w**2).sum())
+    with pytest.raises(ValueError, match=r"set 'fake': image 1 has shape \(24, 39\) but image 0 has \(24, 40\)"):
+        compare_radial_spectra({"real": imgs, "fake": [imgs[0], imgs[1][:, :39]]})
+    with pytest.raises(ValueError, match=r"images: image 0 of shape \(7, 40\) is too small \(at least 8 px"):
+        radial_spectra(imgs[:, :7])

@@ -5,6 +5,7 @@ channels_last, feature outputs, boundary conversions, registries and FLOPs."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -458,3 +459,42 @@ def test_count_flops_linear():
     assert count_flops(lin, x) == 2 * 32 * 16 * 8
     conv = nn.Conv2d(3, 8, 3, padding=1)
     assert count_flops(conv, torch.randn(2, 3, 10, 10)) == 2 * 2 * 8 * 100 * 3 * 9
+
+
+# ---------------------------------------------------------------------- mask encoding on the trainer
+
+
+def _old_mask_input(masks: np.ndarray, cyclegan: bool) -> torch.Tensor:
+    """The formula the preview, generate and the training loop each wrote out before."""
+    t = torch.from_numpy(masks.astype(np.int64))
+    x = torch.nn.functional.one_hot(t, NUM_CLASSES).permute(0, 3, 1, 2).float()
+    return x * 2 - 1 if cyclegan else x
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_encode_mask_is_the_old_formula_and_the_trainer_class_decides(model):
+    from semlab.train import TrainConfig
+    from semlab.train.cyclegan import CycleGANTrainer
+    from semlab.train.loop import make_trainer, to_tensors, trainer_class
+    from semlab.train.pix2pix import Pix2PixTrainer
+
+    cls = trainer_class(model)
+    assert cls is {"pix2pix": Pix2PixTrainer, "cyclegan": CycleGANTrainer}[model]
+    assert cls.paired is cls.generate_train_mode is (model == "pix2pix")
+    masks = np.random.default_rng(0).integers(0, NUM_CLASSES, (3, 8, 8)).astype(np.uint8)
+    old = _old_mask_input(masks, model == "cyclegan")
+    new = cls.encode_mask(masks)
+    assert new.dtype == torch.float32 and torch.equal(new, old)
+    assert new.stride() == old.stride()  # the same memory layout, so the same convolution kernels run
+    assert set(torch.unique(new).tolist()) == ({0.0, 1.0} if model == "pix2pix" else {-1.0, 1.0})
+    assert torch.equal(cls.encode_mask(masks[0]), old[:1])  # one (H, W) label map
+    assert torch.equal(cls.encode_mask(torch.from_numpy(masks)), old)
+    # training feeds one-hot batches that the trainer moves into the same domain
+    trainer = make_trainer(TrainConfig(model=model, dataset="unused", out="unused", ngf=4, ndf=4), 8)
+    assert isinstance(trainer, cls) and torch.equal(trainer.encode_mask(masks), old)
+    onehot, _ = to_tensors(SimpleNamespace(images=np.zeros((3, 8, 8), np.uint8), masks=masks), np.arange(3))
+    assert torch.equal(trainer.encode_onehot(onehot), old)
+    with pytest.raises(ValueError, match="outside 0..3"):
+        cls.encode_mask(np.full((8, 8), NUM_CLASSES))
+    with pytest.raises(ValueError, match="valid: pix2pix, cyclegan"):
+        trainer_class("stylegan")

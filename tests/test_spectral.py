@@ -129,3 +129,66 @@ def test_log_spectrum_distance_and_high_frequency_ratio():
     expected = (f[f > 0.25]).sum() / f.sum()
     assert high_frequency_ratio(white, window=None) == pytest.approx(expected, rel=0.05)
     assert high_frequency_ratio(smooth) < 0.01
+
+
+# --------------------------------------------------------------------------- the one window and radial spectrum
+
+
+def test_spectral_window_by_hand():
+    from semlab.metrics.spectral import spectral_window
+
+    # np.hanning(3) = [0, 1, 0], np.hanning(5) = [0, .5, 1, .5, 0]: the outer product
+    expect = np.array([[0, 0, 0, 0, 0], [0, 0.5, 1, 0.5, 0], [0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(spectral_window((3, 5), "hann"), expect, atol=1e-15)
+    for none in (None, "none", "boxcar", "rect"):
+        assert np.array_equal(spectral_window((3, 5), none), np.ones((3, 5)))
+    with pytest.raises(ValueError, match="unknown window 'kaiser'; valid: 'hann', None"):
+        spectral_window((4, 4), "kaiser")
+
+
+def _ring_count(n: int, k: int) -> int:
+    """How many of the n x n FFT frequencies (integers in [-n/2, n/2)) have rint(|f| n) == k."""
+    ks = [i if i < n // 2 else i - n for i in range(n)]
+    return sum(1 for a in ks for b in ks if round((a * a + b * b) ** 0.5) == k)
+
+
+def test_radial_power_spectra_closed_form_cosine_and_checkerboard():
+    from semlab.metrics.spectral import radial_bins, radial_power_spectra
+
+    n, amp = 64, 0.2
+    yy, xx = np.mgrid[0:n, 0:n]
+    cos = 0.5 + amp * np.cos(2 * np.pi * (8 * xx + 6 * yy) / n)  # |f| = 10/n exactly
+    cb = 0.5 + amp * (-1.0) ** (xx + yy)  # (0.5, 0.5): |f| = 0.707, beyond Nyquist
+    freq, s = radial_power_spectra([cos, cb], window=None)
+    np.testing.assert_allclose(freq, np.arange(1, n // 2 + 1) / n)
+    # a cosine of amplitude a puts a^2 n^2 / 4 at +f and at -f; the bin averages its frequencies
+    expect = 2 * amp**2 * n**2 / 4 / _ring_count(n, 10)
+    assert s[0, 9] == pytest.approx(expect, rel=1e-12)
+    assert np.allclose(np.delete(s[0], 9), 0, atol=1e-20)
+    assert np.allclose(s[1], 0, atol=1e-20)  # up to Nyquist the checkerboard is invisible
+    freq, s = radial_power_spectra([cb], window=None, to_corner=True)
+    k = int(round(n * 2**-0.5))  # 45
+    _, _, nbins = radial_bins(n, n, to_corner=True)
+    assert len(freq) == nbins == k and freq[-1] == pytest.approx(k / n)
+    assert s[0, k - 1] == pytest.approx(amp**2 * n**2 / _ring_count(n, k), rel=1e-12)
+    assert np.allclose(s[0, : k - 1], 0, atol=1e-20)
+
+
+def test_radial_power_spectra_white_noise_is_flat_and_rows_are_the_single_image_spectra():
+    from semlab.metrics.spectral import radial_power_spectra
+
+    s2 = 0.1**2
+    imgs = np.random.default_rng(5).normal(0.5, 0.1, size=(16, 96, 64))
+    for window in (None, "hann"):
+        freq, s = radial_power_spectra(imgs, window=window, chunk=5)  # chunks of 5, 5, 5, 1
+        mean = s.mean(axis=0)
+        assert mean.mean() == pytest.approx(s2, rel=0.03) and np.all(np.abs(mean[3:] / s2 - 1) < 0.2)
+        for im, row in zip(imgs[:3], s):
+            assert np.array_equal(radial_power_spectrum(im, window=window)[1], row)
+    # uint8 is read as gray levels in [0, 1]: the spectrum of u8 is that of u8 / 255
+    u8 = np.random.default_rng(6).integers(0, 256, (2, 32, 32)).astype(np.uint8)
+    np.testing.assert_allclose(radial_power_spectra(u8)[1], radial_power_spectra(u8 / 255.0)[1], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"image 1 has shape \(32, 31\) but image 0 has \(32, 32\)"):
+        radial_power_spectra([u8[0], u8[1][:, :31]])
+    with pytest.raises(ValueError, match=r"image 0 of shape \(3, 32\) is too small"):
+        radial_power_spectrum(np.zeros((3, 32)))

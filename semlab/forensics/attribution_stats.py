@@ -13,8 +13,8 @@ already produced (:func:`semlab.forensics.saliency.attribute`, or any other sour
   concentrated at high spatial frequencies (noise, texture, upsampling artifacts) or at
   low ones (layout, brightness, charging)? (:func:`high_frequency_share` per map.)
 
-:func:`as_images` and :func:`as_maps` check and convert the inputs (numpy arrays or
-torch tensors); `semlab.forensics.saliency` uses the same image check. This module
+:func:`semlab.arrays.as_gray_stack` checks and converts the images (numpy arrays or
+torch tensors), as everywhere in semlab, and :func:`as_maps` the attribution maps. This module
 does not import torch (a tensor can only reach it once torch is imported) nor the
 Captum side: `semlab.forensics.saliency` imports it and re-exports its public names.
 """
@@ -30,11 +30,12 @@ import numpy as np
 from scipy import ndimage
 
 from semlab import labels as _labels
+from semlab.arrays import as_gray_stack
+from semlab.metrics.spectral import power_spectra_2d, radial_power_spectrum
 
 __all__ = [
     "ClassMap",
     "REGIONS",
-    "as_images",
     "as_maps",
     "attribution_by_region",
     "attribution_spectrum",
@@ -54,52 +55,10 @@ def _to_numpy(x: Any) -> Any:
     return x
 
 
-def as_images(images: Any, what: str = "images") -> np.ndarray:
-    """(H, W), (N, H, W) or (N, 1, H, W) numpy/torch -> float32 (N, H, W) in [0, 1]."""
-    images = _to_numpy(images)
-    a = np.asarray(images)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
-                                 or a.dtype == bool):
-        raise ValueError(f"{what} must be a numeric array, got dtype {a.dtype}")
-    if a.ndim == 2:
-        a = a[None]
-    elif a.ndim == 4:
-        if a.shape[1] != 1:
-            raise ValueError(
-                f"{what} must be gray: (H, W), (N, H, W) or (N, 1, H, W); got shape {a.shape} "
-                f"({a.shape[1]} channels)")
-        a = a[:, 0]
-    elif a.ndim != 3:
-        raise ValueError(f"{what} must be (H, W), (N, H, W) or (N, 1, H, W); got shape {a.shape}")
-    if a.shape[0] == 0:
-        raise ValueError(f"{what} is empty (shape {a.shape})")
-    if min(a.shape[1:]) < 2:
-        raise ValueError(f"{what} are too small: {a.shape[1:]} px")
-    a = a.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what} contain NaN or infinite values")
-    lo, hi = float(a.min()), float(a.max())
-    if lo < -1e-6 or hi > 1 + 1e-6:
-        raise ValueError(f"{what} must be float in [0, 1] (semlab's image contract); got values in "
-                         f"[{lo:.4g}, {hi:.4g}]")
-    return a
-
-
 def as_maps(attr: Any, what: str = "attr") -> np.ndarray:
-    """Attribution maps (H, W), (N, H, W) or (N, 1, H, W) -> float64 (N, H, W); any sign."""
-    attr = _to_numpy(attr)
-    a = np.asarray(attr, dtype=np.float64)
-    if a.ndim == 2:
-        a = a[None]
-    elif a.ndim == 4 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim != 3:
-        raise ValueError(f"{what} must be (H, W), (N, H, W) or (N, 1, H, W); got shape {np.shape(attr)}")
-    if a.shape[0] == 0:
-        raise ValueError(f"{what} is empty (shape {a.shape})")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what} contains NaN or infinite values")
-    return a
+    """Attribution maps (H, W), (N, H, W) or (N, 1, H, W) -> float64 (N, H, W); any sign
+    (`semlab.arrays.as_gray_stack` without a value range or integer scaling)."""
+    return as_gray_stack(attr, what=what, dtype=np.float64, value_range=None, scale_int=False)
 
 
 # --------------------------------------------------------------------------- class averages
@@ -321,14 +280,6 @@ def attribution_by_region(
 # --------------------------------------------------------------------------- spectra
 
 
-def _window(shape: tuple[int, int], window: str | None) -> np.ndarray:
-    if window in (None, "none"):
-        return np.ones(shape)
-    if window == "hann":
-        return np.outer(np.hanning(shape[0]), np.hanning(shape[1]))
-    raise ValueError(f"unknown window {window!r}; valid: 'hann', None")
-
-
 def high_frequency_share(x: np.ndarray, cutoff: float = 0.25, *, window: str | None = "hann") -> float:
     """Share of the 2-D power of the mean-subtracted, windowed map `x` (H, W) at radial
     frequencies above `cutoff` cycles/px (DC excluded; the corners beyond Nyquist count
@@ -340,7 +291,7 @@ def high_frequency_share(x: np.ndarray, cutoff: float = 0.25, *, window: str | N
         raise ValueError(f"expected a 2-D map, got shape {a.shape}")
     if not 0 < cutoff < np.sqrt(0.5):
         raise ValueError(f"cutoff must be in (0, 0.707) cycles/px, got {cutoff}")
-    p = np.abs(np.fft.fft2((a - a.mean()) * _window(a.shape, window))) ** 2
+    p = power_spectra_2d(a[None], window=window)[0]
     r = np.hypot(np.fft.fftfreq(a.shape[0])[:, None], np.fft.fftfreq(a.shape[1])[None, :])
     p[0, 0] = 0.0
     tot = p.sum()
@@ -379,10 +330,8 @@ def attribution_spectrum(
     maps are upsampled from a coarse layer. Read those spectra relative to each other,
     not as evidence of what the detector keys on.
     """
-    from semlab.metrics.spectral import radial_power_spectrum
-
     a = as_maps(attr)
-    imgs = as_images(images).astype(np.float64)
+    imgs = as_gray_stack(images, dtype=np.float64, min_size=2)
     if imgs.shape != a.shape:
         raise ValueError(f"images must match the attribution maps: {a.shape} maps, images of shape {imgs.shape}")
     if min(a.shape[1:]) < 4:

@@ -65,7 +65,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from semlab.forensics.attribution_stats import (REGIONS, ClassMap, as_images, attribution_by_region,
+from semlab.arrays import as_gray_stack
+from semlab.forensics.attribution_stats import (REGIONS, ClassMap, attribution_by_region,
                                                 attribution_spectrum, class_average_maps, edge_zone,
                                                 high_frequency_share)
 
@@ -99,7 +100,7 @@ def make_baseline(images: Any, kind: str | float | np.ndarray = "blur", *,
     (H, W) shared by all images or (N, H, W) / (N, 1, H, W), one per image. See the
     module docstring for why "blur" is the default for SEM.
     """
-    imgs = as_images(images)
+    imgs = as_gray_stack(images, min_size=2)
     n, h, w = imgs.shape
     if isinstance(kind, str):
         key = kind.strip().lower()
@@ -221,7 +222,7 @@ def _progress(it, progress: bool, desc: str, total: int):
 def predict_logits(model: nn.Module, images: Any, *, batch_size: int = 64) -> np.ndarray:
     """The detector's logits (N,) float64 ("generated" > 0), in eval mode, without
     gradients; the model's modes are restored afterwards."""
-    imgs = as_images(images)
+    imgs = as_gray_stack(images, min_size=2)
     dev = _device(model)
     wrapped = _TwoSided(model)
     out = []
@@ -465,7 +466,7 @@ def attribute(
     if return_delta and not spec.has_delta:
         with_delta = [m.name for m in METHODS.values() if m.has_delta]
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {', '.join(with_delta)}")
-    imgs = as_images(images)
+    imgs = as_gray_stack(images, min_size=2)
     n, h, w = imgs.shape
     base = make_baseline(imgs, baseline, blur_sigma=blur_sigma) if spec.needs_baseline(opts) else None
     tgt = _resolve_target(target, n, lambda: predict_logits(model, imgs, batch_size=batch_size))

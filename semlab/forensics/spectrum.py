@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from semlab.metrics.spectral import radial_power_spectrum
+from semlab.arrays import as_gray_stack
+from semlab.metrics.spectral import power_spectra_2d, radial_power_spectra
 
 if TYPE_CHECKING:  # the torch-free parts of this module must not import torch
     from semlab.forensics.detector import DetectionResult
@@ -62,45 +63,17 @@ __all__ = [
 # --------------------------------------------------------------------------- 2-D spectra
 
 
-def _window(shape: tuple[int, int], window: str | None) -> np.ndarray:
-    h, w = shape
-    if window in (None, "none", "boxcar", "rect"):
-        return np.ones((h, w))
-    if window == "hann":  # the symmetric Hann of semlab.metrics.spectral
-        return np.outer(np.hanning(h), np.hanning(w))
-    raise ValueError(f"unknown window {window!r}; valid: 'hann', None")
-
-
-def _as_stack(images, what: str = "images") -> np.ndarray:
-    if isinstance(images, np.ndarray) and images.ndim == 2:
-        return images[None].astype(np.float64)
-    try:
-        arr = np.asarray(images, dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"{what}: all images must have the same (H, W) shape") from None
-    if arr.ndim != 3 or arr.shape[0] == 0:
-        raise ValueError(f"{what}: expected a non-empty list or (N, H, W) array of gray images, got shape {arr.shape}")
-    if min(arr.shape[1:]) < 8:
-        raise ValueError(f"{what}: images of {arr.shape[1:]} are too small for a spectrum (need >= 8 px)")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what}: contain NaN or infinity")
-    return arr
-
-
-def _power_stack(x: np.ndarray, window: str | None) -> np.ndarray:
-    """Unshifted 2-D power of each image of an (N, H, W) stack."""
-    win = _window(x.shape[1:], window)
-    xm = (x - x.mean(axis=(1, 2), keepdims=True)) * win
-    return np.abs(np.fft.fft2(xm)) ** 2 / (win**2).sum()
+# image sets: float64, any finite values (a spectrum is taken of any intensity), >= 8 px a side
+_SETS = {"dtype": np.float64, "value_range": None, "min_size": 8}
 
 
 def power_spectrum_2d(img: np.ndarray, *, window: str | None = "hann") -> np.ndarray:
     """2-D power spectrum of one image, normalised as `semlab.metrics.spectral`
     (unshifted: index [0, 0] is zero frequency; frequencies are np.fft.fftfreq)."""
-    x = np.asarray(img, dtype=np.float64)
+    x = np.asarray(img)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {x.shape}")
-    return _power_stack(x[None], window)[0]
+    return power_spectra_2d(as_gray_stack(x, what="image", dtype=np.float64, value_range=None), window=window)[0]
 
 
 def _freq_axes(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,10 +86,10 @@ def mean_power_spectrum_2d(images, *, window: str | None = "hann", chunk: int = 
     at index [H//2, W//2]); `fy`, `fx` are the frequencies (cycles/px) of rows and
     columns. Averaging power (not log power) keeps a weak periodic component additive:
     its peak rises above a background whose fluctuations shrink as 1/sqrt(N)."""
-    x = _as_stack(images)
+    x = as_gray_stack(images, **_SETS)
     total = np.zeros(x.shape[1:])
     for s in range(0, len(x), chunk):
-        total += _power_stack(x[s:s + chunk], window).sum(axis=0)
+        total += power_spectra_2d(x[s:s + chunk], window=window).sum(axis=0)
     fy, fx = _freq_axes(*x.shape[1:])
     return fy, fx, np.fft.fftshift(total / len(x))
 
@@ -131,7 +104,8 @@ def log_spectrum_difference(real, fake, *, window: str | None = "hann", statisti
     Frank et al. 2020; it down-weights a few images with very strong structure).
     Positive = the generator puts more power at that frequency than real images have.
     """
-    xr, xf = _as_stack(real, "real images"), _as_stack(fake, "generated images")
+    xr = as_gray_stack(real, what="real images", **_SETS)
+    xf = as_gray_stack(fake, what="generated images", **_SETS)
     if xr.shape[1:] != xf.shape[1:]:
         raise ValueError(f"real images are {xr.shape[1:]} but generated images are {xf.shape[1:]}")
     tiny = 1e-30
@@ -140,8 +114,8 @@ def log_spectrum_difference(real, fake, *, window: str | None = "hann", statisti
         _, _, pf = mean_power_spectrum_2d(xf, window=window)
         d = 10 * np.log10(np.maximum(pf, tiny)) - 10 * np.log10(np.maximum(pr, tiny))
     elif statistic == "mean_log":
-        lr = np.mean([10 * np.log10(np.maximum(p, tiny)) for p in _power_stack(xr, window)], axis=0)
-        lf = np.mean([10 * np.log10(np.maximum(p, tiny)) for p in _power_stack(xf, window)], axis=0)
+        lr = np.mean([10 * np.log10(np.maximum(p, tiny)) for p in power_spectra_2d(xr, window=window)], axis=0)
+        lf = np.mean([10 * np.log10(np.maximum(p, tiny)) for p in power_spectra_2d(xf, window=window)], axis=0)
         fy, fx = _freq_axes(*xr.shape[1:])
         d = np.fft.fftshift(lf - lr)
     else:
@@ -154,52 +128,24 @@ def log_spectrum_difference(real, fake, *, window: str | None = "hann", statisti
 # --------------------------------------------------------------------------- radial spectra
 
 
-def _radial_bins(h: int, w: int, to_corner: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    """(bin index per unshifted frequency, bin centres, number of bins): bins of width
-    1/N (N = min(H, W)) centred on k/N as in `radial_power_spectrum`; up to Nyquist
-    (N//2 bins) or, with `to_corner`, up to the corner |f| = sqrt(fy_max**2 + fx_max**2)."""
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    n = min(h, w)
-    kbin = np.rint(np.sqrt(fy**2 + fx**2) * n).astype(np.int64)
-    nbins = int(kbin.max()) if to_corner else n // 2
-    return kbin, np.arange(1, nbins + 1) / n, nbins
-
-
 def radial_spectrum(img: np.ndarray, *, window: str | None = "hann", to_corner: bool = True
                     ) -> tuple[np.ndarray, np.ndarray]:
     """``(freq, power)`` of one image: `semlab.metrics.spectral.radial_power_spectrum`,
     optionally extended beyond Nyquist to the corners of the frequency square (the
     bins up to 0.5 are identical to it)."""
-    x = np.asarray(img, dtype=np.float64)
+    x = np.asarray(img)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {x.shape}")
-    freq, s = radial_spectra(x[None], window=window, to_corner=to_corner)
+    freq, s = radial_spectra(x, window=window, to_corner=to_corner)
     return freq, s[0]
 
 
 def radial_spectra(images, *, window: str | None = "hann", to_corner: bool = True, chunk: int = 64
                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(freq, S)``: radially averaged power spectra of every image, S of shape
-    (N, n_bins). Without `to_corner` each row equals `radial_power_spectrum(image)`."""
-    x = _as_stack(images)
-    h, w = x.shape[1:]
-    if not to_corner:
-        rows = [radial_power_spectrum(im, window=window) for im in x]
-        return rows[0][0], np.stack([r[1] for r in rows])
-    kbin, freq, nbins = _radial_bins(h, w, True)
-    keep = (kbin >= 1) & (kbin <= nbins)
-    idx = kbin[keep]
-    counts = np.bincount(idx, minlength=nbins + 1)[1:]
-    out = np.empty((len(x), nbins))
-    for s in range(0, len(x), chunk):
-        p = _power_stack(x[s:s + chunk], window)[:, keep]
-        # per-image bincount via one flattened call with offsets
-        m = len(p)
-        offs = (np.arange(m)[:, None] * (nbins + 1) + idx[None, :]).ravel()
-        sums = np.bincount(offs, weights=p.ravel(), minlength=m * (nbins + 1)).reshape(m, nbins + 1)[:, 1:]
-        out[s:s + m] = sums / np.maximum(counts, 1)
-    return freq, out
+    (N, n_bins): `semlab.metrics.spectral.radial_power_spectra` with images of at least
+    8 px a side. Without `to_corner` each row equals `radial_power_spectrum(image)`."""
+    return radial_power_spectra(as_gray_stack(images, **_SETS), window=window, to_corner=to_corner, chunk=chunk)
 
 
 def _bootstrap_band(spectra: np.ndarray, n_boot: int, level: float, rng: np.random.Generator,
@@ -303,7 +249,7 @@ def compare_radial_spectra(sets: Mapping[str, Sequence[np.ndarray]], *, referenc
         raise KeyError(f"reference set {ref!r} not among the sets; valid names: {', '.join(names)}")
     spectra, freq, shape = {}, None, None
     for name in names:
-        x = _as_stack(sets[name], f"set {name!r}")
+        x = as_gray_stack(sets[name], what=f"set {name!r}", **_SETS)
         if shape is not None and x.shape[1:] != shape:
             raise ValueError(f"set {name!r} has images of {x.shape[1:]}, the others {shape}")
         shape = x.shape[1:]
@@ -428,13 +374,13 @@ def find_spectral_peaks(images, *, reference=None, window: str | None = "hann", 
     excess power over a (2 `lobe` + 1)^2 neighbourhood, which holds the Hann window's
     main lobe. The frequency resolution is one bin, 1/H by 1/W.
     """
-    x = _as_stack(images)
+    x = as_gray_stack(images, **_SETS)
     h, w = x.shape[1:]
     fy, fx, p = mean_power_spectrum_2d(x, window=window)
     tiny = 1e-30
     base = np.ones_like(p)
     if reference is not None:
-        xr = _as_stack(reference, "reference images")
+        xr = as_gray_stack(reference, what="reference images", **_SETS)
         if xr.shape[1:] != (h, w):
             raise ValueError(f"reference images are {xr.shape[1:]} but images are {(h, w)}")
         _, _, base = mean_power_spectrum_2d(xr, window=window)

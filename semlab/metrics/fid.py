@@ -9,8 +9,9 @@ then returns ``{"fid": None, "status": "unavailable: ..."}`` and never a number 
 random network. A non-official file is used only with
 ``$SEMLAB_ALLOW_UNVERIFIED_WEIGHTS=1``, and the result is labelled "FID (unverified weights)".
 
-Image conversion (the only one): a gray image (H, W), float in [0, 1] or uint8 (divided by
-255), is replicated to 3 channels and fed in [0, 1]; the model itself resizes it to 299x299
+Image conversion (the only one): a gray image (H, W), checked and converted to float32 in
+[0, 1] by `semlab.arrays.as_gray_stack` (uint8 divided by 255, uint16 by 65535; images may
+differ in size), is replicated to 3 channels and fed in [0, 1]; the model itself resizes it to 299x299
 bilinearly and scales it to [-1, 1], exactly as pytorch-fid does for RGB images.
 
 Features are float64 (N, 2048), the 2048-d output of the final average pool.
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from semlab import weights as _weights
+from semlab.arrays import as_gray_stack
 from semlab.weights import weights_sha256  # re-exported: F.weights_sha256
 
 __all__ = [
@@ -149,38 +151,6 @@ def load_inception(path=None, *, download: bool = True):
 # --------------------------------------------------------------------------- features
 
 
-def as_float_images(images) -> list[np.ndarray]:
-    """A list of float32 (H, W) arrays in [0, 1] from (N, H, W) or a sequence of (H, W),
-    float in [0, 1] or uint8."""
-    if isinstance(images, np.ndarray):
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim != 3:
-            raise ValueError(f"images must be gray (N, H, W), got shape {images.shape}")
-        seq = list(images)
-    else:
-        seq = list(images)
-    out = []
-    for i, im in enumerate(seq):
-        a = np.asarray(im)
-        if a.ndim != 2:
-            raise ValueError(f"image {i}: expected a gray (H, W) array, got shape {a.shape}")
-        if a.dtype == np.uint8:
-            a = a.astype(np.float32) / 255.0
-        elif np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
-            a = a.astype(np.float32)
-            if not np.isfinite(a).all():
-                raise ValueError(f"image {i}: non-finite values")
-            lo, hi = float(a.min()), float(a.max())
-            if lo < -1e-6 or hi > 1 + 1e-6:
-                raise ValueError(f"image {i}: float values must be in [0, 1], got [{lo:g}, {hi:g}]")
-            a = np.clip(a, 0.0, 1.0)
-        else:
-            raise ValueError(f"image {i}: unsupported dtype {a.dtype} (use float in [0, 1] or uint8)")
-        out.append(a)
-    return out
-
-
 def inception_features(images, model, batch_size: int = 50, precision: str = "fp32") -> np.ndarray:
     """float64 (N, 2048) Inception pool features of gray images (see module docstring for
     the conversion). ``precision="bf16"`` runs under CPU bf16 autocast (faster, ~1e-2
@@ -192,7 +162,7 @@ def inception_features(images, model, batch_size: int = 50, precision: str = "fp
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    imgs = as_float_images(images)
+    imgs = as_gray_stack(images, same_shape=False)
     feats = np.empty((len(imgs), FID_DIMS), np.float64)
     model.eval()
     # batches: consecutive runs of equal shape, cut at batch_size

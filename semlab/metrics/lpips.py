@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from semlab.arrays import as_gray_stack
+
 BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 
 
@@ -99,30 +101,24 @@ def load_lpips(net: str = "alex", path=None):
     return model.eval().to(memory_format=torch.channels_last)
 
 
-def _to_input(images, device="cpu"):
-    import torch
-
-    a = np.asarray(images)
-    if a.dtype == np.uint8:
-        a = a.astype(np.float32) / 255.0
-    a = a.astype(np.float32)
-    if a.ndim == 2:
-        a = a[None]
-    t = torch.from_numpy(a)[:, None].expand(-1, 3, -1, -1)
-    return (t * 2 - 1).to(device)
-
-
 def lpips_distances(model, preds, refs, batch_size: int = 16) -> np.ndarray:
-    """Per-pair LPIPS distances (N,) of gray images in [0, 1]."""
+    """Per-pair LPIPS distances (N,) of gray images in [0, 1] (any form
+    `semlab.arrays.as_gray_stack` takes; uint8 is divided by 255), fed to the network
+    as 3 equal channels in [-1, 1]."""
     import torch
 
-    preds, refs = np.asarray(preds), np.asarray(refs)
+    preds = as_gray_stack(preds, what="LPIPS predictions")
+    refs = as_gray_stack(refs, what="LPIPS references")
     if preds.shape != refs.shape:
         raise ValueError(f"{preds.shape} predictions for {refs.shape} references")
+
+    def to_input(a):
+        return torch.from_numpy(a)[:, None].expand(-1, 3, -1, -1) * 2 - 1
+
     out = []
     with torch.no_grad():
         for i in range(0, len(preds), batch_size):
-            d = model(_to_input(preds[i:i + batch_size]), _to_input(refs[i:i + batch_size]))
+            d = model(to_input(preds[i:i + batch_size]), to_input(refs[i:i + batch_size]))
             out.append(d.reshape(-1).double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 

@@ -149,9 +149,9 @@ class SemEncoder:
         images of equal size are batched; batch size does not change the result."""
         import torch
 
-        from semlab.metrics.fid import as_float_images
+        from semlab.arrays import as_gray_stack
 
-        imgs = as_float_images(images)
+        imgs = as_gray_stack(images, same_shape=False)
         out = np.empty((len(imgs), self.dim), np.float64)
         i = 0
         with torch.inference_mode():
@@ -206,9 +206,10 @@ def train_sem_encoder(images, config: EncoderConfig = EncoderConfig(), *, out=No
     import torch
     from tqdm.auto import tqdm
 
-    from semlab.metrics.fid import as_float_images, images_sha256
+    from semlab.arrays import as_gray_stack
+    from semlab.metrics.fid import images_sha256
 
-    imgs = as_float_images(images)
+    imgs = as_gray_stack(images, same_shape=False)
     if len(imgs) < 2:
         raise ValueError("the SEM encoder needs at least 2 training images")
     shapes = {im.shape for im in imgs}

@@ -20,7 +20,13 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from semlab.arrays import as_gray_stack
+
 __all__ = [
+    "spectral_window",
+    "power_spectra_2d",
+    "radial_bins",
+    "radial_power_spectra",
     "radial_power_spectrum",
     "mean_radial_spectrum",
     "noise_sigma_estimate",
@@ -36,14 +42,63 @@ _IMMERKAER = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
 _IMMERKAER_NORM = float(np.sqrt((_IMMERKAER**2).sum()))  # = 6
 
 
-def _window_2d(shape: tuple[int, int], window: str | None) -> np.ndarray:
+def spectral_window(shape: tuple[int, int], window: str | None = "hann") -> np.ndarray:
+    """The 2-D window (H, W) the spectra of semlab multiply an image by: ``"hann"``, the
+    symmetric Hann (``np.hanning``, zero at the borders, reduces leakage) as an outer
+    product; ``None`` (or "none", "boxcar", "rect"), all ones."""
     h, w = shape
     if window in (None, "none", "boxcar", "rect"):
         return np.ones((h, w))
     if window == "hann":
-        # periodic=False (symmetric) Hann; zero at the borders, reduces leakage
         return np.outer(np.hanning(h), np.hanning(w))
     raise ValueError(f"unknown window {window!r}; valid: 'hann', None")
+
+
+def power_spectra_2d(stack: np.ndarray, *, window: str | None = "hann") -> np.ndarray:
+    """Unshifted 2-D power (index [0, 0] is zero frequency; frequencies are
+    np.fft.fftfreq) of each image of a float (N, H, W) stack, each mean-subtracted,
+    windowed and normalised as in the module docstring."""
+    x = np.asarray(stack, dtype=np.float64)
+    win = spectral_window(x.shape[1:], window)
+    xm = (x - x.mean(axis=(1, 2), keepdims=True)) * win
+    return np.abs(np.fft.fft2(xm)) ** 2 / (win**2).sum()
+
+
+def radial_bins(h: int, w: int, *, to_corner: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(kbin, freq, nbins)``: the radial bin of every unshifted frequency of an (H, W)
+    spectrum, the bin centres in cycles/px and the number of bins. Bins have width 1/N
+    (N = min(H, W)) and are centred on k/N (bin k covers [(k-0.5)/N, (k+0.5)/N)), for
+    k = 1 .. N//2 (up to Nyquist) or, with `to_corner`, up to the corner of the frequency
+    square (|f| = sqrt(fy_max**2 + fx_max**2)); bin 0 is DC."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
+    n = min(h, w)
+    kbin = np.rint(np.sqrt(fy**2 + fx**2) * n).astype(np.int64)
+    nbins = int(kbin.max()) if to_corner else n // 2
+    return kbin, np.arange(1, nbins + 1) / n, nbins
+
+
+def radial_power_spectra(images, *, window: str | None = "hann", to_corner: bool = False, chunk: int = 64
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``(freq, S)``: the radially averaged power spectrum of every image of a stack
+    (any form `semlab.arrays.as_gray_stack` takes, one size, at least 4 px a side;
+    uint8/uint16 are scaled to [0, 1]), S of shape (N, n_bins): the mean of the 2-D power
+    (`power_spectra_2d`) over the frequencies of each bin (`radial_bins`), DC left out.
+    This is the one radial-spectrum implementation of semlab; `chunk` images are
+    transformed at a time."""
+    x = as_gray_stack(images, what="images for a spectrum", dtype=np.float64, value_range=None, min_size=4)
+    kbin, freq, nbins = radial_bins(*x.shape[1:], to_corner=to_corner)
+    keep = (kbin >= 1) & (kbin <= nbins)
+    idx = kbin[keep]
+    counts = np.bincount(idx, minlength=nbins + 1)[1:]
+    out = np.empty((len(x), nbins))
+    for s in range(0, len(x), chunk):
+        p = power_spectra_2d(x[s:s + chunk], window=window)[:, keep]
+        m = len(p)  # one bincount for the chunk: image i's bins are offset by i * (nbins + 1)
+        offs = (np.arange(m)[:, None] * (nbins + 1) + idx[None, :]).ravel()
+        sums = np.bincount(offs, weights=p.ravel(), minlength=m * (nbins + 1)).reshape(m, nbins + 1)[:, 1:]
+        out[s:s + m] = sums / np.maximum(counts, 1)
+    return freq, out
 
 
 def radial_power_spectrum(img: np.ndarray, *, window: str | None = "hann") -> tuple[np.ndarray, np.ndarray]:
@@ -51,29 +106,14 @@ def radial_power_spectrum(img: np.ndarray, *, window: str | None = "hann") -> tu
 
     Returns ``(freq, power)``: ``freq`` are bin centres in cycles per pixel
     (k/N for k = 1..N//2, N = min(H, W)); ``power`` is the mean of the 2-D power
-    (normalised as in the module docstring) over the frequencies in each bin.
+    (normalised as in the module docstring) over the frequencies in each bin
+    (`radial_power_spectra` of the one image).
     """
-    x = np.asarray(img, dtype=np.float64)
+    x = np.asarray(img)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {x.shape}")
-    h, w = x.shape
-    if min(h, w) < 4:
-        raise ValueError(f"image too small for a spectrum: {x.shape}")
-    win = _window_2d((h, w), window)
-    x = (x - x.mean()) * win
-    power2d = np.abs(np.fft.fft2(x)) ** 2 / (win**2).sum()
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    r = np.sqrt(fy**2 + fx**2)
-    n = min(h, w)
-    kbin = np.rint(r * n).astype(np.int64)  # bin k covers [(k-0.5)/n, (k+0.5)/n)
-    nbins = n // 2
-    keep = (kbin >= 1) & (kbin <= nbins)
-    sums = np.bincount(kbin[keep], weights=power2d[keep], minlength=nbins + 1)
-    counts = np.bincount(kbin[keep], minlength=nbins + 1)
-    k = np.arange(1, nbins + 1)
-    power = sums[1:] / np.maximum(counts[1:], 1)
-    return k / n, power
+    freq, s = radial_power_spectra(x[None], window=window)
+    return freq, s[0]
 
 
 def mean_radial_spectrum(
@@ -179,7 +219,5 @@ def high_frequency_ratio(images: Sequence[np.ndarray], *, cutoff: float = 0.25,
 
 
 def _mean_power(images, window):
-    specs = [radial_power_spectrum(im, window=window) for im in images]
-    if not specs:
-        raise ValueError("no images")
-    return specs[0][0], np.mean([s[1] for s in specs], axis=0)
+    freq, s = radial_power_spectra(images, window=window)
+    return freq, s.mean(axis=0)

@@ -143,7 +143,8 @@ def one_hot(mask, num_classes: int = NUM_CLASSES, *, dtype: torch.dtype = torch.
 
     `mask` is an integer numpy array or tensor of shape ``(H, W)`` (becomes B = 1) or
     ``(B, H, W)`` holding class ids ``0..num_classes-1`` (see :mod:`semlab.labels`).
-    Ids outside that range raise a ValueError.
+    Ids outside that range raise a ValueError. The result is in channels_last memory
+    format (values as any other layout).
     """
     m = _as_tensor(mask)
     if m.dtype == torch.bool:
@@ -159,9 +160,9 @@ def one_hot(mask, num_classes: int = NUM_CLASSES, *, dtype: torch.dtype = torch.
         lo, hi = int(m.min()), int(m.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"mask holds class ids in {lo}..{hi}, outside 0..{num_classes - 1}")
-    out = torch.zeros((m.shape[0], num_classes, *m.shape[1:]), dtype=dtype, device=m.device)
-    out.scatter_(1, m.unsqueeze(1), 1.0)
-    return out
+    # (B, H, W, C) -> (B, C, H, W): a view in channels_last memory format (oneDNN's fast
+    # layout on CPU), the tensor every caller in semlab has always fed its networks
+    return torch.nn.functional.one_hot(m, num_classes).permute(0, 3, 1, 2).to(dtype)
 
 
 def from_one_hot(x: torch.Tensor) -> torch.Tensor:

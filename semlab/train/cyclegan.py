@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from semlab import labels
+from semlab.models import to_model
 from semlab.train import nets
 from semlab.train.config import TrainConfig
 from semlab.train.diffaug import diff_augment
@@ -63,6 +64,14 @@ class ImagePool:
 
 
 class CycleGANTrainer(Trainer):
+    paired = False  # masks and images come in independent orders
+    generate_train_mode = False  # eval mode, as the original's test script runs CycleGAN
+
+    @staticmethod
+    def encode_onehot(onehot: torch.Tensor) -> torch.Tensor:
+        """Domain A: the one-hot mask scaled to [-1, 1] like an image (`semlab.models.to_model`)."""
+        return to_model(onehot)
+
     def __init__(self, cfg: TrainConfig, size: int, device: torch.device | str = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
@@ -95,7 +104,7 @@ class CycleGANTrainer(Trainer):
     def train_step(self, mask1h: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
         """`mask1h` and `image` come from independent orders (unpaired)."""
         cfg = self.cfg
-        real_A = self.prep(mask1h * 2 - 1)
+        real_A = self.prep(self.encode_onehot(mask1h))
         real_B = self.prep(image)
         w = self.w
         lam = cfg.lambda_cycle

@@ -6,6 +6,7 @@ import contextlib
 
 import torch
 
+from semlab.models import one_hot
 from semlab.train.config import TrainConfig
 from semlab.train.diffaug import diff_augment
 from semlab.train.losses import feature_matching, gan_loss
@@ -21,9 +22,30 @@ def linear_decay(cfg: TrainConfig):
 
 
 class Trainer:
-    """Common parts: autocast, channels_last, the per-epoch schedule, the learning rate."""
+    """Common parts: autocast, channels_last, the per-epoch schedule, the learning rate,
+    and what a model is: how a mask enters its generator (`encode_mask`), whether it
+    trains on pairs (`paired`) and how it generates (`generate_train_mode`). Callers ask
+    the trainer class (`semlab.train.loop.trainer_class(cfg.model)`), never the model name."""
 
     cfg: TrainConfig
+    #: masks and images of a batch belong together (False: drawn in independent orders)
+    paired: bool = True
+    #: generate with batch statistics and dropout on, as the original's test script does
+    generate_train_mode: bool = True
+
+    @classmethod
+    def encode_mask(cls, mask, device=None) -> torch.Tensor:
+        """Canonical label map(s) ``(H, W)`` or ``(B, H, W)`` (numpy or tensor, class ids
+        0..NUM_CLASSES-1, checked) -> the generator's mask input, float32
+        ``(B, NUM_CLASSES, H, W)`` on `device`: the one-hot mask (`semlab.models.one_hot`)
+        in this model's mask domain (`encode_onehot`). The noise channel, if any, is
+        appended by the caller (`nets.with_noise`)."""
+        return cls.encode_onehot(one_hot(mask, device=device))
+
+    @staticmethod
+    def encode_onehot(onehot: torch.Tensor) -> torch.Tensor:
+        """A one-hot mask batch in {0, 1} -> this model's mask domain (Pix2Pix: unchanged)."""
+        return onehot
 
     def end_epoch(self) -> None:
         self.schedG.step()

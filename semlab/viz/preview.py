@@ -34,11 +34,10 @@ class EpochPreview:
         was = g.training
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            x = torch.nn.functional.one_hot(torch.from_numpy(self.masks.astype(np.int64)), 4).permute(0, 3, 1, 2).float()
-            if trainer.cfg.model == "cyclegan":
+            if not trainer.generate_train_mode:
                 g.eval()
-                x = x * 2 - 1
-            y = g(nets.with_noise(x.to(trainer.device), trainer.cfg)).float().clamp(-1, 1)
+            x = trainer.encode_mask(self.masks, device=trainer.device)
+            y = g(nets.with_noise(x, trainer.cfg)).float().clamp(-1, 1)
         g.train(was)
         fakes = ((y + 1) / 2)[:, 0].cpu().numpy()
         fig = translation_grid(self.masks, fakes, self.reals, titles=[f"epoch {epoch}"] + [""] * (len(fakes) - 1))
