@@ -258,7 +258,9 @@ def test_experiment_without_sam2_reports_classical_and_hybrid_honestly(smoke_exp
     for m in ("sam2_zero_shot", "sam2_decoder", "sam2_full", "sam2_encoder"):
         assert res.unavailable(m) == res.sam2_reason and not res.method_rows(m)
     md = res.markdown("cv")
-    assert "unavailable (a)" in md and f"(a) {res.sam2_reason}" in md and "fallback rate 1" in md
+    from semlab.textfmt import md_escape  # reasons in Markdown are escaped (issue 15 item 3)
+
+    assert "unavailable (a)" in md and f"(a) {md_escape(res.sam2_reason)}" in md and "fallback rate 1" in md
     tab = res.table("cv")
     assert tab["sam2_encoder"] is None
     assert tab["classical"]["epe_mean_abs"]["mean"] == pytest.approx(np.mean([r["epe_mean_abs"] for r in cls]))
@@ -334,7 +336,7 @@ def test_measure_real_lines_recovers_the_simulated_line_width(tmp_path):
     assert abs(got.rows[0]["n_lines"] - true["n_lines"]) <= 1 and got.rows[0]["fallback_rate"] == 1.0
     per = got.per_image()[0]
     assert per["n_lines"] == len(got.lines) and per["cd_mean"] == pytest.approx(np.mean([x["cd"] for x in got.lines]))
-    assert "grating.png" in got.markdown()
+    assert "grating\\.png" in got.markdown()  # names Markdown-escaped (semlab.textfmt.md_escape)
     missing = measure_real_lines(tmp_path / "nowhere")
     assert not missing.available and "folder not found" in missing.reason and "No real" in missing.markdown()
 
@@ -402,11 +404,12 @@ def test_cli_parser_registers_with_a_parent_parser():
     cli.add_parser(p.add_subparsers(dest="command", required=True))
     a = p.parse_args(["contours", "predict", "imgs", "--out", "o", "--threshold", "0.5"])
     assert a.fn is cli.cmd_predict and a.threshold == 0.5 and a.format == "csv,json"
-    a = p.parse_args(["contours", "train", "--data", "d", "--out", "o", "--mode", "decoder", "--steps", "3", "--bf16"])
-    assert a.fn is cli.cmd_train and a.mode == "decoder" and a.steps == 3 and a.bf16 and a.image_size == 512
+    a = p.parse_args(["contours", "train", "d", "--out", "o", "--mode", "decoder", "--steps", "3", "--precision", "bf16"])
+    assert a.fn is cli.cmd_train and a.mode == "decoder" and a.steps == 3 and a.image_size == 512
+    assert a.dataset == "d" and cli._bf16(a)
     assert cli.MODES == MODES
     with pytest.raises(SystemExit):
-        p.parse_args(["contours", "train", "--data", "d", "--out", "o", "--mode", "adapter"])
+        p.parse_args(["contours", "train", "d", "--out", "o", "--mode", "adapter"])
 
 
 def test_cli_predict_writes_contours_and_sources_and_never_overwrites(no_weights, tiny_dataset, capsys):
@@ -477,7 +480,7 @@ def test_cli_evaluate_table_matches_direct_scores(no_weights, tiny_dataset, caps
     assert "no images in split 'val'" in capsys.readouterr().err
     assert _cli(["contours", "evaluate", str(no_weights / "nope")]) == 2
     assert "not a semlab dataset" in capsys.readouterr().err
-    assert _cli(["contours", "train", "--data", str(tiny_dataset), "--out", str(no_weights / "ft")]) == 2
+    assert _cli(["contours", "train", str(tiny_dataset), "--out", str(no_weights / "ft")]) == 2
     assert "sam2.1_hiera_tiny.pt not found" in capsys.readouterr().err
 
 
@@ -489,7 +492,7 @@ def test_cli_evaluate_refuses_data_without_contours(no_weights, capsys):
     ds = import_images(no_weights / "raw", no_weights / "imported", splits={"test": 1.0}, progress=False)
     assert _cli(["contours", "evaluate", str(ds)]) == 2
     assert "no ground-truth contours" in capsys.readouterr().err
-    assert _cli(["contours", "train", "--data", str(ds), "--out", str(no_weights / "ft")]) == 2
+    assert _cli(["contours", "train", str(ds), "--out", str(no_weights / "ft")]) == 2
     assert "has no masks" in capsys.readouterr().err
 
 
@@ -593,17 +596,22 @@ def test_segsem_notebook_runs_in_smoke_profile_without_weights(tmp_path, monkeyp
     assert "SAM2 unavailable: SAM2 weights unavailable: sam2.1_hiera_tiny.pt not found" in nb.text
     assert "unavailable (a)" in nb.markdown and "fallback rate 1" in nb.markdown
     folder = run_dir / "50_segsem_contours"
-    m = json.loads((folder / "metrics.json").read_text())
-    assert m["profile"] == "smoke" and m["n_images"] == 8 and m["sam2_available"] is False
-    assert m["hybrid_fallback_rate"] == 1.0
-    assert m["epe_mean_abs_nm"]["hybrid"] == m["epe_mean_abs_nm"]["classical"]
-    assert 0 < m["epe_mean_abs_nm"]["classical"]["mean"] < 5
-    assert m["epe_mean_abs_nm"]["sam2_encoder"].startswith("unavailable: SAM2 weights unavailable")
+    from semlab.metrics import keys as K
+
+    doc = json.loads((folder / "metrics.json").read_text())
+    assert K.doc_problems(doc) == [] and (folder / doc["figure"]).is_file()
+    m, extra = doc["metrics"], doc["extra"]
+    assert extra["profile"] == "smoke" and doc["n"] == 8 and extra["sam2_available"] is False
+    assert m[K.key("hybrid", K.FALLBACK_RATE)]["value"] == 1.0
+    assert m[K.key("hybrid", K.EPE_MEAN_ABS)] == m[K.key("classical", K.EPE_MEAN_ABS)]
+    assert 0 < m[K.key("classical", K.EPE_MEAN_ABS)]["value"] < 5
+    assert extra[K.UNAVAILABLE][K.key("sam2_encoder", K.EPE_MEAN_ABS)].startswith("SAM2 weights unavailable")
     assert (folder / "fallback_sweep.png").is_file() and (folder / "results.csv").is_file()
     assert json.loads((folder / "outputs.json").read_text())["experiment"] == str(folder / "experiment")
     real = Path(os.environ.get("SEMLAB_REAL_SEM", ROOT.parent / "shared" / "data" / "real_sem")) / "dsa_lines"
-    assert m["real_available"] == real.is_dir()
+    assert extra["real_available"] == real.is_dir()
     if real.is_dir():
-        assert len(m["real"]) == 3 and all(r["unit"] == "nm" and r["cd_mean"] > 0 for r in m["real"])
+        cds = {k: v for k, v in m.items() if k.startswith("real/") and k.endswith("." + K.CD_MEAN)}
+        assert len(cds) == 3 and all(v["unit"] == "nm" and v["value"] > 0 for v in cds.values())
     else:
         assert "No real DSA folder found" in nb.text

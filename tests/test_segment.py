@@ -389,7 +389,8 @@ def test_cli_segment(tmp_path, capsys):
     src = _folder_with_bad_inputs(tmp_path)
     rc = cli.main(["segment", str(src), "--out", str(tmp_path / "o"), "--classes", "background,pattern",
                    "--edge-offset-px", "0.5", "--quiet"])
-    assert rc == 0 and "segmented dataset" in capsys.readouterr().out
+    text = capsys.readouterr().out  # the bad inputs are failed items: exit code 1 and a summary (issue 15)
+    assert rc == 1 and "segmented dataset" in text and " failed: see " in text
     meta = json.loads((tmp_path / "o" / "dataset.json").read_text())
     assert meta["identity"]["rules"]["classes"] == ["background", "pattern"]
     assert meta["identity"]["rules"]["edge_offset_px"] == 0.5

@@ -1,6 +1,6 @@
 """`semlab contours train | predict | evaluate`: SegSEM from the command line.
 
-    semlab contours train --data DATASET --mode encoder --out RUN [--steps N] [--image-size 512] [--bf16]
+    semlab contours train DATASET --mode encoder --out RUN [--steps N] [--image-size 512] [--precision bf16]
     semlab contours predict IMAGES --out FOLDER [--checkpoint RUN/sam2.1_hiera_tiny.pt] [--threshold 0.8]
                             [--pixel-nm 0.75] [--format csv,json,gds]
     semlab contours evaluate DATASET [--split test] [--checkpoint ...] [--out table.md,table.csv]
@@ -9,11 +9,15 @@
 any, for early stopping) and exports an official `{"model": state_dict}` file.
 `predict` runs the hybrid (SAM2 where confident, the classical fallback elsewhere)
 on every image of a folder and writes one contour file per image and format plus
-`structures.csv` (which source each structure used, and why); it never overwrites a
-file. Without `--checkpoint` it uses the pretrained SAM2 weights if `semlab.weights`
-finds them (never downloading), else the fallback on every structure, saying why.
-`evaluate` scores the fallback, SAM2 alone (when available) and the hybrid against a
-dataset's ground-truth contours: mean and 95 % bootstrap CI over images.
+`structures.csv` (which source each structure used, and why). An image that cannot be
+read or has no structure to find (corrupt, blank, 1x1) goes to `failures.csv` and the
+rest go on (exit code 1 then); `predict.json` records the settings and each image's
+state, so a re-run with the same settings resumes (finished images are skipped, failed
+ones retried), while other settings, or files predict did not write, are refused: it
+never overwrites. Without `--checkpoint` it uses the pretrained SAM2 weights if
+`semlab.weights` finds them (never downloading), else the fallback on every structure,
+saying why. `evaluate` scores the fallback, SAM2 alone (when available) and the hybrid
+against a dataset's ground-truth contours: mean and 95 % bootstrap CI over images.
 
 `semlab.cli` registers this with `add_parser(subparsers)`; `semlab.cli.main` runs it.
 """
@@ -47,6 +51,18 @@ def _fallback_settings(a):
     return ContourSettings(**kw)
 
 
+def _bf16(a) -> bool:
+    """`--precision bf16`; the deprecated `--bf16` maps to it with a one-line note."""
+    import sys
+
+    if getattr(a, "bf16", False):
+        if a.precision == "fp32":
+            raise ValueError("--bf16 contradicts --precision fp32 (--bf16 is deprecated: use --precision bf16)")
+        print("semlab contours: --bf16 is deprecated; use --precision bf16", file=sys.stderr)
+        return True
+    return a.precision == "bf16"
+
+
 def _extractor(a, fallback):
     """The hybrid for predict/evaluate: --no-sam2 and missing default weights give a
     fallback-only hybrid with the reason; a --checkpoint that cannot be used is an error
@@ -60,7 +76,7 @@ def _extractor(a, fallback):
         reason = sam2_unavailable_reason(a.model, a.checkpoint)
         if reason is not None:
             raise FileNotFoundError(f"--checkpoint {a.checkpoint}: {reason}")
-    ex = HybridExtractor.from_weights(a.model, a.checkpoint, a.image_size, bf16=a.bf16, **kw)
+    ex = HybridExtractor.from_weights(a.model, a.checkpoint, a.image_size, bf16=_bf16(a), **kw)
     if a.checkpoint and ex.predictor is None:  # e.g. not a valid SAM2 checkpoint
         raise ValueError(f"--checkpoint {a.checkpoint}: {ex.unavailable_reason}")
     return ex
@@ -72,15 +88,6 @@ def _formats(text: str) -> list[str]:
     if bad or not fmts:
         raise ValueError(f"--format {text!r}: unknown format(s) {bad}; valid: {', '.join(FORMATS)} (comma-separated)")
     return list(dict.fromkeys(fmts))
-
-
-def _stem(path: Path, root: Path) -> str:
-    """A file name for an image's outputs: its path below the input folder, joined by
-    '__' (two images called a.tif in different sub-folders must not collide)."""
-    import re
-
-    rel = path.relative_to(root) if root.is_dir() else Path(path.name)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(rel.with_suffix("").parts))
 
 
 def _refuse_existing(paths) -> None:
@@ -101,17 +108,17 @@ def cmd_train(a) -> int:
     from semlab.contours.hybrid import sam2_unavailable_reason
     from semlab.data.datasets import load_dataset
 
-    ds = load_dataset(a.data)
+    ds = load_dataset(a.dataset)
     if not ds.labeled:
-        raise ValueError(f"{a.data}: the dataset has no masks; fine-tuning needs labelled images "
+        raise ValueError(f"{a.dataset}: the dataset has no masks; fine-tuning needs labelled images "
                          f"(images/ + masks/, e.g. from `semlab simulate` or `semlab segment`)")
     train_ids = ds.split("train")
     if not train_ids:
-        raise ValueError(f"{a.data}: the dataset has no images in its train split "
+        raise ValueError(f"{a.dataset}: the dataset has no images in its train split "
                          f"(splits: {sorted({r['split'] for r in ds.rows})})")
     val_ids = ds.split("val")
     cfg = FinetuneConfig(model=a.model, checkpoint=a.checkpoint, image_size=a.image_size, mode=a.mode,
-                         epochs=a.epochs, max_steps=a.steps, max_prompts=a.max_prompts, lr=a.lr, bf16=a.bf16,
+                         epochs=a.epochs, max_steps=a.steps, max_prompts=a.max_prompts, lr=a.lr, bf16=_bf16(a),
                          seed=a.seed, patience=a.patience)
     reason = sam2_unavailable_reason(a.model, a.checkpoint)
     if reason is not None:
@@ -123,7 +130,7 @@ def cmd_train(a) -> int:
 
     train, val = examples(train_ids), examples(val_ids)
     if not train:
-        raise ValueError(f"{a.data}: no pattern or hole structure in the train split's masks: nothing to learn")
+        raise ValueError(f"{a.dataset}: no pattern or hole structure in the train split's masks: nothing to learn")
     res = finetune(train, val, cfg, a.out, resume=True, progress=not a.quiet)
     print(f"fine-tuned SAM2 ({a.mode}) for {res.steps} steps, {res.epochs} epochs on {len(train)} images"
           + (f", best validation epoch {res.best_epoch} (loss {res.best_val_loss:.4f})" if res.best_epoch is not None
@@ -135,11 +142,20 @@ def cmd_train(a) -> int:
 # ----------------------------------------------------------------------------- predict
 
 
+PREDICT_STATE = "predict.json"
+STRUCTURE_FIELDS = ["item", "image", "id", "label", "label_name", "source", "reason", "confidence", "predicted_iou",
+                    "stability", "area_px", "touches_frame"]
+
+
 def cmd_predict(a) -> int:
-    """Hybrid contours of every image of a folder; one file per image and format."""
-    from semlab.contours.export import write_contours_csv, write_contours_gds, write_contours_json
-    from semlab.data.sources import crop_databar, list_images
-    from semlab.io import read_image, read_image_meta, write_csv_atomic
+    """Hybrid contours of every image of a folder; one file per image and format
+    (resumable; failures listed in failures.csv; see the module docstring)."""
+    import json
+    import warnings
+
+    from semlab import io
+    from semlab.data.datasets import clash_warning, unique_ids
+    from semlab.data.sources import list_images
 
     fmts = _formats(a.format)
     if a.pixel_nm is not None and not a.pixel_nm > 0:
@@ -149,48 +165,103 @@ def cmd_predict(a) -> int:
     root = Path(a.images)
     files = list_images(root)
     out = Path(a.out)
-    stems = {p: _stem(p, root) for p in files}
-    targets = [out / f"{s}.{f}" for s in stems.values() for f in fmts] + [out / "structures.csv"]
-    _refuse_existing(targets)
-    pixel = {p: a.pixel_nm or read_image_meta(p).get("pixel_size_nm") for p in files}
+    ids, clashes = unique_ids(files, root)  # before anything is written
+    if clashes:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn(clash_warning(clashes, ids, root), io.SemlabWarning, stacklevel=1)
+    rel = {p: (p.relative_to(root) if root.is_dir() else Path(p.name)).as_posix() for p in files}
+    state_path = out / PREDICT_STATE
+    try:
+        state = json.loads(state_path.read_text()) if state_path.is_file() else None
+        if state is not None and not isinstance(state.get("items"), dict):
+            raise ValueError("no items")
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"{state_path}: not a readable predict record ({e}); choose another --out") from None
+    if state is None:  # not a folder of ours: refuse any file it would replace
+        _refuse_existing([out / f"{i}.{f}" for i in ids.values() for f in fmts]
+                         + [out / n for n in ("structures.csv", "failures.csv")])
+    pixel, failed = {}, {}
+    for p in files:
+        try:
+            pixel[p] = a.pixel_nm or io.read_image_meta(p).get("pixel_size_nm")
+        except (ValueError, OSError) as e:  # unreadable: a failed item, the batch goes on
+            failed[p] = str(e)
     if "gds" in fmts:
-        missing = [p.name for p, v in pixel.items() if not v]
+        missing = [p.name for p in files if p not in failed and not pixel[p]]
         if missing:
             raise ValueError(f"--format gds needs the pixel size, unknown for {', '.join(missing[:5])}"
                              f"{' ...' if len(missing) > 5 else ''}: pass --pixel-nm")
     ex = _extractor(a, _fallback_settings(a))
+    identity = json.loads(json.dumps({"images": str(root.resolve()), "formats": fmts, "pixel_nm": a.pixel_nm,
+                                      "crop_databar": a.crop_databar, "hybrid": ex.describe()},
+                                     default=io.json_default))
+    if state is not None and state.get("identity") != identity:
+        raise ValueError(f"{out} holds contours predicted with other settings or images ({state_path}); "
+                         "semlab contours never overwrites: choose another --out or remove it")
     if ex.predictor is None and not a.quiet:
         print(f"SAM2 not used: {ex.unavailable_reason}; every structure uses the classical fallback")
-    records, n_struct, n_fb = [], 0, 0
+    items = dict(state["items"]) if state else {}
+    old_rows = io.read_csv(out / "structures.csv") if state and (out / "structures.csv").is_file() else []
+    done = {i for i, r in items.items() if r.get("status") == "ok"
+            and all((out / f"{i}.{f}").is_file() for f in fmts)}
+    records = [r for r in old_rows if r.get("item") in done]
+
+    def save() -> None:
+        fails = [{"id": i, "source": r["source"], "error": r["error"]} for i, r in sorted(items.items())
+                 if r["status"] == "error"]
+        io.write_csv_atomic(out / "structures.csv", records, STRUCTURE_FIELDS)
+        io.write_csv_atomic(out / "failures.csv", fails, ["id", "source", "error"])
+        io.write_json_atomic(state_path, {"format": "semlab-contours-predict-1", "identity": identity,
+                                          "items": items})
+
     from tqdm.auto import tqdm
 
-    for p in tqdm(files, desc="contours", disable=a.quiet):
-        img = read_image(p)
-        if a.crop_databar == "auto":
-            img, _ = crop_databar(img, "auto")
-        px = pixel[p]
-        hr = ex.extract(img, pixel_nm=px, source=str(p))
-        s = stems[p]
-        for f in fmts:
-            dst = out / f"{s}.{f}"
-            if f == "csv":
-                write_contours_csv(dst, hr, pixel_nm=px)
-            elif f == "json":
-                write_contours_json(dst, hr, pixel_nm=px, image_path=p, image_shape=img.shape,
-                                    parameters={"hybrid": ex.describe(), "structures": hr.records()})
-            else:
-                write_contours_gds(dst, hr, pixel_nm=px, cell_name=s)
-        for r in hr.records():
-            records.append({"image": str(p), **{k: ("" if v is None else v) for k, v in r.items()}})
-        n_struct += len(hr.structures)
-        n_fb += hr.n_fallback
-    fields = ["image", "id", "label", "label_name", "source", "reason", "confidence", "predicted_iou", "stability",
-              "area_px", "touches_frame"]
-    write_csv_atomic(out / "structures.csv", records, fields)
-    rate = n_fb / n_struct if n_struct else float("nan")
-    print(f"{len(files)} image(s), {n_struct} structures, fallback rate {rate:.2f}: contours in {out} "
+    from semlab.contours.export import write_contours_csv, write_contours_gds, write_contours_json
+    from semlab.data.sources import crop_databar
+
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [p for p in files if ids[p] not in done]
+    try:
+        for k, p in enumerate(tqdm(todo, desc="contours", disable=a.quiet)):
+            s, px = ids[p], pixel.get(p)
+            try:
+                if p in failed:
+                    raise ValueError(failed[p])
+                img = io.read_image(p)
+                if a.crop_databar == "auto":
+                    img, _ = crop_databar(img, "auto")
+                hr = ex.extract(img, pixel_nm=px, source=str(p))
+            except (ValueError, OSError, RuntimeError) as e:  # corrupt, blank, 1x1, ...: recorded, go on
+                items[s] = {"source": rel[p], "status": "error", "error": str(e) or type(e).__name__}
+                continue
+            for f in fmts:  # a retried or interrupted item's files are ours (listed in predict.json)
+                dst = out / f"{s}.{f}"
+                if f == "csv":
+                    write_contours_csv(dst, hr, pixel_nm=px, overwrite=True)
+                elif f == "json":
+                    write_contours_json(dst, hr, pixel_nm=px, image_path=p, image_shape=img.shape, overwrite=True,
+                                        parameters={"hybrid": ex.describe(), "structures": hr.records()})
+                else:
+                    write_contours_gds(dst, hr, pixel_nm=px, cell_name=s, overwrite=True)
+            records.extend({"item": s, "image": str(p), **{key: ("" if v is None else v) for key, v in r.items()}}
+                           for r in hr.records())
+            items[s] = {"source": rel[p], "status": "ok", "error": "", "n_structures": len(hr.structures),
+                        "n_fallback": hr.n_fallback}
+            if (k + 1) % 20 == 0:
+                save()
+    finally:
+        save()
+    current = {ids[p] for p in files}
+    oks = [r for i, r in items.items() if i in current and r["status"] == "ok"]
+    n_err = sum(1 for i, r in items.items() if i in current and r["status"] == "error")
+    n_struct = sum(r["n_structures"] for r in oks)
+    rate = sum(r["n_fallback"] for r in oks) / n_struct if n_struct else float("nan")
+    print(f"{len(oks)} image(s), {n_struct} structures, fallback rate {rate:.2f}: contours in {out} "
           f"({', '.join(fmts)}), sources per structure in {out / 'structures.csv'}")
-    return 0
+    print(f"{len(oks)} ok, {n_err} failed" + (f": see {out / 'failures.csv'}" if n_err else "")
+          + (f" ({len(files) - len(todo)} done before)" if len(files) > len(todo) else ""))
+    return 1 if n_err else 0
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -272,7 +343,9 @@ def _sam2_options(s: argparse.ArgumentParser, *, checkpoint_help: str) -> None:
     s.add_argument("--checkpoint", default=None, help=checkpoint_help)
     s.add_argument("--image-size", type=int, default=512, choices=[512, 1024],
                    help="SAM2 input size: 512 (CPU, default) or 1024 (official)")
-    s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AMX and on GPUs)")
+    s.add_argument("--precision", default=None, choices=["fp32", "bf16"],
+                   help="fp32 (default) or bf16 autocast (faster on CPUs with AMX and on GPUs)")
+    s.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)  # deprecated: --precision bf16
 
 
 def _hybrid_options(s: argparse.ArgumentParser) -> None:
@@ -295,7 +368,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="contours_command", required=True)
 
     s = sub.add_parser("train", help="fine-tune SAM2 on a labelled dataset (resumes from --out)")
-    s.add_argument("--data", required=True, help="a labelled semlab dataset (images/ + masks/, train/val splits)")
+    s.add_argument("dataset", help="a labelled semlab dataset (images/ + masks/, train/val splits)")
     s.add_argument("--mode", default="encoder", choices=list(MODES),
                    help="what trains: encoder (SegSEM, default), decoder, full, lora")
     s.add_argument("--out", required=True, help="run folder: checkpoints/, history.json, <model>.pt")
@@ -309,9 +382,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("predict", help="images -> contour files (hybrid: SAM2 where confident, else classical)")
+    s = sub.add_parser("predict", help="images -> contour files (hybrid: SAM2 where confident, else classical)",
+                       description="Contours of every image of a folder. Resumable: a re-run with the same settings "
+                                   "skips finished images and retries failed ones. An image that fails (corrupt, "
+                                   "blank, 1x1) is listed in OUT/failures.csv and the rest go on; exit code 1 if any "
+                                   "failed, 2 on a usage error.")
     s.add_argument("images", help="an image file or a folder of images (searched recursively)")
-    s.add_argument("--out", required=True, help="output folder (existing files are never overwritten)")
+    s.add_argument("--out", required=True,
+                   help="output folder (resumed with the same settings; files predict did not write are never "
+                        "overwritten)")
     s.add_argument("--format", default="csv,json", help="comma-separated: csv, json, gds (default csv,json)")
     s.add_argument("--pixel-nm", type=float, default=None,
                    help="pixel size in nm (default: from the image's TIFF tags; else px units; gds needs it)")

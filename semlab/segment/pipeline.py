@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 import semlab
 from semlab import io, labels
 from semlab.data.datasets import (MANIFEST_FIELDS, DatasetError, DatasetWriter, assign_split,
-                                  safe_id)
+                                  clash_warning, safe_id, unique_ids)
 from semlab.segment.base import SegmentationError
 from semlab.segment.canonical import Canonical, CanonicalRules, canonicalize
 from semlab.segment.classical import ClassicalSegmenter, ClassicalSettings
@@ -95,10 +95,13 @@ class _Item:
     group: str
     source: str
     path: Path
+    renamed_from: str = ""
 
 
 def source_items(src, seed: int = 0) -> tuple[list[_Item], dict]:
-    """The items of a dataset folder (its ids and splits) or of a folder of images."""
+    """The items of a dataset folder (its ids and splits) or of a folder of images (ids
+    from the file names, made unique by `unique_ids` with a warning: x.png beside x.tif
+    become x-<8 hex> and x-<8 hex>, never one item)."""
     from semlab.data.sources import list_images
 
     src = Path(src)
@@ -117,11 +120,17 @@ def source_items(src, seed: int = 0) -> tuple[list[_Item], dict]:
     files = list_images(src)
     if not files:
         raise DatasetError(f"{src}: no images found (looked for PNG, JPEG, TIFF, BMP)")
+    ids, clashes = unique_ids(files, src)
+    if clashes:
+        import warnings
+
+        warnings.warn(clash_warning(clashes, ids, src), io.SemlabWarning, stacklevel=3)
     items = []
     for f in files:
         rel = f.relative_to(src)
-        iid = safe_id(rel)
-        items.append(_Item(iid, assign_split(seed, iid), iid, str(rel), f))
+        iid = ids[f]
+        items.append(_Item(iid, assign_split(seed, iid), iid, rel.as_posix(), f,
+                           safe_id(rel) if iid != safe_id(rel) else ""))
     return items, {"pixel_size_nm": None, "source_kind": "folder"}
 
 
@@ -206,7 +215,7 @@ def segment_dataset(src, out=None, *, backend="classical", settings: dict | None
             "shard": f"{i_shard}/{n_shard}"}
     man, meta = _meta_path(out, i_shard, n_shard)
     w = DatasetWriter(out, kind="segmented", identity=json.loads(json.dumps(identity, default=io.json_default)),
-                      info=info, extra_fields=QA_FIELDS + ("backend", "seconds"), manifest_name=man,
+                      info=info, extra_fields=QA_FIELDS + ("backend", "seconds", "renamed_from"), manifest_name=man,
                       meta_name=meta, remove_on_abort=n_shard == 1, flush_every=20)
     mine = [it for it in items if shard_of(it.id, n_shard) == i_shard]
     if limit is not None:
@@ -220,12 +229,13 @@ def segment_dataset(src, out=None, *, backend="classical", settings: dict | None
                 res = segment_image(img, segmenter, rules, qa_rules, source=str(it.path))
             except (io.ImageReadError, SegmentationError, OSError, ValueError) as e:
                 w.add_failed(it.id, split=it.split, group=it.group, source=it.source,
-                             extra={"status": "error", "reason": str(e), "backend": note["backend_used"]})
+                             extra={"status": "error", "reason": str(e), "backend": note["backend_used"],
+                                    "renamed_from": it.renamed_from})
                 continue
             regions = res.canonical.regions.astype(np.int64) + 1
             w.add(it.id, io.to_uint8(img), split=it.split, group=it.group, source=it.source,
                   mask=res.mask, extra={**res.qa, "backend": note["backend_used"],
-                                        "seconds": round(res.seconds, 4)},
+                                        "seconds": round(res.seconds, 4), "renamed_from": it.renamed_from},
                   files={"segments": ("labels16", np.minimum(regions, 65535))})
     except BaseException:
         w.abort()
