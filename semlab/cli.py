@@ -66,16 +66,35 @@ def cmd_simulate(a) -> int:
     return 0
 
 
+def _nm(text: str) -> float:
+    """argparse type of a pixel size: a positive finite number of nm."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of nm") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a pixel size must be a positive number of nm")
+    return v
+
+
 def cmd_import(a) -> int:
-    from semlab.data.datasets import import_images
+    from semlab.data.datasets import batch_summary, import_images
 
     bar = a.crop_databar
     if bar not in ("auto", "none"):
         bar = int(bar)
     out = import_images(a.src, a.out, tile=a.tile, overlap=a.overlap, crop_databar=bar, seed=a.seed,
-                        splits=_splits(a.splits), progress=not a.quiet)
-    print(f"dataset ready: {out}")
-    return 0
+                        splits=_splits(a.splits), progress=not a.quiet,
+                        native_pixel_nm=a.native_pixel_nm, pixel_nm=a.pixel_nm)
+    summary, n_failed = batch_summary(out)
+    meta = json.loads((Path(out) / "dataset.json").read_text())
+    px = meta.get("pixel_size_nm")
+    print(f"pixel size: {f'{px:.6g} nm' if px else 'unknown or per set'}"
+          + (f" ({meta['pixel_size_note']})" if meta.get("pixel_size_note") else ""))
+    print(f"dataset ready: {out}: {summary}")
+    return 1 if n_failed else 0
 
 
 def cmd_make_data(a) -> int:
@@ -88,6 +107,7 @@ def cmd_make_data(a) -> int:
 
 
 def cmd_segment(a) -> int:
+    from semlab.data.datasets import batch_summary
     from semlab.segment.canonical import CanonicalRules
     from semlab.segment.pipeline import merge_shards, parse_shard, segment_dataset
 
@@ -117,8 +137,9 @@ def cmd_segment(a) -> int:
     out = segment_dataset(a.dataset, a.out, backend=a.backend, settings=settings, rules=rules,
                           shard=parse_shard(a.shard), fallback=not a.no_fallback, progress=not a.quiet,
                           limit=a.limit)
-    print(f"segmented dataset: {out}")
-    return 0
+    summary, n_failed = batch_summary(out)
+    print(f"segmented dataset: {out}: {summary}")
+    return 1 if n_failed else 0
 
 
 def cmd_run(a) -> int:
@@ -143,21 +164,14 @@ def cmd_run(a) -> int:
 
 
 def cmd_train(a) -> int:
+    """Every `TrainConfig` field given on the command line (`_add_train_parser`), then `--set`."""
     from semlab.train import TrainConfig
     from semlab.train.ddp import train_maybe_distributed
 
-    opts = {"model": a.model, "dataset": a.dataset, "out": a.out, "batch_size": a.batch_size,
-            "precision": a.precision, "seed": a.seed}
-    for k in ("n_epochs", "n_epochs_decay", "netG", "upsample", "gan_mode", "diffaug", "max_steps",
-              "checkpoint_every", "lambda_l1", "lambda_identity", "lambda_fm"):
-        v = getattr(a, k)
-        if v is not None:
-            opts[k] = v
-    if a.channels_last:
-        opts["channels_last"] = True
+    opts = {k: getattr(a, k) for k in a.train_fields if getattr(a, k) is not None}
     opts.update(_typed(TrainConfig, _overrides(a.set)))
     cfg = TrainConfig.from_dict(opts)
-    res = train_maybe_distributed(cfg, progress=not a.quiet)
+    res = train_maybe_distributed(cfg, progress=not a.quiet, overwrite=a.overwrite)
     if res is not None:
         print(f"trained {res.steps} steps into {res.out}" + (f"; generator: {res.generator_path}" if res.generator_path else ""))
     return 0
@@ -166,18 +180,20 @@ def cmd_train(a) -> int:
 def cmd_generate(a) -> int:
     from semlab.train.generate import generate_folder
 
-    out = generate_folder(a.checkpoint, a.masks, a.out, seed=a.seed, progress=not a.quiet)
-    print(f"generated images in {out}")
+    res = generate_folder(a.checkpoint, a.masks, a.out, seed=a.seed, progress=not a.quiet, overwrite=a.overwrite)
+    print(res.summary())
     return 0
 
 
 def cmd_evaluate(a) -> int:
-    from semlab.metrics.evaluate import SET_METRICS, evaluate, read_folder, to_markdown, write_table
+    from semlab.metrics.evaluate import SET_METRICS, check_table_paths, evaluate, read_folder, to_markdown, write_table
 
     metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else None
     unknown = sorted(set(metrics or []) - set(SET_METRICS))
     if unknown or metrics == []:
         raise ValueError(f"--metrics: unknown metric(s) {unknown}; valid: {', '.join(SET_METRICS)}")
+    outs = [o.strip() for o in a.out.split(",") if o.strip()] if a.out else []
+    check_table_paths(outs, overwrite=a.overwrite)  # before any image is read or metric computed
     real_ids, real = read_folder(a.real)
     fake_ids, fake = read_folder(a.fake)
     if a.paired:  # pairs by file name
@@ -187,16 +203,27 @@ def cmd_evaluate(a) -> int:
         ri, fi = {k: i for i, k in enumerate(real_ids)}, {k: i for i, k in enumerate(fake_ids)}
         real, fake = [real[ri[k]] for k in common], [fake[fi[k]] for k in common]
     kw = {"metrics": metrics} if metrics else {}
+    if a.paired:
+        kw["names"] = common  # a size mismatch names the file pair
     if a.sem_encoder:
         from semlab.metrics.sem_encoder import load_sem_encoder
 
         kw["sem_encoder"] = load_sem_encoder(a.sem_encoder)
     rows = evaluate(real, fake, paired=a.paired, cache_dir=a.cache, fid_inf=a.fid_inf, precision=a.precision, **kw)
     print(to_markdown(rows))
-    if a.out:
-        for out in a.out.split(","):
-            print("wrote", write_table(rows, out))
+    for out in outs:
+        print("wrote", write_table(rows, out, overwrite=a.overwrite))
     return 0
+
+
+def cmd_verify(a) -> int:
+    from semlab.integrity import verify_dataset
+
+    rep = verify_dataset(a.dataset, rehash=a.rehash)
+    for line in rep.lines():
+        print(line)
+    print(rep.summary())
+    return 0 if rep.ok else 1
 
 
 def cmd_lab(a) -> int:
@@ -283,6 +310,55 @@ def _add_bench_parsers(sub) -> None:
     ])
 
 
+# `semlab train` flags that differ from --<field-name-with-dashes>, and argparse types that
+# check ranges; everything else comes from TrainConfig's fields (type, default, HELP, CHOICES)
+_TRAIN_FLAGS = {"n_epochs": ("--epochs", "--n-epochs"), "n_epochs_decay": ("--epochs-decay", "--n-epochs-decay")}
+_TRAIN_TYPES = {"size": size_px, "batch_size": positive_int, "n_epochs": non_negative_int,
+                "n_epochs_decay": non_negative_int, "max_steps": positive_int, "checkpoint_every": positive_int,
+                "keep_checkpoints": non_negative_int, "threads": positive_int, "ngf": positive_int,
+                "ndf": positive_int, "n_layers_D": positive_int, "pool_size": non_negative_int,
+                "sample_every_epochs": positive_int, "n_samples": non_negative_int}
+
+
+def _add_train_parser(sub) -> None:
+    """`semlab train DATASET --out DIR [--<field> VALUE ...]`: one flag per `TrainConfig`
+    field (`extra` through `--set`); a flag not given leaves the field's default."""
+    import dataclasses
+    import typing
+
+    from semlab.train.config import CHOICES, HELP, TrainConfig
+
+    s = sub.add_parser("train", help="train Pix2Pix or CycleGAN (resumes from the last checkpoint in --out)",
+                       description="Train Pix2Pix or CycleGAN into a run folder; re-running with the same --out "
+                                   "resumes from the last checkpoint. A non-empty --out that is not a run folder is "
+                                   "refused unless --overwrite.")
+    s.add_argument("dataset", help=HELP["dataset"])
+    s.add_argument("--out", required=True, help=HELP["out"])
+    hints = typing.get_type_hints(TrainConfig)
+    names = ["dataset", "out"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("dataset", "out", "extra"):
+            continue
+        kind = next((t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)), str)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_ = HELP.get(f.name, f.name).replace("%", "%%")
+        if default not in (None, "") and "(default" not in help_:
+            help_ += f" (default: {default})"
+        flags = _TRAIN_FLAGS.get(f.name, (f"--{f.name.replace('_', '-')}",))
+        if kind is bool:
+            s.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            s.add_argument(*flags, dest=f.name, type=_TRAIN_TYPES.get(f.name, kind), default=None,
+                           choices=CHOICES.get(f.name), help=help_)
+        names.append(f.name)
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any TrainConfig field")
+    s.add_argument("--overwrite", action="store_true",
+                   help="train from scratch: in a run folder, replace its checkpoints, log and generator; "
+                        "in a non-empty folder that is not a run folder, write anyway")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_train, train_fields=names)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="semlab", description="Synthetic SEM workbench")
     sub = p.add_subparsers(dest="command", required=True)
@@ -299,12 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_simulate)
 
-    s = sub.add_parser("import-images", help="build an unlabeled dataset from real SEM images")
+    s = sub.add_parser("import-images", help="build an unlabeled dataset from real SEM images",
+                       description="Build an unlabeled dataset from real SEM images (resumable). A file that "
+                                   "cannot be read is recorded in the manifest (status error) and the rest go on; "
+                                   "exit code 1 if any failed (a re-run retries them), 2 on a usage error.")
     s.add_argument("src")
     s.add_argument("--out", required=True)
     s.add_argument("--tile", type=size_px, default=None)
     s.add_argument("--overlap", type=int, default=0)
     s.add_argument("--crop-databar", default="auto", help="auto, none, or rows to keep")
+    s.add_argument("--native-pixel-nm", type=_nm, default=None,
+                   help="the frames' pixel size in nm, for files whose tags state none (JPEGs); it wins over "
+                        "a Zeiss/Hitachi/FEI tag, with a warning if they differ by more than 2%%")
+    s.add_argument("--pixel-nm", type=_nm, default=None,
+                   help="resample every frame (anti-aliased, after the data-bar crop) to this pixel size in nm; "
+                        "needed to import frames of one folder whose pixel sizes differ by more than 2%%")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--splits", default=None)
     s.add_argument("--quiet", action="store_true")
@@ -330,7 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="reports folder (default: reports/ or $SEMLAB_REPORTS)")
     s.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("segment", help="unlabeled images -> dataset with canonical masks (SAM2 or classical)")
+    s = sub.add_parser("segment", help="unlabeled images -> dataset with canonical masks (SAM2 or classical)",
+                       description="Segment every image into a new dataset folder (resumable). An image that "
+                                   "cannot be segmented is recorded in the manifest (status error) and the rest go "
+                                   "on; exit code 1 if any failed (a re-run retries them), 2 on a usage error.")
     s.add_argument("dataset", help="a semlab dataset folder or any folder of images")
     s.add_argument("--out", default=None, help="output dataset folder (default: DATASET-seg-BACKEND)")
     s.add_argument("--backend", default="classical", choices=["classical", "sam2"])
@@ -355,34 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_segment)
 
-    s = sub.add_parser("train", help="train Pix2Pix or CycleGAN (resumes from the last checkpoint in --out)")
-    s.add_argument("dataset", help="a labelled semlab dataset (images/ + masks/)")
-    s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, generator.pt)")
-    s.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"])
-    s.add_argument("--epochs", dest="n_epochs", type=non_negative_int, default=None, help="epochs at the full learning rate")
-    s.add_argument("--epochs-decay", dest="n_epochs_decay", type=int, default=None, help="epochs of linear decay")
-    s.add_argument("--batch-size", type=positive_int, default=1)
-    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    s.add_argument("--channels-last", action="store_true")
-    s.add_argument("--netG", default=None, help="unet, resnet_6blocks, resnet_9blocks")
-    s.add_argument("--upsample", default=None, choices=["transposed", "resize"])
-    s.add_argument("--gan-mode", default=None, choices=["vanilla", "lsgan", "hinge"])
-    s.add_argument("--diffaug", default=None, help="e.g. translation,cutout,color")
-    s.add_argument("--lambda-l1", type=float, default=None)
-    s.add_argument("--lambda-identity", type=float, default=None)
-    s.add_argument("--lambda-fm", type=float, default=None)
-    s.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
-    s.add_argument("--max-steps", type=positive_int, default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any TrainConfig field")
-    s.add_argument("--quiet", action="store_true")
-    s.set_defaults(fn=cmd_train)
+    _add_train_parser(sub)
 
     s = sub.add_parser("generate", help="canonical masks -> SEM images with a trained generator")
     s.add_argument("--checkpoint", required=True, help="generator.pt or a training checkpoint")
     s.add_argument("--masks", required=True, help="folder of masks (indexed, RGB or gray PNG)")
-    s.add_argument("--out", required=True, help="output folder (existing files are kept)")
+    s.add_argument("--out", required=True,
+                   help="output folder; generate.json there records the checkpoint's sha256: a re-run keeps "
+                        "images made by the same checkpoint and seed and regenerates the others")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true",
+                   help="regenerate everything, and write into a folder holding files generate did not write")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_generate)
 
@@ -397,7 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sem-encoder", default=None,
                    help="a SEM encoder file (semlab.metrics.sem_encoder) for FD_sem / KD_sem")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="Inception precision")
+    s.add_argument("--overwrite", action="store_true", help="replace existing --out tables (refused otherwise)")
     s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("verify", help="check a dataset's files against its manifest hashes",
+                       description="Check every file of a dataset folder against the sha256 in its manifest; "
+                                   "list damaged, missing and extra files. Exit code 1 if a file is damaged or "
+                                   "missing. --rehash accepts deliberate edits: the damaged files' new hashes "
+                                   "are written into the manifest.")
+    s.add_argument("dataset", help="a semlab dataset folder")
+    s.add_argument("--rehash", action="store_true",
+                   help="accept edited files: rewrite their hashes in manifest.csv (atomically)")
+    s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("lab", help="JupyterLab on the notebooks (semlab kernel, localhost, token auth)")
     s.add_argument("--port", type=int, default=None)

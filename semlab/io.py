@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from semlab import tiffmeta
 from semlab.labels import NUM_CLASSES, MaskError, labels_from_array, palette_bytes
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "sha256_file",
     "read_image",
     "read_image_meta",
+    "max_image_pixels",
     "to_uint8",
     "to_float",
     "write_image",
@@ -185,14 +187,45 @@ def _check_file(path) -> Path:
     return p
 
 
+def max_image_pixels(limit: int | None = None) -> int | None:
+    """The largest image (in pixels) that is decoded: `limit`, else $SEMLAB_MAX_IMAGE_PIXELS
+    ("0" or "none": no limit), else PIL's `Image.MAX_IMAGE_PIXELS` (~89 Mpx by default).
+    Decompression bombs (a 400 KB TIFF of 20000x20000 px) are refused from the header."""
+    if limit is None:
+        env = os.environ.get("SEMLAB_MAX_IMAGE_PIXELS", "").strip().lower()
+        if env:
+            if env in ("0", "none"):
+                return None
+            if not env.isdigit():
+                raise ValueError(f"$SEMLAB_MAX_IMAGE_PIXELS={env!r}: need a number of pixels, or 0/none for no limit")
+            return int(env)
+        from PIL import Image
+
+        limit = Image.MAX_IMAGE_PIXELS
+    return int(limit) if limit else None
+
+
+def _check_pixels(p: Path, height: int, width: int, limit: int | None) -> None:
+    if limit is not None and height * width > limit:
+        raise ImageReadError(p, f"{width}x{height} px = {height * width / 1e6:.0f} Mpx exceeds the limit of "
+                                f"{limit / 1e6:.0f} Mpx (a decompression bomb?); set $SEMLAB_MAX_IMAGE_PIXELS "
+                                "to allow it")
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma of (..., 3) data, in the input's value scale (float64)."""
-    return rgb[..., :3].astype(np.float64) @ _LUMA
+    """ITU-R 601 luma of (..., 3) data, in the input's value scale (float32 for float32
+    frames: no float64 copy of a whole frame; float64 otherwise)."""
+    a = rgb[..., :3]
+    a = a if a.dtype == np.float32 else a.astype(np.float64)
+    return a @ _LUMA.astype(a.dtype)
 
 
-def _read_tiff_raw(p: Path) -> tuple[np.ndarray, str, np.ndarray | None, int]:
-    """(array, kind, colormap, bit_depth); kind in gray, rgb, palette."""
+def _read_tiff_raw(p: Path, max_pixels: int | None = None) -> tuple[np.ndarray, str, np.ndarray | None, int]:
+    """(array, kind, colormap, bit_depth); kind in gray, rgb, palette. The pixel count
+    in the header is checked against `max_image_pixels(max_pixels)` before decoding."""
     import tifffile
+
+    limit = max_image_pixels(max_pixels)
 
     try:
         with tifffile.TiffFile(p) as tf:
@@ -202,6 +235,7 @@ def _read_tiff_raw(p: Path) -> tuple[np.ndarray, str, np.ndarray | None, int]:
             if len(pages) == 0:
                 raise ImageReadError(p, "TIFF has no image")
             page = pages[0]
+            _check_pixels(p, int(page.imagelength), int(page.imagewidth), limit)
             arr = page.asarray()
             photometric = int(page.photometric)
             cmap = page.colormap if photometric == 3 else None
@@ -237,7 +271,7 @@ def _read_tiff_raw(p: Path) -> tuple[np.ndarray, str, np.ndarray | None, int]:
     return arr, kind, cmap, bits
 
 
-def _open_pil(p: Path):
+def _open_pil(p: Path, max_pixels: int | None = None):
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -250,6 +284,7 @@ def _open_pil(p: Path):
         n = getattr(im, "n_frames", 1)
         if n > 1:
             raise ImageReadError(p, f"3-D stack: {n} frames (need a single 2-D image)")
+        _check_pixels(p, im.size[1], im.size[0], max_image_pixels(max_pixels))
         im.load()
     except ImageReadError:
         im.close()
@@ -260,8 +295,8 @@ def _open_pil(p: Path):
     return im
 
 
-def _read_pil_raw(p: Path) -> tuple[np.ndarray, str, np.ndarray | None, int]:
-    im = _open_pil(p)
+def _read_pil_raw(p: Path, max_pixels: int | None = None) -> tuple[np.ndarray, str, np.ndarray | None, int]:
+    im = _open_pil(p, max_pixels)
     with im:
         mode = im.mode
         if mode == "P":
@@ -299,7 +334,7 @@ def _scale(arr: np.ndarray, p: Path, scale16: str) -> np.ndarray:
         return (arr.astype(np.float32) / 255.0).astype(np.float32)
     if np.issubdtype(arr.dtype, np.integer):
         if arr.dtype == np.uint16 or (arr.size and arr.min() >= 0 and arr.max() <= 65535):
-            a = arr.astype(np.float64)
+            a = arr.astype(np.float32)  # exact for 16-bit values; float64 would double a large frame's memory
             if scale16 == "minmax":
                 lo, hi = float(a.min()), float(a.max())
                 out = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
@@ -333,7 +368,7 @@ def _scale(arr: np.ndarray, p: Path, scale16: str) -> np.ndarray:
 
 
 def _palette_to_gray(idx: np.ndarray, cmap: np.ndarray, p: Path) -> np.ndarray:
-    """Palette indices + colormap (3, N) -> raw gray values (uint8/uint16/float64)."""
+    """Palette indices + colormap (3, N) -> raw gray values (the indices, or float32 in [0, 1])."""
     cmap = np.asarray(cmap, dtype=np.int64)
     if cmap.max() > 255:  # TIFF colormaps are 16-bit (i * 257 or i * 256): keep the high byte
         cmap = cmap >> 8
@@ -353,32 +388,32 @@ def _palette_to_gray(idx: np.ndarray, cmap: np.ndarray, p: Path) -> np.ndarray:
             stacklevel=3,
         )
         lut = _luma(cmap.T)
-    gray = lut[idx].astype(np.float64) / full
-    return gray
+    return np.asarray(lut, np.float32)[idx] / np.float32(full)  # float32: no float64 frame
 
 
-def read_image(path, *, scale16: str = "dtype") -> np.ndarray:
+def read_image(path, *, scale16: str = "dtype", max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as float32 (H, W) in [0, 1].
 
     PNG, JPEG, BMP and TIFF (8/16/32-bit, float). RGB(A) is converted to gray (ITU-R
     601 luma) with a SemlabWarning; palette images with an identity gray palette give
     the raw indices, other palettes go through the palette (with a warning if it has
     colours). 16-bit data is scaled by 65535 (`scale16="dtype"`) or stretched to its
-    range (`"minmax"`), never clipped. Unreadable input raises ImageReadError.
+    range (`"minmax"`), never clipped. Unreadable input raises ImageReadError, as does an
+    image over `max_image_pixels(max_pixels)` pixels (checked before decoding).
     """
     if scale16 not in ("dtype", "minmax"):
         raise ValueError(f"scale16 must be 'dtype' or 'minmax', got {scale16!r}")
     p = _check_file(path)
     if p.suffix.lower() in TIFF_SUFFIXES:
-        arr, kind, cmap, _bits = _read_tiff_raw(p)
+        arr, kind, cmap, _bits = _read_tiff_raw(p, max_pixels)
     else:
-        arr, kind, cmap, _bits = _read_pil_raw(p)
+        arr, kind, cmap, _bits = _read_pil_raw(p, max_pixels)
     if 0 in arr.shape[:2]:
         raise ImageReadError(p, f"zero-size image (shape {arr.shape})")
     if kind == "palette":
         g = _palette_to_gray(arr, cmap, p)
-        if g.dtype == np.float64:
-            return g.astype(np.float32)
+        if g.dtype == np.float32:
+            return g
         arr = g
     elif kind == "rgb":
         warnings.warn(
@@ -391,57 +426,19 @@ def read_image(path, *, scale16: str = "dtype") -> np.ndarray:
     return _scale(arr, p, scale16)
 
 
-_UNIT_TO_NM = {
-    "pm": 1e-3,
-    "nm": 1.0,
-    "um": 1e3,
-    "\u00b5m": 1e3,
-    "\u03bcm": 1e3,
-    "mm": 1e6,
-    "m": 1e9,
-}
-
-
-def _zeiss_pixel_size_nm(sem: dict | None) -> float | None:
-    if not sem:
-        return None
-    entry = sem.get("ap_image_pixel_size")
-    if entry is None:
-        return None
-    if isinstance(entry, (tuple, list)):
-        nums = [v for v in entry if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        units = [v for v in entry if isinstance(v, str) and v.strip().lower() in _UNIT_TO_NM]
-        if not nums:  # value stored as a string like "0.752 nm"
-            for v in entry:
-                if isinstance(v, str):
-                    parts = v.split()
-                    with contextlib.suppress(ValueError, IndexError):
-                        nums, units = [float(parts[0])], [parts[1]]
-                        break
-        if not nums:
-            return None
-        unit = units[-1].strip().lower() if units else "nm"
-        return float(nums[-1]) * _UNIT_TO_NM.get(unit, 1.0)
-    return None
-
-
-def _fei_pixel_size_nm(fei: dict | None) -> float | None:
-    if not fei:
-        return None
-    with contextlib.suppress(KeyError, TypeError, ValueError):
-        return float(fei["Scan"]["PixelWidth"]) * 1e9
-    return None
-
-
-def read_image_meta(path) -> dict:
+def read_image_meta(path, *, native_pixel_nm: float | None = None) -> dict:
     """Metadata of an image file without decoding it fully.
 
-    Keys: `pixel_size_nm` (float or None; Zeiss CZ_SEM `ap_image_pixel_size` or FEI
-    `PixelWidth`), `bit_depth`, `mode` (PIL-style), `shape` (H, W), `channels`,
-    `format`, `n_pages`.
+    Keys: `pixel_size_nm` (nm per pixel or None) and `pixel_size_source`: the tag that
+    states it ("zeiss CZ_SEM" `ap_image_pixel_size`, "hitachi XPComment" `PixelSize=`,
+    "fei" `PixelWidth`: `semlab.tiffmeta`), "declared" or None; `bit_depth` (8, 16 ...),
+    `mode` (PIL-style), `shape` (H, W), `channels`, `format`, `n_pages`.
+    `native_pixel_nm` declares the pixel size (for files whose tags hold none, e.g.
+    JPEGs): it is used as given, the tag's value kept as `tag_pixel_size_nm` /
+    `tag_pixel_size_source`, with a SemlabWarning if the two differ by more than 2%.
     """
     p = _check_file(path)
-    meta: dict[str, Any] = {"path": str(p), "pixel_size_nm": None}
+    meta: dict[str, Any] = {"path": str(p), "pixel_size_nm": None, "pixel_size_source": None}
     if p.suffix.lower() in TIFF_SUFFIXES:
         import tifffile
 
@@ -452,8 +449,7 @@ def read_image_meta(path) -> dict:
                 bits = int(page.bitspersample)
                 spp = int(page.samplesperpixel)
                 shape = tuple(int(s) for s in page.shape)
-                sem = tf.sem_metadata if tf.is_sem else None
-                fei = tf.fei_metadata if tf.is_fei else None
+                nm, source = tiffmeta.tiff_pixel_size(tf)
                 n_pages = len(tf.pages)
                 floating = page.dtype is not None and np.dtype(page.dtype).kind == "f"
         except Exception as e:
@@ -479,9 +475,10 @@ def read_image_meta(path) -> dict:
             shape=shape[:2] if spp == 1 or len(shape) == 2 else shape[:2],
             channels=spp,
             n_pages=n_pages,
-            pixel_size_nm=_zeiss_pixel_size_nm(sem) or _fei_pixel_size_nm(fei),
+            pixel_size_nm=nm,
+            pixel_size_source=source,
         )
-        return meta
+        return _declare_pixel_size(meta, p, native_pixel_nm)
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -500,6 +497,24 @@ def read_image_meta(path) -> dict:
     meta.update(format=fmt, bit_depth=bits, mode=mode, shape=(h, w), channels=channels, n_pages=n_pages)
     if dpi:
         meta["dpi"] = dpi
+    return _declare_pixel_size(meta, p, native_pixel_nm)
+
+
+def _declare_pixel_size(meta: dict, p: Path, native_pixel_nm: float | None) -> dict:
+    """`read_image_meta` with a declared native pixel size: it wins over the tag's."""
+    if native_pixel_nm is None:
+        return meta
+    declared = float(native_pixel_nm)
+    if not (math.isfinite(declared) and declared > 0):
+        raise ValueError(f"the native pixel size must be a positive number of nm, got {native_pixel_nm!r}")
+    tag_nm, tag_source = meta["pixel_size_nm"], meta["pixel_size_source"]
+    if tag_nm is not None:
+        meta.update(tag_pixel_size_nm=tag_nm, tag_pixel_size_source=tag_source)
+        if not tiffmeta.same_pixel_size(tag_nm, declared):
+            warnings.warn(f"{p}: its {tag_source} tag says {tag_nm:.6g} nm per pixel, the declared native "
+                          f"pixel size is {declared:.6g} nm ({declared / tag_nm - 1:+.1%}): using the declared value",
+                          SemlabWarning, stacklevel=3)
+    meta.update(pixel_size_nm=declared, pixel_size_source="declared")
     return meta
 
 

@@ -80,3 +80,76 @@ def test_splits_set_and_metrics_are_validated(tmp_path, capsys):
     real.mkdir()
     code, err = _run(capsys, ["evaluate", "--real", str(real), "--fake", str(real), "--metrics", "psnr,fidd"])
     assert code == 2 and "unknown metric(s) ['fidd']" in err and "valid: fid" in err
+
+
+# ------------------------------------------------- issue 15 item 15: name the item
+
+import numpy as np  # noqa: E402
+
+def _labelled(tmp_path, n=4, size=32):
+    from semlab.data.datasets import simulate_dataset
+
+    return simulate_dataset(tmp_path / "ds", preset="line-space", n=n, size=size, splits={"train": 1.0},
+                            progress=False)
+
+
+def test_train_names_the_item_whose_mask_has_another_size(tmp_path, capsys):
+    """Was "all input arrays must have the same shape" from np.stack."""
+    from semlab import io
+    from semlab.data.datasets import load_dataset
+
+    ds = _labelled(tmp_path)
+    item = load_dataset(ds).ids[1]
+    io.write_mask(ds / "masks" / f"{item}.png", np.zeros((16, 24), np.uint8))
+    code, err = _run(capsys, ["train", str(ds), "--out", str(tmp_path / "run"), "--max-steps", "1", "--quiet"])
+    assert code == 2 and err.count("\n") == 1
+    assert f"{item}.png" in err and f"item {item}" in err and "24x16 px" in err and "32x32 px" in err
+
+
+def test_train_names_a_missing_mask_file(tmp_path, capsys):
+    from semlab.data.datasets import load_dataset
+
+    ds = _labelled(tmp_path)
+    item = load_dataset(ds).ids[2]
+    (ds / "masks" / f"{item}.png").unlink()
+    code, err = _run(capsys, ["train", str(ds), "--out", str(tmp_path / "run"), "--max-steps", "1", "--quiet"])
+    assert code == 2 and err.count("\n") == 1
+    assert str(ds / "masks" / f"{item}.png") in err and "is missing" in err
+
+
+def test_generate_names_a_mask_of_the_wrong_size(tmp_path, capsys):
+    import torch
+
+    from semlab import io
+    from semlab.train import nets
+    from semlab.train.checkpoint import atomic_torch_save
+    from semlab.train.config import TrainConfig
+
+    cfg = TrainConfig(ngf=8, ndf=8, threads=1)
+    torch.manual_seed(0)
+    net = nets.generator(cfg, nets.mask_channels(cfg), 1, 32)
+    ckpt = atomic_torch_save({"format": "semlab-generator-1", "config": cfg.to_dict(), "size": 32,
+                              "model": net.state_dict()}, tmp_path / "g.pt")
+    io.write_mask(tmp_path / "masks" / "a.png", np.zeros((32, 32), np.uint8))
+    io.write_mask(tmp_path / "masks" / "odd.png", np.zeros((48, 48), np.uint8))
+    code, err = _run(capsys, ["generate", "--checkpoint", str(ckpt), "--masks", str(tmp_path / "masks"),
+                              "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2 and err.count("\n") == 1
+    assert str(tmp_path / "masks" / "odd.png") in err and "48x48 px" in err and "32x32 px" in err
+    assert (tmp_path / "out" / "a.png").is_file()  # what was done is kept and recorded
+    assert "a" in __import__("json").loads((tmp_path / "out" / "generate.json").read_text())["items"]
+
+
+def test_evaluate_names_a_pair_of_different_sizes(tmp_path, capsys):
+    from semlab import io
+    from semlab.metrics.evaluate import evaluate
+
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    for name, (rs, fs) in {"a": (32, 32), "b": (64, 48)}.items():
+        io.write_image(real / f"{name}.png", np.full((rs, rs), 0.5, np.float32))
+        io.write_image(fake / f"{name}.png", np.full((fs, fs), 0.5, np.float32))
+    code, err = _run(capsys, ["evaluate", "--real", str(real), "--fake", str(fake), "--paired", "--metrics", "psnr"])
+    assert code == 2 and err.count("\n") == 1 and "48x48 px" in err and "64x64 px" in err and "pair 'b" in err
+    with pytest.raises(ValueError, match=r"pair 'b\.png': the fake image is 48x48 px but the real one is 64x64 px"):
+        evaluate([np.zeros((32, 32)), np.zeros((64, 64))], [np.zeros((32, 32)), np.zeros((48, 48))], paired=True,
+                 metrics=["psnr"], names=["a.png", "b.png"])

@@ -123,9 +123,10 @@ def test_import_bad_inputs_leave_nothing(tmp_path):
     src = tmp_path / "src"
     _frames(src)
     (src / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(io.ImageReadError, match="zz_broken.png"):
-        D.import_images(src, tmp_path / "o2", progress=False)
-    assert not (tmp_path / "o2").exists()
+    # one corrupt file is a failed item, not the end of the batch (issue 15 item 10)
+    ds = D.load_dataset(D.import_images(src, tmp_path / "o2", progress=False))
+    assert len(ds) == len(list(src.glob("f*.png"))) and [r["id"] for r in ds.excluded] == ["zz_broken"]
+    assert "zz_broken.png" in ds.excluded[0]["reason"]
 
 
 def test_import_real_frames_crops_databar(tmp_path):

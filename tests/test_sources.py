@@ -158,3 +158,89 @@ def test_sample_real_tiles_keeps_evenly_spaced_tiles_and_logs_bad_frames(tmp_pat
     text = "\n".join(s.log)
     assert "small.png" in text and "smaller than one 32-px tile" in text
     assert "broken.png" in text and "unreadable" in text
+
+
+# --------------------------------------------------------------------------- data-bar rows (issue 16)
+
+# The first data-bar row of every frame in ../shared/data/real_sem, as its README states
+# (None: no bar). Zeiss frames keep 8-13 image rows below their bar.
+README_BAR_ROWS = {
+    "cdsem_contacts": {"Ctest1.tif": 676, "Ctest2.tif": 699, "Ctest3.tif": 699, "Ctest4.tif": 699},
+    "cdsem_lines": {"Test01.tif": 896, "Test02.tif": 896, "Test03.tif": 896},
+    "litho_lines": {"legacy_analysis_test.jpg": 2048, "test1.jpg": 2048, "test_analysis_lines.jpg": None,
+                    "test_analysis_raw_half_lines.jpg": 2048, **{f"test_stack{i}.jpg": 2048 for i in (1, 2, 3, 4)}},
+    "dsa_lines": {f"Sample_Image_{i}.tif": None for i in (1, 2, 3)},
+}
+
+
+def test_databar_rows_of_the_shared_frames_within_2px():
+    real = _real()
+    checked = 0
+    for folder, rows in README_BAR_ROWS.items():
+        for name, want in rows.items():
+            p = real / folder / name
+            if not p.is_file():
+                continue
+            img = read_image(p)
+            row = S.detect_databar(img)
+            cropped, bar = S.crop_databar(img)
+            if want is None:
+                assert row is None and cropped.shape == img.shape, (folder, name, row)
+            else:
+                assert row is not None and abs(row - want) <= 2, (folder, name, row, want)
+                # cropped at the bar's first row: nothing of the bar kept, nothing above it lost
+                assert cropped.shape[0] == bar == row
+            checked += 1
+    assert checked >= 10
+
+
+def _zeiss_like(h=400, w=320, bar=(345, 390), seed=1):
+    """Image, a black rule, a white box with black text, a black rule, then image rows again."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(0.35 + 0.08 * rng.standard_normal((h, w)), 0, 1).astype(np.float32)
+    top, bottom = bar
+    img[top] = 0.0
+    img[top + 1:bottom] = 1.0
+    img[bottom] = 0.0
+    for x in range(20, 140, 12):  # "text"
+        img[top + 8:top + 16, x:x + 7] = 0.0
+    img[top + 25:top + 27, 180:300] = 0.0  # scale bar
+    return img
+
+
+def test_detects_a_bar_with_image_rows_below_it():
+    img = _zeiss_like()
+    assert S.detect_databar(img) == 345  # 9 image rows below the bar
+    assert S.detect_databar((img * 255).astype(np.uint8)) == 345
+    assert S.detect_databar((img * 65535).astype(np.uint16)) == 345
+    # more than 3% of the height below the "bar": it is no bottom bar
+    assert S.detect_databar(_zeiss_like(bar=(300, 340))) is None
+
+
+def test_no_bar_without_text_or_with_a_soft_transition():
+    rng = np.random.default_rng(2)
+    img = np.clip(0.4 + 0.08 * rng.standard_normal((300, 256)), 0, 1).astype(np.float32)
+    dark = img.copy()
+    dark[260:] = 0.0  # a saturated dark region with nothing written in it
+    assert S.detect_databar(dark) is None
+    soft = _with_bar()
+    soft[200:260] = np.where(rng.random((60, 256)) < 0.6, 0.0, soft[200:260])  # the image itself saturates
+    assert S.detect_databar(soft) is None
+
+
+@pytest.mark.parametrize("preset", ["ic-metal", "line-space", "contacts", "comb"])
+def test_simulated_frames_cropped_only_with_a_bar(preset):
+    """Not tuned to the shipped frames: the simulator's `_databar` is found at its row, and
+    nothing is cropped from the same frames without it."""
+    from semlab.data.simulate import simulate
+
+    for seed in range(4):
+        for size in (256, (320, 480)):
+            plain = simulate(preset, size, seed, with_contours=False)
+            cropped, row = S.crop_databar(plain.image)
+            assert row is None and cropped.shape == plain.image.shape, (preset, seed, size)
+            barred = simulate(preset, size, seed, with_contours=False, databar=True)
+            want = barred.params["databar_row"]
+            got = S.detect_databar(barred.image)
+            assert got is not None and abs(got - want) <= 2, (preset, seed, size, got, want)
+            assert S.crop_databar(barred.image)[0].shape[0] == got

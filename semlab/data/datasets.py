@@ -6,22 +6,26 @@ Layout of a dataset folder::
     masks/<id>.png       indexed PNG in the semlab palette (absent for unlabeled data)
     clean/<id>.png       noise-free images (simulated data only)
     contours/<id>.json   sub-pixel pattern contours in px (simulated data only)
-    manifest.csv         id, split, source, sha256, mask_sha256, height, width, params
+    manifest.csv         id, split, source, sha256, mask_sha256, height, width, params,
+                         files_sha256 (the other files' hashes, `semlab.integrity`)
     dataset.json         kind, label classes used, pixel size, provenance, splits
 
 Splits are drawn once per item from a hash of (seed, group) and stored; tiles of one
 frame share a group, so no frame leaks across splits. Writing is resumable: an item
-already in the manifest whose image hash still matches is skipped; files are
-written atomically, and the manifest is flushed every `flush_every` items. A run
-that fails on a folder it created removes the folder, so bad input leaves nothing.
+already in the manifest whose files all still have their recorded hashes is skipped
+(others are redone); files are written atomically, stale temp files of a killed writer
+are removed on resume, and the manifest is flushed every `flush_every` items. A writer
+holds a lock on its output (`semlab.locks`: the folder, or a shard's manifest part), and
+a run that fails on a folder it created removes the files it wrote (its journal), never
+another writer's. `Dataset` checks each file's hash the first time it is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -30,9 +34,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import semlab
-from semlab import io, labels
+from semlab import integrity, io, labels
+from semlab.locks import FolderLock, is_lock_file
 
-MANIFEST_FIELDS = ["id", "split", "group", "source", "sha256", "mask_sha256", "height", "width", "params"]
+MANIFEST_FIELDS = ["id", "split", "group", "source", "sha256", "mask_sha256", "height", "width", "params",
+                   integrity.FILES_FIELD]
 DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
@@ -58,6 +64,9 @@ class DatasetWriter:
 
     `identity` holds what defines the dataset (generator, preset, size, seed...): a
     folder whose dataset.json has a different identity is refused, never overwritten.
+    The writer locks its output for its lifetime (until `close` or `abort`): the whole
+    folder, or with a `manifest_name` other than manifest.csv (a shard) that manifest
+    part, so shard writers share the folder. `journal` lists the files it created.
     """
 
     def __init__(self, root, *, kind: str, identity: dict, info: dict | None = None,
@@ -75,33 +84,84 @@ class DatasetWriter:
         self.flush_every = flush_every
         self.created = False
         self.rows: dict[str, dict] = {}
-        meta = self.root / meta_name
-        if self.root.exists():
-            if meta.is_file():
-                old = json.loads(meta.read_text())
-                if old.get("identity") != self.identity:
-                    raise DatasetError(
-                        f"{self.root} holds another dataset ({old.get('identity')}); "
-                        f"refusing to mix it with {self.identity}: choose another --out folder")
-                man = self.root / manifest_name
-                if man.is_file():
-                    self.rows = {r["id"]: r for r in io.read_manifest(man)}
-            elif meta_name == "dataset.json" and any(self.root.iterdir()):
-                raise DatasetError(f"{self.root} exists, is not empty and is not a semlab dataset "
-                                   "(no dataset.json); refusing to write into it")
-        else:
-            self.created = True
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._journal: dict[str, None] = {}  # files this writer created, in order (abort removes them)
+        self.removed_temp: list[Path] = []
         self._pending = 0
+        if not self.root.exists():
+            with contextlib.suppress(FileExistsError):  # another process may create it at the same moment
+                self.root.mkdir(parents=True)
+                self.created = True
+        self.lock = FolderLock(self.root, None if manifest_name == "manifest.csv" else manifest_name)
+        try:
+            self.lock.acquire()
+        except BaseException:
+            if self.created:
+                with contextlib.suppress(OSError):
+                    self.root.rmdir()
+            raise
+        try:
+            self._open(meta_name, manifest_name)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _open(self, meta_name: str, manifest_name: str) -> None:
+        meta = self.root / meta_name
+        if meta.is_file():
+            old = json.loads(meta.read_text())
+            if old.get("identity") != self.identity:
+                raise DatasetError(
+                    f"{self.root} holds another dataset ({old.get('identity')}); "
+                    f"refusing to mix it with {self.identity}: choose another --out folder")
+            man = self.root / manifest_name
+            if man.is_file():
+                self.rows = {r["id"]: r for r in io.read_manifest(man)}
+        elif meta_name == "dataset.json" and any(not is_lock_file(p.name) for p in self.root.iterdir()):
+            raise DatasetError(f"{self.root} exists, is not empty and is not a semlab dataset "
+                               "(no dataset.json); refusing to write into it")
+        if not self.created and self.lock.exclusive:  # alone in the folder: a killed writer's temp files
+            self.removed_temp = integrity.remove_stale_temp(self.root)
+        self.lock.share()
         self._write_meta(complete=False)
 
+    @property
+    def journal(self) -> list[Path]:
+        """The files this writer created (kept when it may remove them on abort: it created the folder)."""
+        return [Path(p) for p in self._journal]
+
+    def _note(self, path: Path) -> Path:
+        """Journal `path` if this writer is about to create it (it did not exist)."""
+        if self.created and self.remove_on_abort and str(path) not in self._journal and not path.exists():
+            self._journal[str(path)] = None
+        return path
+
+    def _discard(self) -> None:
+        """Remove the files in this writer's journal and, if it created the folder, the
+        folders left empty; release the lock. Never touches another writer's files."""
+        journal = self.journal
+        for p in reversed(journal):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        if self.created and self.lock.folder.try_exclusive():  # no other writer: empty folders can go
+            for d in sorted({p.parent for p in journal}, key=lambda d: len(d.parts), reverse=True):
+                if d != self.root:
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+        self.lock.release()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.root.rmdir()  # only if empty
+
     def done(self, item_id: str) -> bool:
-        """True if the item is in the manifest and its image still has the recorded hash."""
+        """True if the item is in the manifest and every file it records (image, mask, clean
+        image, contours, other files) is there with its recorded hash; else it is redone."""
         row = self.rows.get(item_id)
         if row is None or not row.get("sha256"):
             return False
-        p = io.inside(self.root, "images", f"{item_id}.png")
-        return p.is_file() and io.sha256_file(p) == row["sha256"]
+        try:
+            return not integrity.item_problems(self.root, row)
+        except integrity.IntegrityError:  # an unreadable files_sha256 cell: redo the item
+            return False
 
     def add(self, item_id: str, image: np.ndarray, *, split: str, group: str, source: str = "",
             mask: np.ndarray | None = None, clean: np.ndarray | None = None,
@@ -111,28 +171,33 @@ class DatasetWriter:
         a sub-folder to (kind, array) with kind "image" (8-bit gray PNG) or "labels16"
         (a 16-bit PNG of integer ids, e.g. raw segment maps)."""
         io.validate_id(item_id, f"{self.root}: new item")
-        ip = io.write_image(io.inside(self.root, "images", f"{item_id}.png"), image)
+        if mask is not None and mask.shape != image.shape:
+            raise DatasetError(f"{item_id}: mask shape {mask.shape} != image shape {image.shape}")
+        ip = io.write_image(self._note(io.inside(self.root, "images", f"{item_id}.png")), image)
         row = {"id": item_id, "split": split, "group": group, "source": source,
-               "sha256": io.sha256_file(ip), "mask_sha256": "",
+               "sha256": integrity.sha256_cached(ip), "mask_sha256": "",
                "height": int(image.shape[0]), "width": int(image.shape[1]),
                "params": json.dumps(params, sort_keys=True, default=io.json_default) if params else ""}
+        other: dict[str, str] = {}  # files_sha256: every other file of the item, verified on resume and read
         if mask is not None:
-            if mask.shape != image.shape:
-                raise DatasetError(f"{item_id}: mask shape {mask.shape} != image shape {image.shape}")
-            mp = io.write_mask(io.inside(self.root, "masks", f"{item_id}.png"), mask)
-            row["mask_sha256"] = io.sha256_file(mp)
+            mp = io.write_mask(self._note(io.inside(self.root, "masks", f"{item_id}.png")), mask)
+            row["mask_sha256"] = integrity.sha256_cached(mp)
         if clean is not None:
-            io.write_image(io.inside(self.root, "clean", f"{item_id}.png"), clean)
+            cp = io.write_image(self._note(io.inside(self.root, "clean", f"{item_id}.png")), clean)
+            other[f"clean/{cp.name}"] = integrity.sha256_cached(cp)
         if contours is not None:
-            io.write_json_atomic(io.inside(self.root, "contours", f"{item_id}.json"),
-                                 {"units": "px", "order": "row,col",
-                                  "contours": [np.round(c, 3).tolist() for c in contours]}, indent=None)
+            jp = io.write_json_atomic(self._note(io.inside(self.root, "contours", f"{item_id}.json")),
+                                      {"units": "px", "order": "row,col",
+                                       "contours": [np.round(c, 3).tolist() for c in contours]}, indent=None)
+            other[f"contours/{jp.name}"] = integrity.sha256_cached(jp)
         for sub, (kind, arr) in (files or {}).items():
-            target = io.inside(self.root, sub, f"{item_id}.png")
+            target = self._note(io.inside(self.root, sub, f"{item_id}.png"))
             if kind == "labels16":
                 io.write_image(target, np.asarray(arr, np.uint16), bits=16)
             else:
                 io.write_image(target, arr)
+            other[f"{sub}/{target.name}"] = integrity.sha256_cached(target)
+        row[integrity.FILES_FIELD] = json.dumps(other, sort_keys=True) if other else ""
         row.update(extra or {})
         self.rows[item_id] = row
         self._pending += 1
@@ -154,7 +219,7 @@ class DatasetWriter:
 
     def flush(self) -> None:
         rows = sorted(self.rows.values(), key=lambda r: r["id"])
-        io.write_csv_atomic(self.root / self.manifest_name, rows, self.fields)
+        io.write_csv_atomic(self._note(self.root / self.manifest_name), rows, self.fields)
         self._pending = 0
 
     def _write_meta(self, complete: bool) -> None:
@@ -164,20 +229,28 @@ class DatasetWriter:
         meta = {"kind": self.kind, "identity": self.identity, "semlab_version": semlab.__version__,
                 "complete": complete, "n_items": len(self.rows), "split_counts": counts,
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **self.info}
-        io.write_json_atomic(self.root / self.meta_name, meta)
+        io.write_json_atomic(self._note(self.root / self.meta_name), meta)
 
     def close(self) -> Path:
-        self.flush()
-        self._write_meta(complete=True)
+        try:
+            self.flush()
+            self._write_meta(complete=True)
+        finally:
+            self.lock.release()
         return self.root
 
     def abort(self) -> None:
-        """After an error: remove the folder if this writer created it, else keep what is done."""
+        """After an error or an interrupt: if this writer created the folder, remove the
+        files in its journal (and folders left empty), else keep what is done. Files of
+        other writers in the same folder are never touched."""
         if self.created and self.remove_on_abort:
-            shutil.rmtree(self.root, ignore_errors=True)
-        else:
+            self._discard()
+            return
+        try:
             self.flush()
             self._write_meta(complete=False)
+        finally:
+            self.lock.release()
 
 
 def _run(writer: DatasetWriter, items: Iterable, n: int | None, desc: str, work: Callable, progress: bool) -> Path:
@@ -266,53 +339,216 @@ def safe_id(rel: Path) -> str:
     return s
 
 
+def unique_ids(files, root=None) -> tuple[dict[Path, str], dict[str, list[str]]]:
+    """Plain ids (`safe_id`) of image files below `root` (or of single files), made unique
+    before anything is written. Names that would share an id -- non-ASCII names, `a b`
+    beside `a_b`, `x.png` beside `x.tif`, `a/b.png` beside `a__b.png`, names differing only
+    in case -- each get `-<8 hex of the sha256 of their relative path>` (`x-3f2a9c01`).
+    Returns ({file: id}, {shared id: [relative paths]}) for `clash_warning`."""
+    root = Path(root) if root is not None else None
+    rels = {Path(f): (Path(f).relative_to(root) if root is not None and root.is_dir() else Path(Path(f).name))
+            for f in files}
+    base = {f: safe_id(r) for f, r in rels.items()}
+    groups: dict[str, list[Path]] = {}
+    for f, b in base.items():  # case-insensitive: images/X.png and images/x.png are one file on some systems
+        groups.setdefault(b.lower(), []).append(f)
+    ids: dict[Path, str] = {}
+    clashes: dict[str, list[str]] = {}
+    for fs in groups.values():
+        if len(fs) == 1:
+            ids[fs[0]] = base[fs[0]]
+            continue
+        clashes[base[fs[0]]] = sorted(rels[f].as_posix() for f in fs)
+        for f in fs:
+            h = hashlib.sha256(rels[f].as_posix().encode()).hexdigest()[:8]
+            ids[f] = f"{base[f][:171]}-{h}"
+    if len({i.lower() for i in ids.values()}) != len(ids):  # a renamed id equal to another file's plain id
+        dup = sorted(i for i in ids.values() if sum(j.lower() == i.lower() for j in ids.values()) > 1)
+        raise DatasetError(f"{root}: file names give the same item id even after renaming: {dup[:5]}; "
+                           "rename the files")
+    return ids, clashes
+
+
+def clash_warning(clashes: dict[str, list[str]], ids: dict[Path, str], root=None) -> str:
+    """One line listing the renamed files: `x.png -> x-3f2a9c01, x.tif -> x-0b9d7e12`."""
+    by_rel = {}
+    for f, i in ids.items():
+        rel = Path(f).relative_to(root) if root is not None and Path(root).is_dir() else Path(Path(f).name)
+        by_rel[rel.as_posix()] = i
+    parts = [f"{r} -> {by_rel[r]}" for rels in clashes.values() for r in rels]
+    n = len(parts)
+    more = f" (and {n - 20} more)" if n > 20 else ""
+    return (f"{n} file names would share an item id; each got 8 hex digits of its path "
+            f"(manifest column renamed_from): {', '.join(parts[:20])}{more}")
+
+
+def batch_summary(root, manifest: str = "manifest.csv") -> tuple[str, int]:
+    """The closing line of a batch, from a dataset folder's manifest -- "148 ok, 2 failed:
+    see <manifest> (status error)" -- and the number of failed items (exit code 1 then)."""
+    man = Path(root) / manifest
+    rows = io.read_manifest(man) if man.is_file() else []
+    status = [r.get("status") or "ok" for r in rows]
+    n_ok, n_err = status.count("ok"), status.count("error")
+    flagged = len(status) - n_ok - n_err
+    text = f"{n_ok} ok" + (f", {flagged} flagged by QA" if flagged else "") + f", {n_err} failed"
+    return (text + (f": see {man} (status error, reason)" if n_err else "")), n_err
+
+
+def _import_pixel_sizes(files: list[Path], src: Path, native_pixel_nm: float | None,
+                        pixel_nm: float | None) -> tuple[dict[Path, dict | None], dict[Path, float], dict]:
+    """Every frame's header, read before anything is written: ({file: read_image_meta, or
+    None if unreadable: the batch records it}, {file: pixel size it is stored at},
+    dataset.json info), by the 2% rule per set (folder) of `tiffmeta.plan_pixel_sizes`;
+    DatasetError if the sizes cannot be imported together."""
+    from semlab import tiffmeta
+
+    metas: dict[Path, dict | None] = {}
+    label: dict[str, Path] = {}
+    sets: dict[str, list[tuple[str, float, str]]] = {}
+    unknown: list[str] = []
+    for f in files:
+        try:
+            metas[f] = m = io.read_image_meta(f, native_pixel_nm=native_pixel_nm)
+        except (ValueError, OSError):
+            metas[f] = None
+            continue
+        rel = f.relative_to(src) if src.is_dir() else Path(f.name)
+        label[rel.as_posix()] = f
+        if m.get("pixel_size_nm"):
+            set_name = rel.parent.as_posix() if rel.parent != Path(".") else src.name
+            sets.setdefault(set_name, []).append((rel.as_posix(), float(m["pixel_size_nm"]), m["pixel_size_source"]))
+        else:
+            unknown.append(rel.as_posix())
+    try:
+        used, info = tiffmeta.plan_pixel_sizes(sets, unknown, target=pixel_nm, where=str(src))
+    except tiffmeta.PixelSizeError as e:
+        raise DatasetError(str(e)) from None
+    return metas, {label[k]: v for k, v in used.items()}, info
+
+
+def _resample(img: np.ndarray, factor: float) -> np.ndarray:
+    """`img` rescaled by `factor` (native / target pixel size) to round(h * factor) x
+    round(w * factor) px: bilinear, Gaussian anti-aliasing when shrinking (skimage)."""
+    from skimage.transform import resize
+
+    if abs(factor - 1.0) < 1e-9:
+        return img
+    shape = (max(1, int(round(img.shape[0] * factor))), max(1, int(round(img.shape[1] * factor))))
+    out = resize(img, shape, order=1, mode="reflect", anti_aliasing=factor < 1, preserve_range=True)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_databar="auto",
-                  seed: int = 0, splits: dict[str, float] | None = None, progress: bool = True) -> Path:
+                  seed: int = 0, splits: dict[str, float] | None = None, progress: bool = True,
+                  split_by: str = "frame", native_pixel_nm: float | None = None,
+                  pixel_nm: float | None = None) -> Path:
     """Build an unlabeled dataset from a folder of real SEM images (MIIC layout included).
 
-    Each frame is read (TIFF/PNG/JPEG, 8/16-bit, palette), its data bar cropped
-    (`crop_databar`: "auto", "none" or rows to keep) and optionally cut into
-    `tile`-px tiles with `overlap`. All tiles of a frame go to the same split.
+    Each frame is read (TIFF/PNG/JPEG, 8/16-bit, palette; 16-bit scaled by 65535, never
+    clipped, so 8- and 16-bit frames mix; manifest column `bit_depth`), its data bar
+    cropped (`crop_databar`: "auto", "none" or rows to keep), resampled to `pixel_nm` nm
+    per pixel if given (anti-aliased, after the crop) and optionally cut into `tile`-px
+    tiles with `overlap`. The pixel size comes from the Zeiss, Hitachi or FEI tag
+    (`io.read_image_meta`) or `native_pixel_nm`, which declares it (and wins over a tag,
+    with a warning if they differ by more than 2%). Pixel sizes of one set (folder)
+    within 2% count as one, their median (dataset.json `pixel_size_note`); a larger
+    spread is refused before anything is written, listing the files and sizes, unless
+    `pixel_nm` resamples them. All tiles of a frame go to the same split:
+    `split_by="frame"` splits every folder on its own so that each split holds a frame
+    of every set of 3 or more frames, and the packaged samples keep their stored split
+    (`samples.import_splits`); `split_by="hash"` is the plain per-frame hash.
+    File names that would share an id are renamed before anything is written
+    (`unique_ids`, with a SemlabWarning; manifest column `renamed_from`). A file that
+    cannot be read, or is smaller than one tile, is a failed item (manifest status
+    "error" and its reason; see `batch_summary`) and the batch goes on; a re-run retries it.
     """
-    from semlab.data import sources
+    import warnings
 
+    from semlab.data import samples, sources
+
+    if split_by not in ("frame", "hash"):
+        raise ValueError(f"split_by must be 'frame' or 'hash', got {split_by!r}")
+    for name, v in (("native_pixel_nm", native_pixel_nm), ("pixel_nm", pixel_nm)):
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive number of nm, got {v!r}")
     src = Path(src)
     files = sources.list_images(src)
+    ids, clashes = unique_ids(files, src)
+    if clashes:
+        warnings.warn(clash_warning(clashes, ids, src), io.SemlabWarning, stacklevel=2)
+    metas, used_nm, px_info = _import_pixel_sizes(files, src, native_pixel_nm, pixel_nm)
+    base_of = {r: b for b, rels in clashes.items() for r in rels}
+    renamed = {ids[f]: base_of.get((f.relative_to(src) if src.is_dir() else Path(f.name)).as_posix(), "")
+               for f in files}
     splits = dict(splits or DEFAULT_SPLITS)
+    split_of = samples.import_splits(ids, src, seed=seed, fractions=splits) if split_by == "frame" else {}
     identity = {"generator": "semlab.import-images", "source": str(src.resolve()), "tile": tile,
-                "overlap": overlap, "crop_databar": crop_databar, "seed": seed, "splits": splits}
+                "overlap": overlap, "crop_databar": crop_databar, "seed": seed, "splits": splits,
+                "split_by": split_by}
+    identity.update({k: float(v) for k, v in (("native_pixel_nm", native_pixel_nm), ("pixel_nm", pixel_nm))
+                     if v is not None})
     info = {"name": Path(out).name, "description": f"real SEM images imported from {src}",
-            "classes": [], "pixel_size_nm": None, "provenance": str(src.resolve())}
-    w = DatasetWriter(out, kind="imported", identity=identity, info=info)
-    pixel_sizes: set = set()
+            "classes": [], "provenance": str(src.resolve()), **px_info}
+    w = DatasetWriter(out, kind="imported", identity=identity, info=info,
+                      extra_fields=("status", "reason", "renamed_from", "bit_depth"))
+    th, tw = (tile, tile) if isinstance(tile, (int, np.integer)) else (tile or (0, 0))
 
     def work(f: Path) -> None:
-        group = safe_id(f.relative_to(src) if src.is_dir() else Path(f.name))  # a single file as the source
-        meta = io.read_image_meta(f)
-        if meta.get("pixel_size_nm"):
-            pixel_sizes.add(round(float(meta["pixel_size_nm"]), 4))
-        w.info["pixel_size_nm"] = next(iter(pixel_sizes)) if len(pixel_sizes) == 1 else None
-        img = io.read_image(f)
-        img, bar = sources.crop_databar(img, crop_databar)
-        pieces = sources.tile_image(img, tile, overlap) if tile else [(0, 0, img)]
-        split = assign_split(seed, group, splits)
+        group = ids[f]
+        split = split_of.get(group) or assign_split(seed, group, splits)
+        extra = {"status": "ok", "reason": "", "renamed_from": renamed[group], "bit_depth": ""}
+        if not tile and w.done(group):
+            return
+        try:
+            meta = metas.get(f) or io.read_image_meta(f)
+            extra["bit_depth"] = meta.get("bit_depth", "")
+            img = io.read_image(f)
+            img, bar = sources.crop_databar(img, crop_databar)
+            native = meta.get("pixel_size_nm")
+            if pixel_nm is not None and native:
+                img = _resample(img, float(native) / float(pixel_nm))
+            if tile and (img.shape[0] < th or img.shape[1] < tw):
+                how = [f"frame {meta['shape'][0]}x{meta['shape'][1]} px"]
+                if bar is not None:
+                    how.append(f"data bar cropped at row {bar}")
+                if pixel_nm is not None and native:
+                    how.append(f"resampled from {float(native):.6g} to {float(pixel_nm):g} nm per pixel")
+                raise ValueError(f"{f}: {img.shape[0]}x{img.shape[1]} px ({', '.join(how)}) is smaller "
+                                 f"than one {th}x{tw} tile")
+            pieces = sources.tile_image(img, tile, overlap) if tile else [(0, 0, img)]
+        except (ValueError, OSError) as e:  # ImageReadError (corrupt, too large...), too small: one failed item
+            w.add_failed(group, split=split, group=group, source=str(f),
+                         extra={**extra, "status": "error", "reason": str(e) if str(f) in str(e) else f"{f}: {e}"})
+            return
+        if tile and not w.rows.get(group, {}).get("sha256"):
+            w.rows.pop(group, None)  # the frame's failure record of an earlier run: its tiles replace it
         digest = io.sha256_file(f)
+        params = {"source_sha256": digest, "databar_row": bar, "pixel_size_nm": used_nm.get(f),
+                  "native_pixel_size_nm": native, "pixel_size_source": meta.get("pixel_size_source")}
+        if pixel_nm is not None and native:
+            params["resample_factor"] = float(native) / float(pixel_nm)
         for (r, c, t) in pieces:
             item_id = f"{group}_r{r:05d}_c{c:05d}" if tile else group
             if w.done(item_id):
                 continue
-            w.add(item_id, t, split=split, group=group, source=str(f),
-                  params={"source_sha256": digest, "row": r, "col": c, "databar_row": bar,
-                          "pixel_size_nm": meta.get("pixel_size_nm")})
+            w.add(item_id, t, split=split, group=group, source=str(f), extra=extra,
+                  params={**params, "row": r, "col": c})
 
     return _run(w, files, len(files), "import", work, progress)
 
 
 class Dataset:
-    """A dataset folder opened for reading."""
+    """A dataset folder opened for reading.
 
-    def __init__(self, root):
+    With `verify=True` (the default) every file is checked against the sha256 its manifest
+    records the first time it is read in this process (`semlab.integrity.sha256_cached`);
+    a tampered or damaged file raises `integrity.IntegrityError` naming it. `verify=False`
+    skips the check (e.g. for a folder edited on purpose before `semlab verify --rehash`).
+    """
+
+    def __init__(self, root, *, verify: bool = True):
         self.root = Path(root)
+        self.verify = verify
         meta = self.root / "dataset.json"
         if not meta.is_file():
             raise DatasetError(f"{self.root} is not a semlab dataset: {meta.name} is missing "
@@ -324,6 +560,14 @@ class Dataset:
         # with their reason but left out of the dataset
         self.rows = [r for r in self.all_rows if r.get("status", "ok") in ("", "ok")]
         self._by_id = {r["id"]: r for r in self.all_rows}
+
+    def _check(self, path: Path, item_id: str) -> None:
+        """Verify `path` against the hash the manifest records for it (if any)."""
+        if not self.verify:
+            return
+        expected = integrity.recorded_hash(self._by_id.get(item_id, {}), path.parent.name, path.name)
+        if expected:
+            integrity.check_file(path, expected, item=item_id, manifest=self.root / "manifest.csv")
 
     @property
     def excluded(self) -> list[dict]:
@@ -358,20 +602,43 @@ class Dataset:
         return io.inside(self.root, folder, f"{item_id}{suffix}")
 
     def image(self, item_id: str) -> np.ndarray:
-        return io.read_image(self.path("images", item_id))
+        p = self.path("images", item_id)
+        img = io.read_image(p)
+        row = self._by_id.get(item_id, {})
+        if row.get("height") and row.get("width") and img.shape != (int(row["height"]), int(row["width"])):
+            raise DatasetError(f"{p}: the image of item {item_id} is {img.shape[1]}x{img.shape[0]} px but the "
+                               f"manifest records {row['width']}x{row['height']} px (width x height)")
+        self._check(p, item_id)
+        return img
 
     def mask(self, item_id: str) -> np.ndarray | None:
+        """The item's label map; None for unlabeled items. A mask the manifest records but
+        that is missing, or whose size is not its image's, is a DatasetError naming both."""
         p = self.path("masks", item_id)
-        return io.read_mask(p) if p.is_file() else None
+        row = self._by_id.get(item_id, {})
+        if not p.is_file():
+            if row.get("mask_sha256"):
+                raise DatasetError(f"{p}: the mask of item {item_id} is missing (the manifest records one)")
+            return None
+        m = io.read_mask(p)
+        if row.get("height") and row.get("width") and m.shape != (int(row["height"]), int(row["width"])):
+            raise DatasetError(f"{p}: the mask of item {item_id} is {m.shape[1]}x{m.shape[0]} px but its image "
+                               f"is {row['width']}x{row['height']} px (width x height)")
+        self._check(p, item_id)
+        return m
 
     def clean(self, item_id: str) -> np.ndarray | None:
         p = self.path("clean", item_id)
-        return io.read_image(p) if p.is_file() else None
+        if not p.is_file():
+            return None
+        self._check(p, item_id)
+        return io.read_image(p)
 
     def contours(self, item_id: str) -> list[np.ndarray] | None:
         p = self.path("contours", item_id, ".json")
         if not p.is_file():
             return None
+        self._check(p, item_id)
         return [np.asarray(c, np.float32) for c in json.loads(p.read_text())["contours"]]
 
     def arrays(self, split: str | None = None, *, masks: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -383,5 +650,6 @@ class Dataset:
         return imgs, np.stack([self.mask(i) for i in ids])
 
 
-def load_dataset(path) -> Dataset:
-    return Dataset(path)
+def load_dataset(path, *, verify: bool = True) -> Dataset:
+    """`Dataset(path, verify=verify)`: files are checked against their manifest hashes when read."""
+    return Dataset(path, verify=verify)

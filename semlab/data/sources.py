@@ -60,58 +60,63 @@ def _as_unit_float(img: np.ndarray) -> np.ndarray:
     return a
 
 
+_BAR_TOL = 0.06  # a bar pixel is drawn black or white: within this of 0 or 1 (unit scale)
+_BAR_STRONG = 0.9  # share of black/white pixels in a row of the bar
+_BAR_WEAK = 0.6  # ... tolerated for a few rows (anti-aliased or JPEG-blurred text)
+_BAR_TAIL = 0.03  # share of the height that may lie below the bar (Zeiss frames keep image rows there)
+
+
+def _graphic_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: share of pixels drawn black, drawn white, and either (unit-scale `a`)."""
+    black = (a <= _BAR_TOL).mean(axis=1)
+    white = (a >= 1.0 - _BAR_TOL).mean(axis=1)
+    return black, white, black + white
+
+
 def detect_databar(img: np.ndarray) -> int | None:
     """First row of a burned-in SEM data bar at the bottom of the frame, or None.
 
-    A data bar is a band at the bottom of near-constant dark (or light) background
-    holding sparse saturated text, starting with a sharp row transition from the
-    image above. Crop with `img[:row]`.
+    A data bar is a band of rows drawn almost only in black and white (text, rules,
+    scale bar on a black or white ground), at least max(8 px, 1.5% of the height) and
+    at most 40% of it, holding both black and white pixels (the minority colour
+    0.2-50%), and starting with a sharp transition from an image row above it (few
+    saturated pixels). The band must reach the bottom of the frame or end within 3%
+    of the height from it (Zeiss tools leave a few image rows below their bar).
+    Pixels count as black/white within 0.06 of the ends of the scale (uint8/uint16 by
+    their range, floats in [0, 1] as they are). Crop with `img[:row]`: the returned
+    row is the bar's first row, so nothing above the bar is lost.
     """
     a = _as_unit_float(img)
     h, w = a.shape
     if h < 32 or w < 16:
         return None
-    bg = float(np.median(a[-2:]))
-    if 0.2 < bg < 0.8:  # bars are dark or light
+    black, white, g = _graphic_rows(a)
+    strong = g >= _BAR_STRONG
+    weak = g >= _BAR_WEAK
+    tail = max(2, int(_BAR_TAIL * h))
+    low = np.flatnonzero(strong[h - 1 - tail:])
+    if low.size == 0:
         return None
-    near = np.abs(a - bg) <= 0.06
-    frac = near.mean(axis=1)
-    strong = frac >= 0.3
-    weak = frac >= 0.1
-    if not strong[-1]:
-        return None
+    end = h - 1 - tail + int(low[-1])  # last row of the bar
     max_gap = max(2, h // 200)
-    start, gap = h - 1, 0
-    for r in range(h - 1, -1, -1):  # loop over rows only
+    start, gap = end, 0
+    for r in range(end, -1, -1):  # loop over rows only
         if strong[r]:
             start, gap = r, 0
         elif weak[r] and gap < max_gap:
             gap += 1
         else:
             break
-    height = h - start
+    height = end + 1 - start
     if start == 0 or height < max(8, int(0.015 * h)) or height > 0.4 * h:
         return None
-    # the image above must not look like bar background (sharp transition)
-    above = frac[max(0, start - 16) : start]
-    if above.mean() > 0.15 or frac[start - 1] > 0.1:
+    # a sharp transition: the image rows right above hold few saturated pixels
+    if g[start - 1] > 0.5 or g[max(0, start - 16):start].mean() > 0.3:
         return None
-    band = a[start:]
-    if frac[start:].mean() < 0.6:
+    # text on a ground: both colours present, the minority one sparse
+    nb, nw = float(black[start:end + 1].mean()), float(white[start:end + 1].mean())
+    if not 0.002 <= min(nb, nw) / (nb + nw) <= 0.5:
         return None
-    text = np.abs(band - bg) > 0.4
-    text_frac = float(text.mean())
-    if not 0.002 <= text_frac <= 0.4:
-        return None
-    # a uniform saturated separator line right above the band belongs to the bar
-    for _ in range(3):
-        if start == 0:
-            break
-        row = a[start - 1]
-        if row.std() < 0.03 and abs(float(row.mean()) - bg) > 0.4 and start - 1 > 0:
-            start -= 1
-        else:
-            break
     return int(start)
 
 
@@ -241,4 +246,16 @@ def sample_real_tiles(folder, size: int, per_frame: int = 3) -> RealSample:
         out.tiles.setdefault(group, []).extend(np.ascontiguousarray(t, dtype=np.float32) for t in picked)
         out.log.append(f"{group}/{path.name}: {raw.shape} -> data bar at row {bar_row}, {len(tiles)} tiles, "
                        f"kept {len(picked)}")
+    return out
+
+
+def first_tiles(folder, n_images: int = 3, max_size: int = 512) -> list[tuple[str, np.ndarray]]:
+    """(file name, tile) of the first `n_images` images under `folder`: each image's data
+    bar cropped, then its top-left square tile of min(`max_size`, shorter side) px."""
+    from semlab.io import read_image
+
+    out = []
+    for path in list_images(folder)[:n_images]:
+        img, _ = crop_databar(read_image(path), mode="auto")
+        out.append((path.name, tile_image(img, min(max_size, min(img.shape)))[0][2]))
     return out

@@ -21,10 +21,10 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def train_maybe_distributed(cfg: TrainConfig, progress: bool = True) -> TrainResult | None:
+def train_maybe_distributed(cfg: TrainConfig, progress: bool = True, overwrite: bool = False) -> TrainResult | None:
     rank, size = world()
     if size <= 1:
-        return train(cfg, progress=progress)
+        return train(cfg, progress=progress, overwrite=overwrite)
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu"
@@ -35,7 +35,8 @@ def train_maybe_distributed(cfg: TrainConfig, progress: bool = True) -> TrainRes
         return torch.nn.parallel.DistributedDataParallel(m, device_ids=[device] if cuda else None)
 
     try:
-        res = train(cfg, progress=progress and rank == 0, device=device, rank=rank, world=size, wrap=wrap)
+        res = train(cfg, progress=progress and rank == 0, device=device, rank=rank, world=size, wrap=wrap,
+                    overwrite=overwrite)
         check_ranks_agree(res, rank, size)
         return res if rank == 0 else None
     finally:

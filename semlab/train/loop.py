@@ -1,4 +1,11 @@
-"""The training loop: seeded, resumable from the last checkpoint, guarded against NaNs."""
+"""The training loop: seeded, resumable from the last checkpoint, guarded against NaNs.
+
+The run folder (`cfg.out`) is locked while training (`semlab.locks`). A non-empty folder
+that is not a run folder (no config.json or checkpoint that `train` wrote) is refused, so
+a user's files are never overwritten; `overwrite=True` starts fresh there instead of
+resuming (only train's own files are replaced). Temp files of a killed run (a partial
+checkpoint) are removed when it resumes.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from semlab import io
-from semlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from semlab.integrity import is_temp_file, remove_stale_temp
+from semlab.locks import FolderLock, is_lock_file
+from semlab.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from semlab.train.config import TrainConfig
 from semlab.train.data import ArrayData, batch_indices, epoch_order, steps_per_epoch
 
@@ -39,23 +48,30 @@ class TrainResult:
 
 
 def to_tensors(data: ArrayData, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 arrays -> one-hot masks (B, C, H, W) and images in [-1, 1] (B, 1, H, W)."""
-    from semlab import labels
+    """uint8 arrays -> one-hot masks (B, C, H, W) in {0, 1} (the trainer's `encode_onehot`
+    puts them in its mask domain) and images in [-1, 1] (B, 1, H, W)."""
+    from semlab.models import one_hot
 
     img = torch.from_numpy(data.images[idx]).float().div_(127.5).sub_(1.0)[:, None]
-    m = torch.from_numpy(data.masks[idx].astype(np.int64))
-    onehot = torch.nn.functional.one_hot(m, labels.NUM_CLASSES).permute(0, 3, 1, 2).float()
-    return onehot, img
+    return one_hot(data.masks[idx]), img
+
+
+def trainer_class(model: str):
+    """The trainer class of a model name ("pix2pix", "cyclegan"): the one place that maps
+    the name to what the model is (its `encode_mask`, `paired`, `generate_train_mode`)."""
+    if model == "pix2pix":
+        from semlab.train.pix2pix import Pix2PixTrainer
+
+        return Pix2PixTrainer
+    if model == "cyclegan":
+        from semlab.train.cyclegan import CycleGANTrainer
+
+        return CycleGANTrainer
+    raise ValueError(f"model {model!r}; valid: pix2pix, cyclegan")
 
 
 def make_trainer(cfg: TrainConfig, size: int, device="cpu"):
-    if cfg.model == "pix2pix":
-        from semlab.train.pix2pix import Pix2PixTrainer
-
-        return Pix2PixTrainer(cfg, size, device)
-    from semlab.train.cyclegan import CycleGANTrainer
-
-    return CycleGANTrainer(cfg, size, device)
+    return trainer_class(cfg.model)(cfg, size, device)
 
 
 def _setup(cfg: TrainConfig) -> None:
@@ -86,19 +102,77 @@ def _check_config(out: Path, cfg: TrainConfig) -> None:
     io.write_json_atomic(p, mine)
 
 
+# what `train` writes into a run folder (removed by overwrite=True before a fresh start)
+RUN_FILES = ("config.json", "log.csv", "generator.pt", "ddp_ranks.json")
+
+
+def is_run_folder(out) -> bool:
+    """True if `out` holds a checkpoint or a config.json that `train` wrote."""
+    out = Path(out)
+    if list_checkpoints(out / "checkpoints"):
+        return True
+    try:
+        cfg = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and {"model", "dataset", "out", "n_epochs"} <= set(cfg)
+
+
+def check_run_folder(out, *, overwrite: bool = False) -> None:
+    """Refuse (ValueError) an existing, non-empty `out` that is not a run folder, unless `overwrite`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a run folder: choose another --out")
+    if overwrite or not out.is_dir() or is_run_folder(out):
+        return
+    names = sorted(p.name for p in out.iterdir() if not is_lock_file(p.name) and not is_temp_file(p.name))
+    if names:
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise ValueError(f"{out} is not empty and is not a semlab training run (no config.json or checkpoint "
+                         f"written by `semlab train`; it holds {', '.join(names[:5])}{more}); refusing to write "
+                         "into it: choose another --out, or pass --overwrite (overwrite=True) to train there from "
+                         "scratch")
+
+
+def _start_fresh(out: Path) -> list[Path]:
+    """overwrite=True: remove what an earlier run wrote (checkpoints and RUN_FILES), nothing else."""
+    gone = [p for p in list_checkpoints(out / "checkpoints")] + [out / n for n in RUN_FILES if (out / n).is_file()]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
 def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None, rank: int = 0, world: int = 1,
-          wrap=None, on_epoch=None) -> TrainResult:
+          wrap=None, on_epoch=None, overwrite: bool = False) -> TrainResult:
     """Train (or resume) the model of `cfg` into `cfg.out` (see the package docstring).
 
     `device` defaults to "cuda" when available, else "cpu". `rank`/`world`/`wrap` are
     set by the distributed launcher (`semlab.train.ddp`);
-    `on_epoch(trainer, epoch, log)` is called after each epoch (notebook previews)."""
+    `on_epoch(trainer, epoch, log)` is called after each epoch (notebook previews).
+    A non-empty `cfg.out` that is not a run folder is refused unless `overwrite`, which
+    also starts afresh (no resume) in a run folder. Rank 0 locks the folder."""
     if not cfg.out:
         raise ValueError("TrainConfig.out (the run folder) is required")
+    out = Path(cfg.out)
+    check_run_folder(out, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out).acquire() if rank == 0 else None
+    try:
+        if rank == 0:
+            remove_stale_temp(out)  # a killed run's partial checkpoint or log
+            if overwrite:
+                _start_fresh(out)
+        return _train(cfg, out, progress=progress, device=device, rank=rank, world=world, wrap=wrap,
+                      on_epoch=on_epoch, fresh=overwrite)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, out: Path, *, progress: bool, device: str | None, rank: int, world: int,
+           wrap, on_epoch, fresh: bool) -> TrainResult:
     if device is None:  # a GPU when torch sees one, else the CPU
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         _check_config(out, cfg)
     _setup(cfg)
@@ -110,7 +184,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None,
     ckdir = out / "checkpoints"
     epoch, step_in_epoch, global_step, log = 0, 0, 0, []
     resumed = None
-    ck = latest_checkpoint(ckdir)
+    ck = None if fresh else latest_checkpoint(ckdir)  # other ranks must not read what rank 0 removes
     if ck is not None:
         st = load_checkpoint(ck)
         trainer.load_state_dict(st["trainer"])
@@ -145,7 +219,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, device: str | None = None,
         while epoch < total_epochs:
             order = epoch_order(len(data), cfg.seed, epoch, 0, rank, world)
             # CycleGAN is unpaired: images come in an independent order
-            order_b = epoch_order(len(data), cfg.seed, epoch, 1, rank, world) if cfg.model == "cyclegan" else order
+            order_b = order if trainer.paired else epoch_order(len(data), cfg.seed, epoch, 1, rank, world)
             for s in range(step_in_epoch, spe):
                 idx = batch_indices(order, cfg.batch_size, s)
                 mask, img = to_tensors(data, idx)
