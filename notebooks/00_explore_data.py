@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     question: How close are the simulator's images to real SEM in noise level and spectrum?
 # ---
 
 # %% [markdown]
@@ -36,17 +37,15 @@ REAL_DIR = ""
 # %matplotlib inline
 from pathlib import Path
 
-import numpy as np
 from IPython.display import display
 
 from semlab.config import profile_settings
 from semlab.data.simulate import effect_ladder, simulate
 from semlab.data.sources import RealSample, sample_real_tiles
-from semlab.io import write_json_atomic
-from semlab.metrics.spectral import mean_radial_spectrum, noise_sigma_estimate, spectral_slope
+from semlab.metrics.explore import explore_metrics_doc, format_group_stats, group_stats
 from semlab.paths import shared_real_dir
 from semlab.viz import effect_ladder_figure, label_legend_figure, real_vs_sim_figure, sample_grid
-from semlab.runs import notebook_out, save_figure
+from semlab.runs import notebook_out, save_figure, save_metrics
 
 # %%
 settings = profile_settings(PROFILE)
@@ -150,19 +149,8 @@ fig
 # field of view (real crops keep their own pixel size), not the noise model.
 
 # %%
-rows = []
-for kind, groups in (("real", real), ("sim", sim)):
-    for name, crops in groups.items():
-        freq, mean, lo, hi = mean_radial_spectrum(crops)
-        rows.append({
-            "group": f"{kind}/{name}",
-            "n": len(crops),
-            "noise_sigma": float(np.median([noise_sigma_estimate(c) for c in crops])),
-            "spectral_slope": spectral_slope(freq, mean),
-        })
-print(f"{'group':<28}{'crops':>6}{'noise sigma':>13}{'spectral slope':>16}")
-for r in rows:
-    print(f"{r['group']:<28}{r['n']:>6}{r['noise_sigma']:>13.4f}{r['spectral_slope']:>16.2f}")
+rows = group_stats(real, sim)
+print(format_group_stats(rows))
 
 # %% [markdown]
 # Noise sigma is the robust per-pixel estimate of `noise_sigma_estimate` (median absolute
@@ -173,22 +161,9 @@ for r in rows:
 # and sharpness are in the right range.
 
 # %%
-metrics = {
-    "profile": PROFILE,
-    "size_px": SIZE,
-    "real_available": bool(real),
-    "noise_sigma": {r["group"]: r["noise_sigma"] for r in rows},
-    "spectral_slope": {r["group"]: r["spectral_slope"] for r in rows},
-}
-real_sig = [r["noise_sigma"] for r in rows if r["group"].startswith("real/")]
-sim_sig = [r["noise_sigma"] for r in rows if r["group"].startswith("sim/")]
-if real_sig and sim_sig:
-    metrics["noise_sigma_ratio_sim_over_real"] = float(np.median(sim_sig) / np.median(real_sig))
-if OUT is not None:
-    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
-else:
-    print("RUN_DIR is empty: metrics.json not written")
-metrics
+doc = explore_metrics_doc(rows, profile=PROFILE, size_px=SIZE, figure="real_vs_sim.png")
+print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
+doc["metrics"]
 
 # %% [markdown]
 # These numbers go into the run's `metrics.json` and the report index. The next notebooks build

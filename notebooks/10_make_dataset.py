@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     question: How well do automatic masks (SAM2 or classical) match the true labels, and how fast?
 # ---
 
 # %% [markdown]
@@ -46,25 +47,20 @@ REAL_DIR = ""
 
 # %%
 # %matplotlib inline
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from IPython.display import Markdown, display
 
 from semlab.config import profile_settings
 from semlab.data.datasets import load_dataset, make_default_dataset
-from semlab.data.sources import crop_databar, list_images, tile_image
-from semlab.io import read_image, write_json_atomic
-from semlab.painter import MaskPainter
+from semlab.data.sources import first_tiles
 from semlab.paths import shared_real_dir
-from semlab.runs import notebook_out, publish_outputs, save_figure
+from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics
 from semlab.segment.canonical import CanonicalRules
 from semlab.segment.evaluate import calibrate_on_dataset, score_against_truth
 from semlab.segment.pipeline import make_segmenter_with_fallback, read_regions, segment_dataset, segment_image
-from semlab.textfmt import md_code
-from semlab.viz import (calibration_figure, class_balance_figure, label_legend_figure,
-                        segmentation_grid, worst_cases_figure)
+from semlab.segment.summary import fallback_markdown, format_score, make_dataset_metrics_doc, qa_summary, seconds_per_image
+from semlab.viz import calibration_figure, class_balance_figure, label_legend_figure, segmentation_grid, worst_cases_figure
 
 # %%
 settings = profile_settings(PROFILE)
@@ -88,8 +84,7 @@ backend_settings = ({"model": SAM2_MODEL, "image_size": SAM2_IMAGE_SIZE, "points
                     if BACKEND == "sam2" else {"denoise": DENOISE, "threshold": THRESHOLD})
 segmenter, note = make_segmenter_with_fallback(BACKEND, backend_settings)
 if note["fallback_reason"]:
-    display(Markdown(f"**SAM2 was requested but is unavailable; using the classical backend.** "
-                     f"Reason: {md_code(note['fallback_reason'])}"))
+    display(Markdown(fallback_markdown(note)))
     backend_settings = {"denoise": DENOISE, "threshold": THRESHOLD}
 print("backend used:", note["backend_used"])
 segmenter.describe()
@@ -128,9 +123,9 @@ else:
 # %%
 seg_root = segment_dataset(source, backend=segmenter, rules=rules, progress=False)
 seg = load_dataset(seg_root)
-secs = [float(r["seconds"]) for r in seg.rows if r.get("seconds")]
+secs = seconds_per_image(seg)
 print(f"{seg_root}: {len(seg)} usable, {len(seg.excluded)} excluded; "
-      f"{np.mean(secs) * 1000:.0f} ms per image on average")
+      f"{1000 * sum(secs) / max(len(secs), 1):.0f} ms per image on average")
 
 # %%
 show = (seg.split("test") or seg.ids)[:N_SHOW]
@@ -162,11 +157,7 @@ rows = seg.all_rows
 fig = class_balance_figure(rows, classes)
 save_figure(OUT, "class_balance", fig)
 display(fig)
-reasons = Counter(r["reason"] for r in seg.excluded)
-print(f"{len(rows)} images: {sum(r['status'] == 'ok' for r in rows)} ok, "
-      f"{sum(r['status'] == 'flagged' for r in rows)} flagged, {sum(r['status'] == 'error' for r in rows)} errors")
-for reason, n in reasons.most_common(10):
-    print(f"  {n:4d} x {reason}")
+print(qa_summary(rows, seg.excluded))
 
 # %% [markdown]
 # ## 5. Scores against the simulator's ground truth
@@ -182,14 +173,7 @@ for reason, n in reasons.most_common(10):
 score = None
 if has_truth:
     score = score_against_truth(seg_root, source, split="test")
-    print(f"test split: {score['n']} images scored, {score['n_excluded']} excluded by QA")
-    print(f"{'class':<12}{'IoU':>8}{'share of true pixels':>24}")
-    for name, v in score["per_class"].items():
-        share = score["true_pixel_fraction"][name]
-        if share > 0 or not np.isnan(v):
-            print(f"{name:<12}{v:>8.3f}{share:>24.5f}")
-    print(f"mean IoU {score['mean_iou']:.3f} | structure mean IoU {score['mean_iou_structure']:.3f} | "
-          f"frequency-weighted IoU {score['frequency_weighted_iou']:.3f}")
+    print(format_score(score))
 else:
     print("no ground truth: nothing to score")
 
@@ -214,12 +198,7 @@ if score is not None and score["per_image"]:
 
 # %%
 real_dir = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
-tiles = []
-if real_dir is not None and Path(real_dir).is_dir():
-    for path in list_images(real_dir)[:3]:
-        img, _ = crop_databar(read_image(path), mode="auto")
-        size = min(512, min(img.shape))
-        tiles.append((path.name, tile_image(img, size)[0][2]))
+tiles = first_tiles(real_dir, n_images=3, max_size=512) if real_dir is not None and Path(real_dir).is_dir() else []
 if tiles:
     real_rules = CanonicalRules(classes=("background", "pattern", "defect"))
     results = [segment_image(t, segmenter, real_rules) for _, t in tiles]
@@ -241,6 +220,8 @@ else:
 # draws a line and a contact programmatically, as a script or a test would, and saves the mask.
 
 # %%
+from semlab.painter import MaskPainter
+
 first = show[0]
 painter = MaskPainter(mask=seg.mask(first), image=seg.image(first), grid=1)
 painter
@@ -259,18 +240,11 @@ fig
 
 # %%
 publish_outputs(RUN_DIR, "10_make_dataset", dataset=seg_root, source=source, backend=note["backend_used"])
-metrics = {"profile": PROFILE, "source": str(source), "output": str(seg_root),
-           "backend_requested": note["backend_requested"], "backend_used": note["backend_used"],
-           "fallback_reason": note["fallback_reason"],
-           "edge_offset_px": offset if has_truth and CALIBRATE_EDGES else 0.0,
-           "n_ok": len(seg), "n_excluded": len(seg.excluded),
-           "ms_per_image": float(np.mean(secs) * 1000) if secs else None}
-if score is not None:
-    metrics.update({"iou_" + k: v for k, v in score["per_class"].items()})
-    metrics.update({k: score[k] for k in ("mean_iou", "mean_iou_structure", "frequency_weighted_iou", "n")})
-if OUT is not None:
-    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
-metrics
+doc = make_dataset_metrics_doc(seg, source=source, output=seg_root, backend=note, score=score, profile=PROFILE,
+                               edge_offset_px=offset if has_truth and CALIBRATE_EDGES else 0.0,
+                               n_calibrate=N_CALIBRATE if has_truth and CALIBRATE_EDGES else None)
+print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
+doc["metrics"]
 
 # %% [markdown]
 # These numbers go into the run's `metrics.json` and the report index; the segmented dataset's

@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     question: How close does an unpaired CycleGAN get to the target SEM images of its masks?
 # ---
 
 # %% [markdown]
@@ -22,8 +23,12 @@
 # two discriminators, held together by cycle consistency (mask -> SEM -> mask must give the
 # mask back, and the other way round). It is what a user with masks from one place and SEM
 # images from another can train. Without pairs the generated image only has to look like *an*
-# SEM image of that layout, so pixel scores (PSNR, SSIM) against the paired real image are
+# SEM image of that layout, so pixel scores (PSNR, SSIM) against the paired target image are
 # expected to be far below Pix2Pix's, as in the seed project (PSNR 13.1 dB vs 33.8 dB).
+#
+# The **target** image of a mask is the image the generator should reproduce: on simulated
+# data the simulator's image, labelled "simulated (target)" (never "real"), on real data
+# the real SEM frame the mask was segmented from.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -46,9 +51,8 @@ import numpy as np
 
 from semlab.config import profile_settings
 from semlab.data.datasets import load_dataset, make_default_dataset
-from semlab.io import write_json_atomic
-from semlab.metrics.pixel import ci_table, format_ci_table, paired_scores
-from semlab.runs import notebook_out, publish_outputs, save_figure, standalone_dir
+from semlab.metrics.translators import score_translator, translator_metrics_doc
+from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics, standalone_dir
 from semlab.train import TrainConfig, train
 from semlab.train.generate import Generator
 from semlab.viz.preview import EpochPreview
@@ -97,33 +101,22 @@ fig
 # %%
 from semlab.train.checkpoint import latest_checkpoint
 
-gen = Generator(result.generator_path or latest_checkpoint(run_root / "cyclegan" / "checkpoints"))
-test_masks = np.stack([ds.mask(i) for i in test_ids])
-test_real = np.stack([ds.image(i) for i in test_ids])
-fake = gen(test_masks, seed=SEED)
-scores = {"CycleGAN vs real image": paired_scores(fake, test_real)}
-clean = [ds.clean(i) for i in test_ids]
-if clean[0] is not None:
-    scores["noise-free vs real: upper bound"] = paired_scores(np.stack(clean), test_real)
-table = ci_table(scores)
-print(format_ci_table(table, f"comparison (test split, n={len(test_ids)})"))
+generator_path = result.generator_path or latest_checkpoint(run_root / "cyclegan" / "checkpoints")
+scores = score_translator(Generator(generator_path), ds, test_ids, "CycleGAN", seed=SEED)
+print(scores.text())
 k = min(N_SHOW, len(test_ids))
-fig = translation_grid(test_masks[:k], fake[:k], test_real[:k], titles=test_ids[:k])
+fig = translation_grid(scores.masks[:k], scores.fake[:k], scores.real[:k], titles=test_ids[:k])
 save_figure(OUT, "test_grid", fig, dpi=80)
 fig
 
 # %% [markdown]
-# Test masks (top), CycleGAN's images (middle), the real images (bottom). With a short CPU
+# Test masks (top), CycleGAN's images (middle), the target images (bottom). With a short CPU
 # budget the images are rough; the point of this notebook is the method and its numbers at
 # equal settings, and `PROFILE="full"` on a GPU trains the seed's 200 epochs.
 
 # %%
-publish_outputs(RUN_DIR, "21_train_cyclegan", generator=result.generator_path
-                or latest_checkpoint(run_root / "cyclegan" / "checkpoints"), dataset=source)
-metrics = {"profile": PROFILE, "steps": result.steps, "precision": cfg.precision,
-           "psnr": table["CycleGAN vs real image"]["psnr"][0], "ssim": table["CycleGAN vs real image"]["ssim"][0]}
-if "noise-free vs real: upper bound" in table:
-    metrics["psnr_upper_bound"] = table["noise-free vs real: upper bound"]["psnr"][0]
-if OUT is not None:
-    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
-metrics
+publish_outputs(RUN_DIR, "21_train_cyclegan", generator=generator_path, dataset=source)
+doc = translator_metrics_doc("21_train_cyclegan", "cyclegan", scores, source=source, profile=PROFILE,
+                             steps=result.steps, precision=cfg.precision)
+print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
+doc["metrics"]

@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     question: Which mask -> SEM translator is best, and is the difference real?
 # ---
 
 # %% [markdown]
@@ -34,6 +35,10 @@
 # them; the **simulator (physics baseline)**, i.e. semlab's own image formation applied to
 # the test masks with imaging parameters it has to guess (no training at all); and the
 # **noise-free image (upper bound)**.
+#
+# The **target** image of a mask is the image the generator should reproduce: on simulated
+# data the simulator's image, labelled "simulated (target)" (never "real"), on real data
+# the real SEM frame the mask was segmented from.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -53,22 +58,16 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Markdown, display
 
-from semlab.config import profile_settings
 from semlab.data.datasets import load_dataset, make_default_dataset
-from semlab.data.simulate import render_mask, simulate
-from semlab.io import write_json_atomic
 from semlab.metrics import tables
 from semlab.metrics.evaluate import comparison_table
 from semlab.metrics.sem_encoder import EncoderConfig, cached_sem_encoder
 from semlab.paths import data_dir
-from semlab.runs import notebook_out, publish_outputs, save_figure
-from semlab.textfmt import md_code, md_escape
+from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics
 from semlab.viz.metrics import (metric_distributions_figure, model_gallery_figure, sample_size_figure,
                                 worst_pairs_figure)
-from semlab.weights import status
 
 # %%
-settings = profile_settings(PROFILE)
 study = tables.profile_settings(PROFILE)
 OUT = notebook_out(RUN_DIR, "30_metric_tables")  # None without a run: nothing is saved
 source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
@@ -77,12 +76,7 @@ test_ids = ds.split("test")[:N_EVAL or study["n_eval"] or None]
 real = np.stack([ds.image(i) for i in test_ids])
 masks = np.stack([ds.mask(i) for i in test_ids])
 generators = tables.find_generators(RUN_DIR, PROFILE)
-weights = {name: status(name) for name in ("pt_inception", "alexnet")}
-lines = [f"- **{md_escape(name)}**: " + md_escape(f"found ({g['where']})" if g["found"] else g["where"])
-         for name, g in generators.items()]
-lines += [f"- weights {md_code(name)}: " + ("found" if ok else f"missing: {md_escape(info)}")
-          for name, (ok, info) in weights.items()]
-display(Markdown(f"Dataset {md_code(source)}: {len(test_ids)} test pairs of {real.shape[1]} px.\n\n" + "\n".join(lines)))
+display(Markdown(tables.inputs_markdown(source, len(test_ids), real.shape[1], generators)))
 
 # %% [markdown]
 # Missing generators are left out of the tables below (run notebooks 20 and 21 first, or
@@ -99,15 +93,15 @@ save_figure(OUT, "models_gallery", fig, dpi=80)
 fig
 
 # %% [markdown]
-# Each row is one test mask (left), what each model makes of it, and the real SEM image
+# Each row is one test mask (left), what each model makes of it, and the target SEM image
 # (right). The physics baseline has the right kind of edges and noise but its own guess
-# of brightness, contrast and blur; the noise-free image is the real image without its
+# of brightness, contrast and blur; the noise-free image is the simulated target without its
 # shot noise. Keep these pictures in mind when reading the numbers.
 #
 # ## 2. A feature space that fits SEM: the SEM encoder
 #
 # FID measures distances in the features of an ImageNet network. semlab also trains a
-# small encoder on the **real training images only** (self-supervised, SimCLR) and reports
+# small encoder on the **target training images only** (self-supervised, SimCLR) and reports
 # **FD_sem** and **KD_sem**: the Frechet and kernel distances in its features. They need no
 # downloaded weights but are only comparable between models scored with the *same*
 # encoder, whose hash is printed here and stored with the results.
@@ -125,8 +119,8 @@ print(f"SimCLR loss: first step {encoder.meta['training']['loss_first']:.3f}, "
 # %% [markdown]
 # ## 3. The table
 #
-# All models against the same real test images. Paired metrics (PSNR, SSIM, MS-SSIM,
-# LPIPS) compare each generated image with the real image of its mask; set metrics (FID,
+# All models against the same target test images. Paired metrics (PSNR, SSIM, MS-SSIM,
+# LPIPS) compare each generated image with the target image of its mask; set metrics (FID,
 # KID, FD_sem, KD_sem, spectral distance) compare the two sets as distributions. Arrows:
 # higher is better for PSNR/SSIM/MS-SSIM, lower for everything else. The best model per
 # column is in bold; the upper bound is a reference, never marked.
@@ -177,7 +171,7 @@ fig
 
 # %% [markdown]
 # The lowest-SSIM test images of the first trained model (the physics baseline if none was
-# trained): mask, generated image, real image and their absolute difference. Bright
+# trained): mask, generated image, target image and their absolute difference. Bright
 # difference along edges means misplaced or blurred edges; a uniform glow means wrong
 # brightness; speckle everywhere is the unpredictable shot noise and cannot be avoided.
 #
@@ -189,28 +183,17 @@ fig
 # bias inflates every FID reported without its n.
 
 # %%
-n_max = max(study["curve_ns"])
-size = real.shape[1]
-set_a = [simulate(PRESET, size, (SEED, 101, i)).image for i in range(n_max)]
-sims_b = [simulate(PRESET, size, (SEED, 202, i)) for i in range(n_max)]
-set_b = [s.image for s in sims_b]
-set_phys = [render_mask(s.mask, PRESET, (SEED, 303, i)).image for i, s in enumerate(sims_b)]
-pairs = {"real vs real (same distribution)": (set_a, set_b), "real vs physics baseline": (set_a, set_phys)}
-feature_spaces = {"SEM encoder": (encoder, "distance_vs_n.png")}
-inception, inception_status = tables.inception_extractor()
-if inception is None:
-    print(f"FID / KID against n: {inception_status}")
-else:
-    feature_spaces["FID Inception"] = (inception, "fid_vs_n.png")
-all_curves = {}
-for what, (features, file_name) in feature_spaces.items():
-    all_curves[what] = tables.sample_size_study(features, pairs, study["curve_ns"],
-                                                repeats=study["curve_repeats"], seed=SEED)
-    fig = sample_size_figure(all_curves[what], what=what)
-    if OUT is not None:
-        fig.savefig(OUT / file_name, dpi=90)
+pairs = tables.sample_size_sets(PRESET, real.shape[1], max(study["curve_ns"]), seed=SEED)
+spaces, inception_missing = tables.feature_spaces(encoder)
+if inception_missing:
+    print(f"FID / KID against n: {inception_missing}")
+curves = {}
+for what, (features, file_name) in spaces.items():
+    curves[what] = tables.sample_size_study(features, pairs, study["curve_ns"], repeats=study["curve_repeats"],
+                                            seed=SEED)
+    fig = sample_size_figure(curves[what], what=what)
+    save_figure(OUT, file_name, fig)
     display(fig)
-curves = all_curves["SEM encoder"]
 
 # %% [markdown]
 # Left: FD_sem falls with n for both pairs; the *same-distribution* curve shows the pure
@@ -221,19 +204,12 @@ curves = all_curves["SEM encoder"]
 # equal n); without them the line above it says which file is missing.
 
 # %%
-metrics = {"profile": PROFILE, "n_test": len(test_ids), "models": list(fakes),
-           "missing_models": [n for n, g in generators.items() if not g["found"]],
-           "sem_encoder_sha256": encoder.sha256, "sem_encoder": encoder.describe()}
-for model in fakes:
-    for m in ("psnr", "ssim", "ms_ssim", "lpips", "fid", "kid", "fd_sem", "kd_sem", "spectral_distance_db"):
-        metrics[f"{model}/{m}"] = tables.value(results, model, m)
-same = curves["real vs real (same distribution)"]
-metrics["fd_sem_same_distribution_by_n"] = {n: float(np.mean([r["fd"] for r in same if r["n"] == n]))
-                                           for n in sorted({r["n"] for r in same})}
+doc = tables.tables_metrics_doc(results, generators, curves["SEM encoder"], encoder, source=source, n=len(test_ids),
+                                profile=PROFILE, figure="models_gallery.png")
+print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 if OUT is not None:
-    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
     publish_outputs(RUN_DIR, "30_metric_tables", table=OUT / "metrics.csv", sem_encoder=encoder.path)
-metrics
+doc["metrics"]
 
 # %% [markdown]
 # The same table for any two folders of images comes from the shell:

@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     question: Can a detector tell generated SEM images from real ones, and which features give them away?
 # ---
 
 # %% [markdown]
@@ -47,8 +48,7 @@ import time
 from IPython.display import Markdown, display
 
 from semlab.forensics import study
-from semlab.io import write_json_atomic
-from semlab.runs import notebook_out, publish_outputs, save_figure, standalone_dir
+from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics, standalone_dir
 from semlab.textfmt import md_code, md_escape
 from semlab.viz.forensics import (confusion_matrices_figure, detector_metrics_figure, fake_sets_figure,
                                   radial_spectra_figure, roc_curves_figure, spectral_peaks_figure,
@@ -283,10 +283,11 @@ display(Markdown(study.conclusion(rows)))
 
 # %%
 elapsed = time.perf_counter() - T0
-metrics = {"profile": PROFILE, "seconds": round(elapsed, 1), **study.study_metrics(final)}
+doc = study.study_metrics_doc(final, profile=PROFILE, dataset=dataset.name, seconds=elapsed)
+print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 if OUT is not None:
     paths = study.write_results(final, OUT)
-    print("wrote", write_json_atomic(OUT / "metrics.json", metrics), "and", len(paths), "tables")
+    print("wrote", len(paths), "tables")
     publish_outputs(RUN_DIR, "40_real_vs_fake", results=paths["csv"], conclusion=paths["conclusion"])
 print(f"this notebook took {elapsed / 60:.1f} min in the {PROFILE!r} profile")
 

@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     question: How accurate are SAM2, classical and hybrid contours against exact edges, in and out of distribution?
 # ---
 
 # %% [markdown]
@@ -45,16 +46,14 @@ REAL_DIR = ""
 # %matplotlib inline
 from pathlib import Path
 
-import numpy as np
 from IPython.display import Markdown, display
 
-from semlab.contours.experiment import (METHOD_LABELS, build_items, default_experiment_dir,
-                                        experiment_config, measure_real_lines, ood_examples, run_experiment,
+from semlab.contours.experiment import (METHOD_LABELS, build_items, default_experiment_dir, experiment_config,
+                                        measure_real_lines, ood_examples, run_experiment, segsem_metrics_doc,
                                         test_set_label)
 from semlab.contours.hybrid import HybridExtractor, sam2_unavailable_reason
-from semlab.io import write_json_atomic
 from semlab.paths import shared_real_dir
-from semlab.runs import notebook_out, publish_outputs, save_figure
+from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics
 from semlab.viz import sample_grid
 from semlab.viz.contours import (contour_gallery_figure, contour_overlay_figure, epe_distribution_figure,
                                  line_statistics_figure)
@@ -274,17 +273,12 @@ fig
 # then line width (CD), LWR and LER per line on cut lines every pixel.
 
 # %%
-real_root = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
-dsa_dir = Path(real_root) / "dsa_lines" if real_root is not None else None
-if dsa_dir is None or not dsa_dir.is_dir():
-    print(f"No real DSA folder found ({dsa_dir or '../shared/data/real_sem/dsa_lines'}): the real-image part is "
-          "skipped.")
+real_root = REAL_DIR or shared_real_dir()
 real_extractor = HybridExtractor.from_weights(SAM2_MODEL, SAM2_CHECKPOINT or None, config.sam2_image_size)
-real = measure_real_lines(dsa_dir if dsa_dir is not None and dsa_dir.is_dir() else None, tile=config.real_tile,
+real = measure_real_lines(Path(real_root) / "dsa_lines" if real_root else None, tile=config.real_tile,
                           tiles=config.real_tiles, extractor=real_extractor)
-if real.available:
-    print(f"{len(real.rows)} tile(s) of {len(real.examples)} image(s); SAM2: "
-          + ("used where confident" if real_extractor.predictor is not None else real_extractor.unavailable_reason))
+print(real.status(real_extractor) if real.available
+      else f"No real DSA folder found ({real.reason}): the real-image part is skipped.")
 for ex in real.examples:
     fig = contour_overlay_figure(ex["image"], None, {"hybrid": ex["contours"]},
                                  inset=(ex["image"].shape[0] // 2, ex["image"].shape[1] // 2, ex["image"].shape[0] // 6),
@@ -318,31 +312,11 @@ if real.lines:
 # merged (look for them in the overlays above) rather than rough lines.
 
 # %%
-cv = result.table("cv", ("epe_mean_abs", "iou"))
-metrics = {
-    "profile": PROFILE,
-    "size_px": config.size,
-    "n_images": len(result.method_rows("classical")),
-    "folds": config.folds,
-    "sam2_available": result.sam2_available,
-    "sam2_reason": result.sam2_reason,
-    "epe_mean_abs_nm": {m: (t["epe_mean_abs"] if t else f"unavailable: {result.unavailable(m)}") for m, t in cv.items()},
-    "iou": {m: (t["iou"]["mean"] if t else None) for m, t in cv.items()},
-    "hybrid_fallback_rate": float(np.mean([r["fallback_rate"] for r in result.method_rows("hybrid")])),
-    "ood_epe_mean_abs_nm": {ts: {m: (t["epe_mean_abs"]["mean"] if t else None)
-                                 for m, t in result.table(ts, ("epe_mean_abs",)).items()}
-                            for ts in result.test_sets[1:]},
-    "threshold_sweep": {"available": sweep["available"], "calibrated": sweep["calibrated"]},
-    "experiment_seconds": result.seconds,
-    "real_available": real.available,
-    "real": real.per_image(),
-}
+doc = segsem_metrics_doc(result, real, sweep, profile=PROFILE, figure="epe_by_method_and_test_set.png")
+print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 if OUT is not None:
-    print("wrote", write_json_atomic(OUT / "metrics.json", metrics))
     publish_outputs(RUN_DIR, "50_segsem_contours", experiment=EXP_DIR, table=tables["csv"])
-else:
-    print("RUN_DIR is empty: metrics.json not written")
-{k: v for k, v in metrics.items() if k not in ("real", "ood_epe_mean_abs_nm")}
+{k: v for k, v in doc["metrics"].items() if not k.startswith("real/")}
 
 # %% [markdown]
 # The key numbers go into the run's `metrics.json` (and the report index): the

@@ -13,9 +13,17 @@ import re
 
 __all__ = ["md_escape", "md_code"]
 
-# ASCII punctuation with a meaning in Markdown (CommonMark, GFM tables, math `$`): a
+# Inline Markdown punctuation (CommonMark, GFM tables and strikethrough, math `$`): a
 # backslash before each makes it a literal character. `<`, `>`, `&`, quotes: entities.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:])")
+# `(`, `)`, `.`, `-`, `:` stay as they are: with `[`, `]`, `<` escaped no link can form,
+# and inside a line they start nothing. `_` between two letters or digits is literal in
+# CommonMark (no intraword emphasis), so `pt_inception` stays readable.
+# A `:` before `/` is escaped too, so that no bare URL (`http://...`) is autolinked.
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]|~$!])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|:(?=/)")
+# Block starts at the beginning of the value: a heading, list item, quote, thematic break,
+# setext underline, ordered list item ("1." / "1)"): its marker is escaped.
+# (`>` needs nothing: it becomes `&gt;`, which starts no quote.)
+_BLOCK_START = re.compile(r"^(\s*)(\d*)([#+\-=.)])")
 _LINE_BREAKS = re.compile(r"[\r\n\t\f\v\u2028\u2029\x85]+")
 
 
@@ -29,7 +37,9 @@ def md_escape(value) -> str:
     """`str(value)` as inert inline Markdown text: Markdown punctuation backslash-escaped,
     HTML special characters (`< > & " '`) as entities and line breaks as spaces, so it
     can neither start a block nor open a tag, link, code span or formula."""
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", _one_line(value)), quote=True)
+    text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), _one_line(value))
+    text = _BLOCK_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), text)
+    return html.escape(text, quote=True)
 
 
 def md_code(value) -> str:

@@ -1,8 +1,10 @@
 """The HTML reports in a real browser: a smoke run served over http and opened in headless
 Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 
-Checks what a reader sees: the run index (title, steps all "ok", a metrics table with
-numbers, every relative link answering 200), each notebook's HTML report (every figure
+Checks what a reader sees: the run index, a dashboard (a visible card per step with its
+question, status "ok", duration, headline numbers and a loaded, scaled-down thumbnail; the
+full metrics table collapsed until its summary is clicked; every relative link answering
+200), each notebook's HTML report (every figure
 loaded, no JavaScript errors, no failed same-origin requests) and the list of runs.
 
 The reports are sanitised (issue 15): the run's weights folder is named like an attack
@@ -25,7 +27,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from urllib.parse import urljoin, urlparse
+from urllib.parse import quote, urljoin, urlparse
 
 import pytest
 from PIL import Image
@@ -163,16 +165,6 @@ class Watch:
         self.context.close()
 
 
-def _table(page, heading: str) -> list[list[str]]:
-    """Body rows (cell texts) of the table right after ``<h2>heading</h2>``."""
-    table = page.locator(f"h2:text-is('{heading}') + table")
-    assert table.count() == 1, f"no table under <h2>{heading}</h2>"
-    rows = table.locator("tr").evaluate_all(
-        "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
-    assert rows and rows[0], f"empty table under <h2>{heading}</h2>"
-    return rows[1:]
-
-
 def _sanitised(page, name: str) -> None:
     """No script element, no inline event handler, and the hostile one never ran."""
     handlers = page.evaluate("""() => Array.from(document.querySelectorAll('*')).flatMap(e =>
@@ -194,6 +186,60 @@ def _code_is_folded(page, name: str) -> None:
     assert first.is_visible() and first.inner_text().strip(), f"{name}: unfolding shows no code"
 
 
+def _dashboard(page, run, names: list[str]) -> None:
+    """The run index is a dashboard: a visible card per step with its question, status,
+    duration, headline numbers and a loaded thumbnail linking to its report; all metrics
+    sit in a <details> that stays hidden until its <summary> is clicked."""
+    cards = page.locator("section.card")
+    assert cards.evaluate_all("cs => cs.map(c => c.id)") == [f"step-{n}" for n in names]
+    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=TIMEOUT_MS)
+    n_numbers = 0
+    for step, name in zip(run.steps, names):
+        card = page.locator(f'section.card[id="step-{name}"]')
+        assert card.is_visible(), f"{name}: card not visible"
+        assert card.locator("h3").inner_text() == name
+        assert card.locator(".question").inner_text() == (step["question"] or "(the notebook states no question)")
+        assert card.locator(".status").inner_text() == "ok", name
+        assert re.search(r"\d+\.\d s|\d+ min \d\d s|\d+ h \d\d min", card.locator(".meta").inner_text()), name
+        thumb = card.locator("a.thumb img")  # every notebook saves figures: each card shows one
+        assert thumb.count() == 1, f"{name}: no thumbnail"
+        assert card.locator("a.thumb").get_attribute("href") == quote(f"{name}.html")
+        src = thumb.get_attribute("src")
+        assert re.fullmatch(re.escape(quote(name)) + r"/[A-Za-z0-9][A-Za-z0-9_.-]*\.png", src), (name, src)
+        assert thumb.evaluate("i => i.complete && i.naturalWidth > 0"), f"{name}: thumbnail {src} did not load"
+        box = thumb.bounding_box()
+        assert box and 0 < box["height"] <= 200, f"{name}: thumbnail not scaled down: {box}"
+        values = card.locator("ul.headline .value").all_inner_texts()
+        assert all(re.match(r"-?\d|nan|inf|\u2013", v) for v in values), (name, values)
+        n_numbers += len(values)
+        data, dom = card.locator(".data").inner_text(), (step.get("data") or {}).get("domain")
+        labels = {"sim": "simulated data", "real": "real data", "both": "simulated and real data"}
+        assert data.split(" \u00b7 ")[0] == labels.get(dom, data.split(" \u00b7 ")[0]), (name, dom, data)
+        assert dom in ("real", "both") or "real" not in data.split(" \u00b7 ")[0], (name, dom, data)
+    assert n_numbers >= len(names), "the dashboard shows too few headline numbers"
+
+    details = page.locator("details.all-metrics")
+    assert details.count() == 1 and details.get_attribute("open") is None
+    table = details.locator("table")
+    assert not table.is_visible(), "the full metrics table is shown before it is opened"
+    details.locator("summary").click()
+    assert table.is_visible(), "opening <summary> does not show the metrics table"
+    rows = table.locator("tr").evaluate_all("rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+    metrics, nb_name = {}, None
+    for r in rows[1:]:  # the notebook cell spans its rows (rowspan)
+        if len(r) == 3:
+            nb_name, r = r[0], r[1:]
+        metrics[(nb_name, r[0])] = r[1]
+    assert len(metrics) >= 5, metrics
+    # the old and the new metrics.json shapes: "mean_iou" or "metrics.mean_iou.value"
+    ious = [float(v) for (nb, k), v in metrics.items() if nb.startswith("10_make_dataset")
+            and re.fullmatch(r"(metrics\.)?(mean_iou|iou_pattern)(\.value)?", k)]
+    assert ious and all(0.5 < v <= 1.0 for v in ious), metrics
+    details.locator("summary").click()
+    assert not table.is_visible()
+    assert page.locator("h2:text-is('Failures') + p").inner_text() == "None."
+
+
 def _relative_hrefs(page) -> list[str]:
     hrefs = page.locator("a[href]").evaluate_all("as => as.map(a => a.getAttribute('href'))")
     return [h for h in hrefs if not urlparse(h).scheme and not h.startswith(("#", "//"))]
@@ -204,7 +250,8 @@ def _relative_hrefs(page) -> list[str]:
 
 def test_reports_in_browser(browser, smoke_run, base_url):
     run_id = smoke_run.run_id
-    names = [p.stem for p in list_notebooks()]
+    names = [s["name"] for s in smoke_run.steps]  # NN_name, or NN_name[sim] for a per-domain notebook
+    assert [s["notebook"] for s in smoke_run.steps] == [p.stem for p in list_notebooks()]
     run_url = urljoin(base_url, f"{run_id}/index.html")
     seen: dict = {"figures": {}, "tables": {}}
     watch = Watch(browser)
@@ -214,32 +261,14 @@ def test_reports_in_browser(browser, smoke_run, base_url):
         assert page.title() == f"semlab report {run_id}"
         assert page.locator("h1").inner_text() == f"semlab report: {run_id}"
 
-        steps = _table(page, "Steps")
-        assert [r[1] for r in steps] == names, steps
-        assert {r[1]: r[2] for r in steps} == {n: "ok" for n in names}
-        assert all(re.fullmatch(r"\d+\.\d", r[3]) for r in steps), steps  # duration (s)
-        reports = {r[1]: page.locator("h2:text-is('Steps') + table tr", has_text=r[1])
-                   .get_by_role("link", name="HTML").get_attribute("href") for r in steps}
-        assert reports == {n: f"{n}.html" for n in names}
-
-        metrics, nb_name = {}, None
-        for r in _table(page, "Metrics"):  # the notebook cell spans its rows (rowspan)
-            if len(r) == 3:
-                nb_name, r = r[0], r[1:]
-            metrics[(nb_name, r[0])] = r[1]
-        assert len(metrics) >= 5, metrics
-        sigmas = {k: float(v) for (nb, k), v in metrics.items() if nb == "00_explore_data" and k.startswith("noise_sigma.")}
-        assert sigmas and all(0 < s < 1 for s in sigmas.values()), sigmas
-        assert any(k.startswith("noise_sigma.sim/") for k in sigmas), sigmas
-        for key in ("mean_iou", "iou_pattern"):
-            assert 0.5 < float(metrics[("10_make_dataset", key)]) <= 1.0, (key, metrics)
-        assert page.locator("h2:text-is('Failures') + p").inner_text() == "None."
-
+        _dashboard(page, smoke_run, names)
+        _sanitised(page, "run index")
         hrefs = _relative_hrefs(page)
-        assert "../index.html" in hrefs and {f"{n}.html" for n in names} <= set(hrefs)
+        assert "../index.html" in hrefs and {quote(f"{n}.html") for n in names} <= set(hrefs)
         for href in hrefs:
             url = urljoin(run_url, href)
             assert page.request.get(url, timeout=TIMEOUT_MS).status == 200, url
+        reports = {n: quote(f"{n}.html") for n in names}
 
         shot = smoke_run.run_dir / "screenshot.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -278,16 +307,19 @@ def test_reports_in_browser(browser, smoke_run, base_url):
             assert not dangling, f"{name}: in-page links without a target: {dangling}"
 
         # tables survive sanitising: the metric tables report shows its comparison tables
-        assert any(rows >= 3 for rows in seen["tables"].get("30_metric_tables", [])), seen["tables"]
+        assert any(rows >= 3 for name, tables in seen["tables"].items() if name.startswith("30_metric_tables")
+                   for rows in tables), seen["tables"]
 
         # --- the list of runs links to this run, and the link works
         page = watch.goto(base_url + "index.html")
         assert page.title() == "semlab reports"
         link = page.locator(f'a[href="{run_id}/index.html"]')
         assert link.count() == 1
-        row = page.locator("tr", has=link)
-        assert row.locator("td").nth(3).inner_text() == "ok"
-        assert row.locator("td").nth(4).inner_text() == f"{len(names)}/{len(names)}"
+        header = page.locator("tr").first.locator("th").all_inner_texts()
+        cells = dict(zip(header, page.locator("tr", has=link).locator("td").all_inner_texts()))
+        assert cells["status"] == "ok" and cells["steps ok"] == f"{len(names)}/{len(names)}", cells
+        assert cells["failed"] == "0" and cells["skipped"] == "0", cells
+        assert re.fullmatch(r"\d+\.\d s|\d+ min \d\d s|\d+ h \d\d min", cells["duration"]), cells
         link.click()
         page.wait_for_url(run_url, timeout=TIMEOUT_MS)
 

@@ -336,7 +336,7 @@ def test_measure_real_lines_recovers_the_simulated_line_width(tmp_path):
     assert abs(got.rows[0]["n_lines"] - true["n_lines"]) <= 1 and got.rows[0]["fallback_rate"] == 1.0
     per = got.per_image()[0]
     assert per["n_lines"] == len(got.lines) and per["cd_mean"] == pytest.approx(np.mean([x["cd"] for x in got.lines]))
-    assert "grating\\.png" in got.markdown()  # names Markdown-escaped (semlab.textfmt.md_escape)
+    assert "| grating.png |" in got.markdown()  # names go through semlab.textfmt.md_escape
     missing = measure_real_lines(tmp_path / "nowhere")
     assert not missing.available and "folder not found" in missing.reason and "No real" in missing.markdown()
 

@@ -184,8 +184,10 @@ def test_lpips_from_unverified_weights_is_named_so(no_weights, tmp_path, monkeyp
     assert set(rows) == {"lpips (unverified weights)"}
     r = rows["lpips (unverified weights)"]
     assert r["status"] == "ok" and r["value"] > 0
-    assert "| lpips (unverified weights) |" in to_markdown(list(rows.values()))
-    assert "lpips (unverified weights)" in comparison_table({"m": list(rows.values())}).splitlines()[0]
+    from semlab.textfmt import md_escape  # names in Markdown tables are escaped (issue 15 item 3)
+
+    assert f"| {md_escape('lpips (unverified weights)')} |" in to_markdown(list(rows.values()))
+    assert md_escape("lpips (unverified weights)") in comparison_table({"m": list(rows.values())}).splitlines()[0]
     monkeypatch.delenv("SEMLAB_ALLOW_UNVERIFIED_WEIGHTS")
     rows = evaluate(real, fake, paired=True, metrics=("lpips",), n_boot=20)
     assert [x["metric"] for x in rows] == ["lpips"] and rows[0]["value"] is None

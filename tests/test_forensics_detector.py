@@ -127,7 +127,7 @@ def test_result_rows_table_and_files(tmp_path):
     assert [row["metric"] for row in rows] == ["accuracy", "balanced_accuracy", "roc_auc"]
     assert rows[2]["value"] == pytest.approx(roc_auc_score(y, s))
     assert rows[0]["n_real"] == 10 and rows[0]["n_splits"] == 5
-    assert "| toy | roc_auc |" in r.table()
+    assert "| toy | roc_auc |" in r.table()  # names go through md_escape (intraword _ stays literal)
     # each image's fold is the fold in which it was tested
     for k, (_, te) in enumerate(folds):
         assert np.all(r.fold[te] == k)

@@ -65,18 +65,53 @@ def test_evaluate_models_tables_and_reference_row(dataset, tmp_path, monkeypatch
     assert tables.value(results, tables.UPPER_BOUND, "psnr") > tables.value(results, tables.PHYSICS, "psnr")
     # the upper bound is better but is a reference: the physics baseline is marked best
     md = comparison_table(results, "markdown", reference=[tables.UPPER_BOUND])
-    row = next(line for line in md.splitlines() if line.startswith(f"| {tables.PHYSICS}"))
+    unescaped = md.replace("\\", "")  # names may be Markdown-escaped: compare the plain text
+    row = next(line for line in unescaped.splitlines() if line.startswith(f"| {tables.PHYSICS}"))
     assert row.split("|")[2].strip().startswith("**")
-    up = next(line for line in md.splitlines() if line.startswith(f"| {tables.UPPER_BOUND}"))
+    up = next(line for line in unescaped.splitlines() if line.startswith(f"| {tables.UPPER_BOUND}"))
     assert "**" not in up
     # unavailable cells point to one note naming the file
-    assert "unavailable [1]" in md and "] unavailable: pt_inception" in md and "] unavailable: alexnet" in md
+    assert ("unavailable [1]" in unescaped and "] unavailable: pt_inception" in unescaped
+            and "] unavailable: alexnet" in unescaped)
     paths = tables.write_comparison(results, tmp_path / "out")
     rows = list(csv.DictReader(open(paths[2])))
     assert {r["model"] for r in rows} == set(fakes) and any(r["metric"] == "fid" and r["status"].startswith(
         "unavailable") for r in rows)
     assert tables.worst_indices(per[tables.PHYSICS], "ssim", 3) == list(np.argsort(per[tables.PHYSICS]["ssim"])[:3])
-    assert tables.worst_indices({"lpips": np.array([0.1, 0.5, 0.3])}, "lpips", 1) == [1]
+
+
+
+def test_tables_metrics_doc_has_one_shape(dataset, tmp_path, monkeypatch):
+    """metrics.json of notebook 30: flat `<model>.<metric>` keys from semlab.metrics.keys with
+    the CIs of `evaluate`; unavailable values (no FID weights) named with their reason."""
+    from types import SimpleNamespace
+
+    from semlab.metrics import keys as K
+
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ids = dataset.ids[:12]
+    real = np.stack([dataset.image(i) for i in ids])
+    fakes = tables.model_images(dataset, ids, {}, preset="line-space", seed=0)
+    results, _ = tables.evaluate_models(real, fakes, fid_inf=False, n_boot=50, progress=False)
+    enc = SimpleNamespace(sha256="a" * 64, describe=lambda: "SEM encoder aaaa")
+    curves = {tables.SAME: [{"n": 4, "fd": 1.0}, {"n": 4, "fd": 3.0}, {"n": 8, "fd": 0.5}]}
+    doc = tables.tables_metrics_doc(results, {"Pix2Pix": {"found": False}}, curves, enc, source=tmp_path / "sim",
+                                    n=len(ids), profile="smoke")
+    assert K.doc_problems(doc) == [] and doc["domain"] == "sim" and doc["n"] == 12
+    row = next(r for r in results[tables.PHYSICS] if r["metric"] == "psnr")
+    got = doc["metrics"][K.key(K.PHYSICS, K.PSNR)]
+    assert (got["value"], got["ci_low"], got["ci_high"], got["n"], got["unit"]) == (
+        row["value"], row["ci_low"], row["ci_high"], 12, "dB")
+    assert doc["metrics"][K.key(K.UPPER_BOUND, K.SSIM)]["value"] == tables.value(results, tables.UPPER_BOUND, "ssim")
+    assert K.key(K.PHYSICS, K.FID) not in doc["metrics"]
+    assert doc["extra"][K.UNAVAILABLE][K.key(K.PHYSICS, K.FID)].startswith("unavailable: pt_inception")
+    assert doc["metrics"]["same_distribution.n4.fd_sem"]["value"] == 2.0
+    assert doc["metrics"]["same_distribution.n8.fd_sem"]["n"] == 1
+    assert doc["headline"][0] == K.key(K.PHYSICS, K.PSNR)  # no trained model: the physics baseline
+    assert doc["extra"]["missing_models"] == ["Pix2Pix"] and doc["figure"] == "models_gallery.png"
 
 
 def test_summary_text_follows_the_intervals():
@@ -86,7 +121,7 @@ def test_summary_text_follows_the_intervals():
     res = {"A": [r("psnr", 25.0, 24.0, 26.0), r("kd_sem", 2.0, 1.5, 2.5)],
            "B": [r("psnr", 23.0, 22.0, 23.5), r("kd_sem", 0.1, 0.0, 0.2)],
            tables.UPPER_BOUND: [r("psnr", 30.0, 29.0, 31.0), r("kd_sem", 5.0, 4.0, 6.0)]}
-    text = tables.summary_text(res)
+    text = tables.summary_text(res).replace("\\", "")  # names may be Markdown-escaped
     assert "**psnr**: best is A" in text and "**kd_sem**: best is B" in text and "clearly" in text
     assert "Pixel metrics favour **A**, distribution metrics **B**" in text
     assert tables.UPPER_BOUND not in text  # a reference, never a winner

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from semlab.metrics import keys as K
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "00_explore_data.py"
 
@@ -98,6 +100,24 @@ def test_every_notebook_is_checked():
     assert not [t for t in tracked.split() if t.endswith(".ipynb")], "only the .py sources belong in git"
 
 
+def test_every_notebook_names_its_question():
+    """The report dashboard shows each notebook's question: one line in its `semlab` metadata."""
+    from semlab.nbsource import notebook_meta, read_notebook
+
+    for name in PARAMETERS:
+        q = notebook_meta(read_notebook(ROOT / "notebooks" / name))["question"]
+        assert q.endswith("?") and "\n" not in q and 20 < len(q) <= 120, (name, q)
+
+
+def metrics_doc_of(run_dir: Path, notebook: str) -> dict:
+    """A notebook's metrics.json, checked against the one shape (semlab.metrics.keys.doc_problems:
+    keys exist, values finite, CIs bracket values, n > 0, a headline) with its figure on disk."""
+    doc = json.loads((run_dir / notebook / "metrics.json").read_text())
+    assert K.doc_problems(doc) == [], K.doc_problems(doc)
+    assert doc["notebook"] == notebook and doc["figure"] and (run_dir / notebook / doc["figure"]).is_file()
+    return doc
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("real_dir", ["", "missing"])
 def test_explore_data_runs_in_smoke_profile(tmp_path, real_dir, run_notebook):
@@ -107,15 +127,17 @@ def test_explore_data_runs_in_smoke_profile(tmp_path, real_dir, run_notebook):
         params["REAL_DIR"] = str(tmp_path / "no_such_folder")
     nb = run_notebook(NOTEBOOK.name, params)
     assert nb.images >= 5
-    metrics = json.loads((run_dir / "00_explore_data" / "metrics.json").read_text())
-    assert metrics["profile"] == "smoke" and metrics["size_px"] == 64
-    ls = [v for k, v in metrics["noise_sigma"].items() if k.startswith("sim/line-space")]
-    assert len(ls) == 1 and ls[0] > 0
+    doc = metrics_doc_of(run_dir, "00_explore_data")
+    assert doc["extra"]["profile"] == "smoke" and doc["extra"]["size_px"] == 64
+    ls = doc["metrics"][K.key("sim/line-space", K.NOISE_SIGMA)]
+    assert ls["value"] > 0 and ls["n"] > 0
+    real = K.key("real/dsa_lines", K.NOISE_SIGMA) in doc["metrics"]
     if real_dir == "":
         # line-space is simulated at the DSA images' pixel size when they are present
-        assert any("nm/px" in k for k in metrics["noise_sigma"]) == ("real/dsa_lines" in metrics["noise_sigma"])
+        assert ("nm/px" in ls.get("note", "")) == real
+        assert (K.NOISE_SIGMA_RATIO in doc["metrics"]) == real and doc["domain"] == ("both" if real else "sim")
     if real_dir == "missing":
-        assert metrics["real_available"] is False
+        assert doc["extra"]["real_available"] is False and doc["domain"] == "sim"
         assert "No real SEM folder found" in nb.text
 
 
@@ -132,9 +154,12 @@ def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook)
                       {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "BACKEND": "sam2", "N_CALIBRATE": 4})
     assert nb.images >= 6
     assert "SAM2 was requested but is unavailable" in nb.markdown and "sam2.1_hiera_tiny.pt" in nb.markdown
-    m = json.loads((run_dir / "10_make_dataset" / "metrics.json").read_text())
-    assert m["backend_requested"] == "sam2" and m["backend_used"] == "classical"
-    assert m["n"] >= 1 and 0.5 < m["iou_pattern"] <= 1.0 and m["n_ok"] + m["n_excluded"] == 24
+    doc = metrics_doc_of(run_dir, "10_make_dataset")
+    m = doc["metrics"]
+    assert doc["extra"]["backend_requested"] == "sam2" and doc["extra"]["backend_used"] == "classical"
+    assert doc["domain"] == "sim" and doc["n"] >= 1 and 0.5 < m[K.key("pattern", K.IOU)]["value"] <= 1.0
+    assert m[K.N_OK]["value"] + m[K.N_EXCLUDED]["value"] == 24
+    assert doc["headline"][0] == K.MEAN_IOU_STRUCTURE
     assert (run_dir / "10_make_dataset" / "painted_mask.png").is_file()
     from semlab.io import read_mask
 
@@ -148,8 +173,12 @@ def test_train_pix2pix_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook
     run_dir = tmp_path / "run"
     nb = run_notebook("20_train_pix2pix.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
     assert nb.images >= 3
-    m = json.loads((run_dir / "20_train_pix2pix" / "metrics.json").read_text())
-    assert m["steps"] > 0 and 0 < m["psnr"] < m["psnr_upper_bound"] and m["step_s_fp32"] > 0
+    doc = metrics_doc_of(run_dir, "20_train_pix2pix")
+    m = {k: v["value"] for k, v in doc["metrics"].items()}
+    assert doc["extra"]["steps"] > 0 and 0 < m[K.key(K.PIX2PIX, K.PSNR)] < m[K.key(K.UPPER_BOUND, K.PSNR)]
+    assert m[K.STEP_S_FP32] > 0 and m[K.PSNR_GAP] == pytest.approx(
+        m[K.key(K.UPPER_BOUND, K.PSNR)] - m[K.key(K.PIX2PIX, K.PSNR)])
+    assert doc["metrics"][K.key(K.PIX2PIX, K.PSNR)]["ci_low"] is not None
     out = json.loads((run_dir / "20_train_pix2pix" / "outputs.json").read_text())
     assert Path(out["generator"]).is_file()
     assert (run_dir / "20_train_pix2pix" / "fp32_vs_bf16.png").is_file()
@@ -161,8 +190,8 @@ def test_train_cyclegan_runs_in_smoke_profile(tmp_path, monkeypatch, run_noteboo
     run_dir = tmp_path / "run"
     nb = run_notebook("21_train_cyclegan.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
     assert nb.images >= 2
-    m = json.loads((run_dir / "21_train_cyclegan" / "metrics.json").read_text())
-    assert m["steps"] == 4 and m["psnr"] > 0
+    doc = metrics_doc_of(run_dir, "21_train_cyclegan")
+    assert doc["extra"]["steps"] == 4 and doc["metrics"][K.key(K.CYCLEGAN, K.PSNR)]["value"] > 0
 
 
 @pytest.mark.slow
@@ -191,10 +220,13 @@ def test_metric_tables_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook
     nb = run_notebook("30_metric_tables.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
     assert nb.images >= 4
     out = run_dir / "30_metric_tables"
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["models"] == ["Pix2Pix", "simulator (physics baseline)", "noise-free image (upper bound)"]
-    assert m["missing_models"] == ["CycleGAN"]
-    assert m["Pix2Pix/psnr"] < m["noise-free image (upper bound)/psnr"] and m["Pix2Pix/fid"] is None
-    assert m["Pix2Pix/fd_sem"] is not None and len(m["sem_encoder_sha256"]) == 64
-    table = (out / "comparison.md").read_text()
+    doc = metrics_doc_of(run_dir, "30_metric_tables")
+    m = doc["metrics"]
+    assert doc["extra"]["models"] == ["Pix2Pix", "simulator (physics baseline)", "noise-free image (upper bound)"]
+    assert doc["extra"]["missing_models"] == ["CycleGAN"]
+    assert m[K.key(K.PIX2PIX, K.PSNR)]["value"] < m[K.key(K.UPPER_BOUND, K.PSNR)]["value"]
+    assert K.key(K.PIX2PIX, K.FID) not in m and K.key(K.PIX2PIX, K.FID) in doc["extra"][K.UNAVAILABLE]
+    assert K.key(K.PIX2PIX, K.FD_SEM) in m and len(doc["extra"]["sem_encoder_sha256"]) == 64
+    assert doc["headline"] == [K.key(K.PIX2PIX, K.PSNR), K.key(K.PIX2PIX, K.FD_SEM)]
+    table = (out / "comparison.md").read_text().replace("\\", "")  # names may be Markdown-escaped
     assert "pt_inception-2015-12-05-6726825d.pth not found" in table and "**" in table

@@ -140,6 +140,10 @@ def test_run_pipeline_failure_does_not_hide_others(tmp_path, capsys):
     assert (res.run_dir / "01_write_metrics.html").is_file()
     assert ok["metrics"] == {"psnr": 31.25, "nested": {"kid": 0.0123}, "profile": "smoke", "x": 7}
     assert all(isinstance(s["seconds"], float) for s in res.steps)
+    # the dashboard's card, recorded in run.json: an older metrics.json shape shows its first numbers
+    assert ok["headline"] == [{"key": "psnr", "value": 31.25}, {"key": "nested.kid", "value": 0.0123},
+                              {"key": "x", "value": 7.0}]
+    assert ok["data"] is None and ok["figure"] is None and ok["question"] == ""
 
     page = (res.run_dir / "index.html").read_text()
     assert "smoke" in page and res.run_dir.name in page
@@ -195,10 +199,10 @@ out.mkdir(parents=True, exist_ok=True)
 """
 
 
-def _with_deps(path: Path, body: str, depends_on=()):
+def _with_deps(path: Path, body: str, depends_on=(), question=""):
     _notebook(path, body)
     nb = jupytext.read(str(path))
-    nb.metadata["semlab"] = {"depends_on": list(depends_on)}
+    nb.metadata["semlab"] = {"depends_on": list(depends_on), "question": question}
     jupytext.write(nb, str(path), fmt="py:percent")
 
 
@@ -227,13 +231,17 @@ def test_a_failed_dependency_skips_its_dependents_only(tmp_path):
     nbs.mkdir()
     _with_deps(nbs / "10_make.py", FAIL_BODY)
     _with_deps(nbs / "20_use.py", READ_BODY, depends_on=["10_make"])
-    _with_deps(nbs / "30_other.py", OK_BODY.replace("01_write_metrics", "30_other"))
+    _with_deps(nbs / "30_other.py", OK_BODY.replace("01_write_metrics", "30_other"), question="Does <it> work?")
     res = reports.run_pipeline("smoke", out_root=tmp_path / "reports", notebooks_dir=nbs)
     assert not res.ok
     assert [(s["name"], s["status"]) for s in res.steps] == [("10_make", "failed"), ("20_use", "skipped"),
                                                            ("30_other", "ok")]
     page = (res.run_dir / "index.html").read_text()
     assert "depends on 10_make" in page and "boom" in page
+    recorded = json.loads((res.run_dir / "run.json").read_text())["steps"]
+    assert [s["question"] for s in recorded] == ["", "", "Does <it> work?"]
+    assert recorded[2]["headline"][0] == {"key": "psnr", "value": 31.25}
+    assert '<p class="question">Does &lt;it&gt; work?</p>' in page
     assert (res.run_dir / "30_other.html").is_file()
 
 
@@ -337,3 +345,244 @@ def test_domain_aware_notebooks_run_once_per_domain(tmp_path, capsys):
     with pytest.raises(KeyError, match="unknown profile"):
         reports.run_pipeline("bogus", out_root=tmp_path / "r3", notebooks_dir=nbs)
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+
+
+# ------------------------------------------------------------------- the dashboard
+
+class _Node:
+    def __init__(self, tag, attrs, parent):
+        self.tag, self.attrs, self.parent, self.children, self.content = tag, dict(attrs), parent, [], []
+
+    def all_text(self) -> str:
+        return " ".join("".join(c if isinstance(c, str) else c.all_text() for c in self.content).split())
+
+    def find_all(self, tag, **attrs):
+        out = []
+        for c in self.children:
+            if c.tag == tag and all(c.attrs.get(k) == v or (k == "class_" and v in (c.attrs.get("class") or "").split())
+                                    for k, v in attrs.items()):
+                out.append(c)
+            out.extend(c.find_all(tag, **attrs))
+        return out
+
+    def walk(self):
+        return [n for c in self.children for n in (c, *c.walk())]
+
+
+def _parse(page: str) -> _Node:
+    """The page as a tree (html.parser): tags, attributes, text."""
+    from html.parser import HTMLParser
+
+    void = {"img", "br", "meta", "hr", "col", "input", "link"}
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.root = self.cur = _Node("root", [], None)
+
+        def handle_starttag(self, tag, attrs):
+            node = _Node(tag, attrs, self.cur)
+            self.cur.children.append(node)
+            self.cur.content.append(node)
+            if tag not in void:
+                self.cur = node
+
+        def handle_endtag(self, tag):
+            node = self.cur
+            while node is not None and node.tag != tag:
+                node = node.parent
+            if node is not None and node.parent is not None:
+                self.cur = node.parent
+
+        def handle_data(self, data):
+            self.cur.content.append(data)
+
+    p = P()
+    p.feed(page)
+    p.close()
+    return p.root
+
+
+HOSTILE = "a|b`<img src=x onerror=alert(1)>`"
+
+
+def _png(path: Path, size=(40, 30)) -> None:
+    from PIL import Image
+
+    Image.new("L", size, 128).save(path)
+
+
+def _dashboard_run(tmp_path: Path) -> tuple[Path, dict]:
+    """A run folder as the runner leaves it: steps of the new and the old metrics.json
+    shapes, a real-domain step, a failed and an unsupported one; a hostile question and
+    metric name."""
+    from semlab.runs import metric, metrics_doc
+
+    run = tmp_path / "20260102T030405Z-smoke-nogit"
+    docs = {
+        "10_make[sim]": metrics_doc("10_make", "sim", "test", 40, {
+            "psnr_db": metric(12.3, 11.8, 12.9, 40, "dB"),
+            HOSTILE: metric(0.5, 0.4, 0.6, 12, "", note="per image"),
+            "hidden_key": metric(7.0, 6.0, 8.0, 40)}, headline=["psnr_db", HOSTILE], figure="main.png"),
+        "20_old": {"pix2pix": {"psnr": 31.25, "ssim": 0.8125}, "profile": "smoke", "cyclegan": {"psnr": 28.5}},
+        "30_real[real]": metrics_doc("30_real", "real", "sem-lines", 7, {
+            "epe_nm": metric(1.25, 1.0, 1.5, 7, "nm"), "iou": metric(0.75, None, None, 7)},
+            headline=["epe_nm", "iou"], figure=None),
+    }
+    for name, doc in docs.items():
+        (run / name).mkdir(parents=True)
+        (run / name / "metrics.json").write_text(json.dumps(doc))
+    _png(run / "10_make[sim]" / "main.png")
+    _png(run / "10_make[sim]" / "another.png")
+    _png(run / "20_old" / "b_curves.png")
+    _png(run / "20_old" / "a_grid.png")
+    _png(run / "30_real[real]" / "unnamed.png")  # its metrics.json names no figure: no thumbnail
+
+    def step(name, status, seconds, question, **kw):
+        s = {"name": name, "notebook": name.split("[")[0], "domain": None, "question": question, "status": status,
+             "seconds": seconds, "html": f"{name}.html", "ipynb": f"{name}.ipynb", "metrics": docs.get(name),
+             "error": None, **kw}
+        s.update(reports.step_summary(s["metrics"], run / name))  # as the runner records it
+        return s
+
+    steps = [
+        step("10_make[sim]", "ok", 2.5, HOSTILE),
+        step("20_old", "ok", 125.0, "Does the old shape still show?"),
+        step("30_real[real]", "ok", 3.0, "How far are the real contours?"),
+        step("40_fail", "failed", 1.0, "Does it fail?",
+             error={"ename": "ValueError", "evalue": "boom <b>\nsecond line", "traceback": "tb", "cell": "2"}),
+        step("45_unsup[real]", "skipped", 0.0, "Real?", unsupported=True,
+             error={"ename": "Skipped", "evalue": "not run: no real-domain version", "traceback": ""}),
+    ]
+    meta = {"run_id": run.name, "profile": "smoke", "git": "nogit", "started": "s", "finished": "f",
+            "status": "failed", "params": {}, "notebooks": ["10_make", "20_old", "30_real", "40_fail", "45_unsup"],
+            "domain": "both", "steps": steps, "seconds": 131.5}
+    (run / "run.json").write_text(json.dumps(meta))
+    return run, docs
+
+
+def test_step_summary_reads_new_and_old_metrics_shapes(tmp_path):
+    run, docs = _dashboard_run(tmp_path)
+    new = reports.step_summary(docs["10_make[sim]"], run / "10_make[sim]")
+    assert new["figure"] == "main.png" and new["data"] == {"domain": "sim", "set": "test", "n": 40}
+    assert [h["key"] for h in new["headline"]] == ["psnr_db", HOSTILE]  # the named ones, not hidden_key
+    assert new["headline"][0] == {"key": "psnr_db", "value": 12.3, "ci_low": 11.8, "ci_high": 12.9, "n": 40,
+                                  "unit": "dB", "note": ""}
+    old = reports.step_summary(docs["20_old"], run / "20_old")
+    assert old["data"] is None and old["figure"] == "a_grid.png"  # the first PNG
+    assert old["headline"] == [{"key": "pix2pix.psnr", "value": 31.25}, {"key": "pix2pix.ssim", "value": 0.8125},
+                               {"key": "cyclegan.psnr", "value": 28.5}]  # numbers only, at most 3
+    assert reports.step_summary(docs["30_real[real]"], run / "30_real[real]")["figure"] is None
+    # a figure that is not a plain name in the step folder is never used
+    for bad in ("../../escape.png", "/etc/x.png", "missing.png"):
+        doc = dict(docs["10_make[sim]"], figure=bad)
+        assert reports.step_summary(doc, run / "10_make[sim]")["figure"] is None, bad
+    assert reports.step_summary(None, tmp_path / "nowhere") == {"data": None, "headline": [], "figure": None}
+
+
+def test_dashboard_cards_headlines_thumbnails_and_collapsed_table(tmp_path):
+    from urllib.parse import unquote
+
+    run, docs = _dashboard_run(tmp_path)
+    page = reports.write_run_index(run).read_text()
+    root = _parse(page)
+    cards = {c.attrs["id"]: c for c in root.find_all("section", class_="card")}
+    assert list(cards) == ["step-10_make[sim]", "step-20_old", "step-30_real[real]", "step-40_fail",
+                           "step-45_unsup[real]"]
+
+    sim = cards["step-10_make[sim]"]
+    assert sim.find_all("p", class_="question")[0].all_text() == HOSTILE  # shown as text
+    values = [li.all_text() for li in sim.find_all("li")]
+    assert values == ["psnr_db: 12.3 [11.8, 12.9] dB", f"{HOSTILE}: 0.5 [0.4, 0.6] (n = 12)"]
+    assert sim.find_all("p", class_="data")[0].all_text() == "simulated data \u00b7 set test \u00b7 n = 40"
+    assert "real" not in sim.all_text().replace("Real", "")  # simulated data is never called real
+    assert "hidden_key" not in sim.all_text()
+    (img,) = sim.find_all("img")
+    assert unquote(img.attrs["src"]) == "10_make[sim]/main.png" and (run / unquote(img.attrs["src"])).is_file()
+    assert img.parent.tag == "a" and unquote(img.parent.attrs["href"]) == "10_make[sim].html"
+    assert "ok" in sim.find_all("span", class_="status")[0].all_text() and "2.5 s" in sim.all_text()
+
+    real = cards["step-30_real[real]"]
+    assert [li.all_text() for li in real.find_all("li")] == ["epe_nm: 1.25 [1, 1.5] nm", "iou: 0.75"]
+    assert real.find_all("p", class_="data")[0].all_text() == "real data \u00b7 set sem-lines \u00b7 n = 7"
+    assert not real.find_all("img")  # figure: null
+
+    old = cards["step-20_old"]
+    assert [li.all_text() for li in old.find_all("li")] == ["pix2pix.psnr: 31.25", "pix2pix.ssim: 0.8125",
+                                                            "cyclegan.psnr: 28.5"]
+    assert "not stated" in old.find_all("p", class_="data")[0].all_text()
+    assert unquote(old.find_all("img")[0].attrs["src"]) == "20_old/a_grid.png" and "2 min 05 s" in old.all_text()
+
+    fail = cards["step-40_fail"]
+    assert fail.find_all("span", class_="status")[0].all_text() == "failed"
+    assert fail.find_all("p", class_="error")[0].all_text() == "ValueError: boom <b> second line"  # one line
+    unsup = cards["step-45_unsup[real]"]
+    assert unsup.find_all("span", class_="status")[0].all_text() == "unsupported"
+    assert unsup.find_all("p", class_="error")[0].all_text() == "not run: no real-domain version"
+
+    # every key of every metrics.json sits in one collapsed <details>
+    (details,) = root.find_all("details")
+    assert "open" not in details.attrs and details.find_all("summary")
+    keys = {tr.find_all("td")[-2].all_text() for tr in details.find_all("tr") if tr.find_all("td")}
+    for name, doc in docs.items():
+        assert {k for k, _ in reports.flatten_metrics(doc)} <= keys, name
+    assert f"metrics.{HOSTILE}.value" in keys and "metrics.hidden_key.ci_high" in keys
+    assert not [c for c in cards.values() if c.find_all("table")]  # no key table in the cards
+
+    # hostile names are text: no script, no event handler, no injected element
+    everything = root.walk()
+    assert len(everything) > 100 and all(not a.lower().startswith("on") for n in everything for a in n.attrs)
+    assert not root.find_all("script") and len(root.find_all("img")) == 2
+    assert "onerror=alert(1)&gt;" in page and "<img src=x" not in page
+    # every link and image stays inside the run folder
+    for n in root.find_all("a") + root.find_all("img"):
+        ref = unquote(n.attrs.get("href") or n.attrs.get("src"))
+        assert ref == "../index.html" or (run / ref).resolve().parent in (run, *run.iterdir()), ref
+
+
+def test_dashboard_of_a_run_json_written_before_it_finds_thumbnails(tmp_path):
+    run, _ = _dashboard_run(tmp_path)
+    meta = json.loads((run / "run.json").read_text())
+    for s in meta["steps"]:  # the fields the runner records now
+        for k in ("question", "headline", "data", "figure"):
+            s.pop(k, None)
+    (run / "run.json").write_text(json.dumps(meta))
+    root = _parse(reports.write_run_index(run).read_text())
+    srcs = [img.attrs["src"] for img in root.find_all("img")]
+    assert srcs == ["10_make%5Bsim%5D/main.png", "20_old/a_grid.png"]
+    assert "psnr_db: 12.3 [11.8, 12.9] dB" in [li.all_text() for li in root.find_all("li")]
+
+
+def test_dashboard_refuses_paths_outside_the_run(tmp_path):
+    run, _ = _dashboard_run(tmp_path)
+    meta = json.loads((run / "run.json").read_text())
+    meta["steps"][0].update(figure="../../../etc/passwd.png", html="../../x.html", ipynb="/etc/passwd")
+    meta["steps"][1].update(name="../20_old")
+    page = reports.render_run_index(meta, run)
+    root = _parse(page)
+    refs = [n.attrs.get("href") or n.attrs.get("src") for n in root.find_all("a") + root.find_all("img")]
+    assert not [r for r in refs if ".." in r and r != "../index.html" or r.startswith("/")], refs
+    good = reports.write_run_index(run).read_text()
+    (run / "run.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"run.json: not valid JSON"):
+        reports.write_run_index(run)
+    assert (run / "index.html").read_text() == good  # the last good page is kept
+
+
+def test_reports_index_lists_status_duration_and_step_counts(tmp_path):
+    run, _ = _dashboard_run(tmp_path)
+    reports.write_run_index(run)
+    running = tmp_path / "20260102T040000Z-cpu-nogit"
+    running.mkdir()
+    (running / "run.json").write_text(json.dumps({"status": "running", "profile": "cpu", "started_ts": 2.0,
+                                                  "notebooks": ["00_a", "10_b"],
+                                                  "steps": [{"name": "00_a", "status": "ok", "seconds": 4.25}]}))
+    root = _parse(reports.write_reports_index(tmp_path).read_text())
+    header = [th.all_text() for th in root.find_all("th")]
+    rows = [[td.all_text() for td in tr.find_all("td")] for tr in root.find_all("tr") if tr.find_all("td")]
+    cols = dict(zip(header, zip(*rows)))
+    assert cols["run"] == (running.name, run.name)  # newest first
+    assert cols["status"] == ("running", "failed")
+    assert cols["duration"] == ("4.2 s", "2 min 11 s")  # the steps so far; the wall clock once finished
+    assert cols["steps ok"] == ("1/2", "3/5")  # a running run counts its pending notebooks
+    assert cols["failed"] == ("0", "1: 40_fail") and cols["skipped"] == ("0", "1")

@@ -241,9 +241,10 @@ def test_md_code_renders_one_code_span_with_the_literal_text(value):
 
 def test_md_escape_examples():
     assert md_escape("a`b") == "a\\`b"
-    assert md_escape("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert\\(1\\)&gt;"
-    assert md_escape("x\n\n# y") == "x \\# y"
-    assert md_escape(Path("/d/w_1.pt")) == "/d/w\\_1\\.pt"
+    assert md_escape("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
+    assert md_escape("x\n\n# y") == "x # y" and md_escape("# y") == "\\# y"
+    assert md_escape(Path("/d/w_1.pt")) == "/d/w_1.pt"  # readable: intraword _ and . are literal
+    assert md_escape("_a_ http://x 1. y") == "\\_a\\_ http\\://x 1. y" and md_escape("1. y") == "1\\. y"
     assert md_code("a`b") == "`` a`b ``" and md_code("plain") == "` plain `"
 
 
@@ -314,3 +315,81 @@ def test_reports_module_stays_small():
 
 if os.name != "posix":  # symbolic links in the tests above
     pytestmark = pytest.mark.skip("POSIX only")
+
+
+# ------------------------------------------------------- TIFF decompression bombs
+
+_DECODE = """
+import resource, sys
+from semlab import io
+try:
+    io.read_image(sys.argv[1])
+    print("DECODED")
+except io.ImageReadError as e:
+    print("ERROR", e)
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+# Linux carries ru_maxrss over exec from the process that spawned it (with vfork: the big
+# pytest worker), so the decoder is started by a small interpreter of its own.
+_SPAWN = "import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', *sys.argv[1:]]).returncode)"
+
+
+def _bomb(path: Path, n: int = 20000, t: int = 2000) -> Path:
+    """A zlib TIFF of n x n zeros, written tile by tile (never n x n in memory): ~400 KB."""
+    import tifffile
+
+    tile = np.zeros((t, t), np.uint8)
+    tifffile.imwrite(path, (tile for _ in range((n // t) ** 2)), shape=(n, n), dtype=np.uint8,
+                     compression="zlib", tile=(t, t), photometric="minisblack")
+    return path
+
+
+def test_tiff_bomb_is_refused_from_its_header_in_a_fresh_process(tmp_path):
+    """Issue 15 item 9 ([B]): a 400 KB, 20000x20000 zlib TIFF took 3.6-6.3 GB. Decoded in
+    a fresh interpreter (a pytest worker's own peak says nothing), it is refused before
+    decoding: a clear error naming the file, and a peak RSS far below 500 MB."""
+    import subprocess
+    import sys
+
+    bomb = _bomb(tmp_path / "bomb.tif")
+    assert bomb.stat().st_size < 2_000_000
+    env = {k: v for k, v in os.environ.items() if k != "SEMLAB_MAX_IMAGE_PIXELS"}
+    r = subprocess.run([sys.executable, "-c", _SPAWN, _DECODE, str(bomb)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"ERROR {bomb}: 20000x20000 px = 400 Mpx exceeds the limit of 89 Mpx" in r.stdout
+    rss_mb = int(r.stdout.split("MAXRSS_KB")[1]) / 1024
+    assert rss_mb < 500, f"peak RSS {rss_mb:.0f} MB"
+
+
+def test_pixel_limit_is_configurable_and_covers_png(tmp_path, monkeypatch):
+    small = tmp_path / "s.tif"
+    __import__("tifffile").imwrite(small, np.zeros((40, 50), np.uint8), photometric="minisblack")
+    png = tmp_path / "s.png"
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(png)
+    for p in (small, png):
+        assert io.read_image(p).shape == (40, 50)
+        with pytest.raises(io.ImageReadError, match=re.escape(f"{p}: 50x40 px")):
+            io.read_image(p, max_pixels=1999)
+        monkeypatch.setenv("SEMLAB_MAX_IMAGE_PIXELS", "1999")
+        with pytest.raises(io.ImageReadError, match="exceeds the limit"):
+            io.read_image(p)
+        assert io.read_image(p, max_pixels=2000).shape == (40, 50)
+        monkeypatch.setenv("SEMLAB_MAX_IMAGE_PIXELS", "none")
+        assert io.read_image(p).shape == (40, 50)
+        monkeypatch.delenv("SEMLAB_MAX_IMAGE_PIXELS")
+    monkeypatch.setenv("SEMLAB_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="SEMLAB_MAX_IMAGE_PIXELS"):
+        io.read_image(png)
+
+
+def test_a_bomb_in_an_import_is_one_failed_item(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.full((40, 50), 9, np.uint8)).save(src / "ok.png")
+    __import__("tifffile").imwrite(src / "big.tif", np.zeros((100, 100), np.uint8), photometric="minisblack")
+    monkeypatch.setenv("SEMLAB_MAX_IMAGE_PIXELS", "5000")
+    assert main(["import-images", str(src), "--out", str(tmp_path / "ds"), "--quiet"]) == 1
+    (bad,) = D.load_dataset(tmp_path / "ds").excluded
+    assert bad["id"] == "big" and "exceeds the limit" in bad["reason"]
+    assert "1 ok, 1 failed" in capsys.readouterr().out

@@ -80,7 +80,7 @@ from semlab.contours.experiment_config import (KEYS, METHOD_LABELS, METHODS, MOD
                                                PROFILES, ExperimentConfig, Item, assign_folds, build_items,
                                                build_ood_items, default_experiment_dir, experiment_config,
                                                ood_examples, test_set_label, val_ids)
-from semlab.contours.experiment_result import ExperimentResult, stored_threshold, sweep_curve
+from semlab.contours.experiment_result import ExperimentResult, segsem_metrics_doc, stored_threshold, sweep_curve
 from semlab.contours.hybrid import HybridExtractor, HybridResult, sam2_unavailable_reason
 from semlab.contours.metrics import edge_placement_error, score_contours
 from semlab.contours.real_lines import RealLines, measure_real_lines
@@ -89,7 +89,7 @@ from semlab.contours.sam2_arms import Sam2Arms
 __all__ = ["PROFILES", "PRESETS", "METHODS", "METHOD_LABELS", "MODEL_OF", "OOD_VARIANTS", "KEYS", "ExperimentConfig",
            "Item", "ExperimentResult", "experiment_config", "build_items", "build_ood_items", "ood_examples",
            "assign_folds", "run_experiment", "default_experiment_dir", "RealLines", "measure_real_lines",
-           "test_set_label", "sweep_curve", "structure_errors"]
+           "test_set_label", "sweep_curve", "structure_errors", "segsem_metrics_doc"]
 
 
 # --------------------------------------------------------------------------- scoring

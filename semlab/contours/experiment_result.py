@@ -19,7 +19,7 @@ from semlab.contours.hybrid import HybridExtractor
 from semlab.contours.metrics import score_table
 from semlab.contours.sam2_arms import Sam2Arms
 
-__all__ = ["ExperimentResult", "KEY_NAMES", "sweep_curve", "stored_threshold"]
+__all__ = ["ExperimentResult", "KEY_NAMES", "sweep_curve", "stored_threshold", "segsem_metrics_doc"]
 
 KEY_NAMES = {"epe_mean_abs": "mean abs EPE", "epe_mean": "mean EPE", "epe_3sigma": "EPE 3 sigma",
              "hausdorff95": "Hausdorff 95", "iou": "IoU", "cd_bias": "CD bias"}
@@ -98,11 +98,13 @@ class ExperimentResult:
 
     def markdown(self, test_set: str = "cv", keys: Sequence[str] = KEYS, digits: int = 2) -> str:
         """The results table: mean [95 % CI] over images, nm (IoU unitless); unavailable
-        methods say why."""
+        methods say why. Test set and key names and reasons are escaped (`md_escape`)."""
+        from semlab.textfmt import md_escape as esc
+
         tab = self.table(test_set, keys)
-        head = ["method", "images"] + [KEY_NAMES.get(k, k) + ("" if k == "iou" else " (nm)") for k in keys] + [
+        head = ["method", "images"] + [esc(KEY_NAMES.get(k, k)) + ("" if k == "iou" else " (nm)") for k in keys] + [
             "fallback rate"]
-        lines = [f"**{test_set_label(test_set, self.config.folds)}**", "",
+        lines = [f"**{esc(test_set_label(test_set, self.config.folds))}**", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         notes: list[str] = []
         for m in self.config.methods:
@@ -112,10 +114,10 @@ class ExperimentResult:
                 if why not in notes:
                     notes.append(why)
                 mark = "abcdefghij"[min(notes.index(why), 9)]
-                lines.append(f"| {METHOD_LABELS[m]} | 0 | unavailable ({mark}) |" + " |" * (len(head) - 3))
+                lines.append(f"| {esc(METHOD_LABELS[m])} | 0 | unavailable ({mark}) |" + " |" * (len(head) - 3))
                 continue
             n = len(self.method_rows(m, test_set))
-            cells = [METHOD_LABELS[m], str(n)]
+            cells = [esc(METHOD_LABELS[m]), str(n)]
             for k in list(keys) + ["fallback_rate"]:
                 c = t.get(k)
                 if k == "fallback_rate" and m == "classical":
@@ -128,7 +130,7 @@ class ExperimentResult:
                     d = 3 if k in ("iou", "fallback_rate") else digits
                     cells.append(f"{c['mean']:.{d}f} [{c['ci_low']:.{d}f}, {c['ci_high']:.{d}f}]")
             lines.append("| " + " | ".join(cells) + " |")
-        paragraphs = ["\n".join(lines)] + [f"({'abcdefghij'[min(i, 9)]}) {why}" for i, why in enumerate(notes)]
+        paragraphs = ["\n".join(lines)] + [f"({'abcdefghij'[min(i, 9)]}) {esc(why)}" for i, why in enumerate(notes)]
         if self.sam2_reason is not None and any(m.startswith("hybrid") for m in self.config.methods):
             paragraphs.append("Without SAM2 the hybrid uses the fallback on every structure (fallback rate 1), so "
                               "its numbers equal the classical row's.")
@@ -281,3 +283,63 @@ class ExperimentResult:
             out["tables"][ts] = {m: ({k: c for k, c in t.items()} if t is not None else
                                      f"unavailable: {self.unavailable(m)}") for m, t in tab.items()}
         return out
+
+
+def segsem_metrics_doc(result: ExperimentResult, real=None, sweep: Mapping[str, Any] | None = None, *,
+                       profile: str, figure: str = "epe_by_method_and_test_set.png") -> dict[str, Any]:
+    """Notebook 50's metrics.json (`semlab.runs.metrics_doc`): per method the
+    cross-validated `<method>.epe_mean_abs_nm` and `<method>.iou` (mean and 95% bootstrap
+    CI over images), `hybrid.fallback_rate`, per out-of-distribution test set
+    `<set>.<method>.epe_mean_abs_nm`, and with `real` (a `RealLines`) per real image
+    `real/<stem>.cd_mean` ... (`semlab.metrics.keys`; measurements, no ground truth; the
+    image's pixel size, tiles and lines in `extra["real"][stem]`).
+    Unavailable methods (no SAM2 weights) are named with the reason in
+    `extra["unavailable"]`; `sweep` (`result.sweep()`) adds whether the threshold sweep
+    ran and its calibrated thresholds to `extra`."""
+    from semlab.metrics import keys as K
+    from semlab.runs import metric, metrics_doc
+
+    def ci(t: Mapping[str, Any], unit: str = "", note: str = "") -> dict:
+        return metric(t["mean"], t["ci_low"], t["ci_high"], n=t["n"], unit=unit, note=note)
+
+    metrics: dict[str, dict] = {}
+    unavailable: dict[str, str] = {}
+    for m, t in result.table("cv", ("epe_mean_abs", "iou")).items():
+        if t is None:
+            unavailable[K.key(m, K.EPE_MEAN_ABS)] = result.unavailable(m) or "no results"
+            continue
+        metrics[K.key(m, K.EPE_MEAN_ABS)] = ci(t["epe_mean_abs"], "nm")
+        metrics[K.key(m, K.IOU)] = ci(t["iou"])
+        if m == "hybrid" and "fallback_rate" in t:
+            metrics[K.key(m, K.FALLBACK_RATE)] = ci(t["fallback_rate"], note="share of structures")
+    for ts in result.test_sets[1:]:
+        for m, t in result.table(ts, ("epe_mean_abs",)).items():
+            if t is not None:
+                metrics[K.key(ts, m, K.EPE_MEAN_ABS)] = ci(t["epe_mean_abs"], "nm", note=test_set_label(ts))
+    real_images = {}
+    for r in (real.per_image() if real is not None else []):
+        stem = Path(r["image"]).stem
+        real_images[stem] = {k: r[k] for k in ("image", "pixel_nm", "tiles", "n_lines", "unit")}
+        px = f"{r['pixel_nm']:.3f} nm/px" if r["pixel_nm"] else "pixel size unknown"
+        for stat in (K.CD_MEAN, K.CD_STD, K.LWR_MEAN, K.LER_MEAN, K.LER_STD, K.FALLBACK_RATE):
+            if np.isfinite(r[stat]):
+                metrics[K.key(f"real/{stem}", stat)] = metric(
+                    r[stat], n=r["n_lines"] if stat != K.FALLBACK_RATE else r["tiles"],
+                    unit="" if stat == K.FALLBACK_RATE else r["unit"], note=f"real DSA image, {px}, no ground truth")
+    headline = [k for k in (K.key("classical", K.EPE_MEAN_ABS), K.key("hybrid", K.EPE_MEAN_ABS),
+                            K.key("hybrid", K.FALLBACK_RATE), K.key("sam2_encoder", K.EPE_MEAN_ABS)) if k in metrics]
+    cfg = result.config
+    extra: dict[str, Any] = {"profile": profile, "size_px": cfg.size, "folds": cfg.folds,
+                             "sam2_available": result.sam2_available, "sam2_reason": result.sam2_reason,
+                             "experiment_seconds": result.seconds,
+                             "real_available": bool(real is not None and real.available)}
+    if real_images:
+        extra["real"] = real_images
+    if sweep is not None:
+        extra["threshold_sweep"] = {"available": sweep["available"], "calibrated": sweep["calibrated"]}
+    if unavailable:
+        extra[K.UNAVAILABLE] = unavailable
+    n = len(result.method_rows("classical"))
+    return metrics_doc("50_segsem_contours", "sim",
+                       f"simulated {' + '.join(cfg.presets)} images, {cfg.folds}-fold CV", n, metrics,
+                       headline=headline, figure=figure, **extra)

@@ -49,16 +49,29 @@ class RealLines:
                         "fallback_rate": float(np.mean([r["fallback_rate"] for r in tiles]))})
         return out
 
-    def markdown(self, digits: int = 2) -> str:
+    def status(self, extractor: HybridExtractor | None = None) -> str:
+        """One line: how many tiles of how many images were measured and whether SAM2 was
+        used (by `extractor`), or why there is nothing."""
         if not self.rows:
-            return f"_No real line/space images: {self.reason}_"
+            return f"no real line/space images: {self.reason}"
+        sam2 = "" if extractor is None else "; SAM2: " + (
+            "used where confident" if extractor.predictor is not None else str(extractor.unavailable_reason))
+        return f"{len(self.rows)} tile(s) of {len(self.examples)} image(s){sam2}"
+
+    def markdown(self, digits: int = 2) -> str:
+        """Per image: CD, LWR, LER and the fallback rate; image names, units and the reason
+        are escaped (`md_escape`)."""
+        from semlab.textfmt import md_escape as esc
+
+        if not self.rows:
+            return f"_No real line/space images: {esc(self.reason)}_"
         head = ("| image | pixel (nm) | tiles | lines | CD mean +- sd | LWR (3 sigma) | LER (3 sigma) mean +- sd "
                 "| fallback rate |")
         lines = [head, "|---|---|---|---|---|---|---|---|"]
         for r in self.per_image():
-            u = r["unit"]
+            u = esc(r["unit"])
             px = f"{r['pixel_nm']:.3f}" if r["pixel_nm"] else "unknown"
-            lines.append(f"| {r['image']} | {px} | {r['tiles']} | {r['n_lines']} | {r['cd_mean']:.{digits}f} +- "
+            lines.append(f"| {esc(r['image'])} | {px} | {r['tiles']} | {r['n_lines']} | {r['cd_mean']:.{digits}f} +- "
                          f"{r['cd_std']:.{digits}f} {u} | {r['lwr_mean']:.{digits}f} {u} | "
                          f"{r['ler_mean']:.{digits}f} +- "
                          f"{r['ler_std']:.{digits}f} {u} | {r['fallback_rate']:.2f} |")

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from semlab.arrays import as_gray_stack
+
 __all__ = [
     "DETECTORS",
     "AUGMENTATIONS",
@@ -250,26 +252,6 @@ def describe_detector(net: nn.Module) -> str:
 # --------------------------------------------------------------------------- data
 
 
-def _check_image_set(images, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(images, dtype=np.float32)
-    except ValueError as exc:
-        raise ValueError(f"{what}: images must all have the same (H, W) shape ({exc})") from None
-    if arr.ndim == 2 and arr.size:  # a single image passed by mistake
-        raise ValueError(f"{what}: expected a list or (N, H, W) array of images, got one (H, W) array {arr.shape}")
-    if arr.ndim != 3:
-        raise ValueError(f"{what}: expected (N, H, W) gray images, got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{what}: no images")
-    bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
-    if bad.any():
-        raise ValueError(f"{what}: image(s) {np.flatnonzero(bad)[:10].tolist()} contain NaN or infinity")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(f"{what}: values must be in [0, 1] (semlab's image convention), got [{lo:.4g}, {hi:.4g}]")
-    return arr
-
-
 def stack_sets(real, fake, groups_real=None, groups_fake=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images (N, H, W) float32, labels (N,) 0 real / 1 generated, groups (N,)) with the
     real images first. Group ids: given per set; if only `groups_real` is given and the
@@ -277,8 +259,8 @@ def stack_sets(real, fake, groups_real=None, groups_fake=None) -> tuple[np.ndarr
     from real image i's mask); if neither is given and the sizes match, image i of each
     set gets group i (pairs by index: a coarser grouping never leaks); with different
     sizes and no groups every image is its own group, with a warning."""
-    xr = _check_image_set(real, "real images")
-    xf = _check_image_set(fake, "generated images")
+    xr = as_gray_stack(real, what="real images", single=False)
+    xf = as_gray_stack(fake, what="generated images", single=False)
     if xr.shape[1:] != xf.shape[1:]:
         raise ValueError(f"real images are {xr.shape[1:]} but generated images are {xf.shape[1:]}")
     nr, nf = len(xr), len(xf)
@@ -630,11 +612,13 @@ class DetectionResult:
                 for y, i, g, f, s, pp, q in zip(self.labels, self.index, self.groups, self.fold, self.scores, p, pred)]
 
     def table(self) -> str:
-        """A Markdown table of the metrics with their CIs."""
+        """A Markdown table of the metrics with their CIs (names escaped with `md_escape`)."""
+        from semlab.textfmt import md_escape
+
         pct = round(100 * self.level)
         lines = [f"| detector | metric | value | {pct}% CI |", "|---|---|---|---|"]
         for r in self.to_rows():
-            lines.append(f"| {r['detector']} | {r['metric']} | {r['value']:.3f} "
+            lines.append(f"| {md_escape(r['detector'])} | {md_escape(r['metric'])} | {r['value']:.3f} "
                          f"| [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
         return "\n".join(lines)
 

@@ -180,7 +180,10 @@ def conclusion(results: StudyResults | Sequence[Mapping[str, Any]]) -> str:
     spectrum alone explains it, the largest band power difference, spectral peaks on
     the upsampling grid, where the detector looks; then the transposed-vs-resize
     comparison, a ranking, and the models that are missing. Accepts a `StudyResults`
-    or the rows of `results_table`."""
+    or the rows of `results_table`. Model names, splits and reasons are escaped
+    (`md_escape`)."""
+    from semlab.textfmt import md_escape as esc
+
     rows = results_table(results) if isinstance(results, StudyResults) else list(results)
     done = [r for r in rows if "missing" not in r]
     missing = [r for r in rows if "missing" in r]
@@ -191,27 +194,27 @@ def conclusion(results: StudyResults | Sequence[Mapping[str, Any]]) -> str:
         sp_names = str(r0.get("splits", ""))
         held = ("held-out masks" if sp_names and "train" not in sp_names.split("+")
                 else "masks that include the generators' training split")
-        out.append(f"On {r0['n_pairs']} real/generated pairs made from {held} ({sp_names or '?'}), "
+        out.append(f"On {r0['n_pairs']} real/generated pairs made from {held} ({esc(sp_names) or '?'}), "
                    f"scored by {r0['n_splits']}-fold cross-validation grouped by mask (the real image and the fake of "
                    f"one mask never fall in different folds), with {pct}% bootstrap confidence intervals:")
         base = next((r.get("attr_high_share") for r in done if r["model"] == SIMULATOR
                      and finite(r.get("attr_high_share"))
                      and _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"]) in ("chance", "below")), None)
-        out.extend(f"- {_model_paragraph(r, base)}" for r in done)
+        out.extend(f"- {_model_paragraph({**r, 'model': esc(r['model'])}, base)}" for r in done)
         by = {r["model"]: r for r in done}
         up = _upsampling_paragraph(by)
         if up:
             out.append(up)
         detectable = [r for r in done if _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"])
                       in ("weak", "clear", "near-perfect")]
-        chance = [r["model"] for r in done if _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"])
+        chance = [esc(r["model"]) for r in done if _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"])
                   in ("chance", "below")]
         summary = []
         if detectable:
             ranked = sorted(detectable, key=lambda r: -r["accuracy"])
             summary.append("Detectable, from easiest to hardest: " + ", ".join(
-                f"{r['model']} ({r['accuracy']:.2f})" for r in ranked) + ".")
-            spectral = [r["model"] for r in ranked if _strength(r["spectrum_accuracy"], r["spectrum_accuracy_lo"],
+                f"{esc(r['model'])} ({r['accuracy']:.2f})" for r in ranked) + ".")
+            spectral = [esc(r["model"]) for r in ranked if _strength(r["spectrum_accuracy"], r["spectrum_accuracy_lo"],
                                                                 r["spectrum_accuracy_hi"]) in ("weak", "clear",
                                                                                                "near-perfect")
                         and _overlap((r["accuracy_lo"], r["accuracy_hi"]),
@@ -232,5 +235,6 @@ def conclusion(results: StudyResults | Sequence[Mapping[str, Any]]) -> str:
     else:
         out.append("No model could be evaluated.")
     if missing:
-        out.append("**Not compared** (missing): " + "; ".join(f"{r['model']}: {r['missing']}" for r in missing) + ".")
+        out.append("**Not compared** (missing): " + "; ".join(f"{esc(r['model'])}: {esc(r['missing'])}"
+                                                               for r in missing) + ".")
     return "\n\n".join(out)

@@ -1,10 +1,11 @@
 """The results of the real-vs-generated study: one table row per model and metrics.json.
 
 `results_table` flattens a `StudyResults` (detections, spectra, saliency) into one row
-per model; `format_results_table` renders the rows in Markdown; `study_metrics` picks
-the key numbers (`METRIC_KEYS`) for metrics.json. `finite` and `format_ci` are the
-number helpers the conclusion (`semlab.forensics.narrative`) shares. Imports only
-`semlab.forensics.study_types`.
+per model; `format_results_table` renders the rows in Markdown; `study_metrics_doc`
+builds metrics.json from the key numbers (`METRIC_COLUMNS`). `finite` and `format_ci` are the
+number helpers the conclusion (`semlab.forensics.narrative`) shares. Imports
+`semlab.forensics.study_types` (and, inside `study_metrics_doc`, `semlab.runs` and
+`semlab.metrics.keys`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ __all__ = [
     "format_results_table",
     "finite",
     "format_ci",
-    "METRIC_KEYS",
-    "study_metrics",
+    "METRIC_COLUMNS",
+    "study_metrics_doc",
 ]
 
 
@@ -105,19 +106,22 @@ def format_ci(v, lo, hi, digits: int = 2, signed: bool = False, unit: str = "") 
 
 
 def format_results_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The results table in Markdown (values with their CIs; missing models last)."""
+    """The results table in Markdown (values with their CIs; missing models last); model
+    names escaped with `md_escape`."""
+    from semlab.textfmt import md_escape
+
     pct = round(100 * next((r["level"] for r in rows if "level" in r), 0.95))
     lines = [f"| model | pairs | CNN accuracy | balanced acc. | AUC | spectrum-only acc. | peaks (on grid) "
              f"| power {HF_BAND[0]:g}-{HF_BAND[1]:g} c/px vs real | edge enrichment | saliency HF share (images) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "missing" in r:
-            lines.append(f"| {r['model']} | missing | | | | | | | | |")
+            lines.append(f"| {md_escape(r['model'])} | missing | | | | | | | | |")
             continue
         hs = (f"{r['attr_high_share']:.2f} ({r['image_high_share']:.2f})"
               if finite(r.get("attr_high_share"), r.get("image_high_share")) else "-")
         lines.append(
-            f"| {r['model']} | {r['n_pairs']} | {format_ci(r['accuracy'], r['accuracy_lo'], r['accuracy_hi'])} "
+            f"| {md_escape(r['model'])} | {r['n_pairs']} | {format_ci(r['accuracy'], r['accuracy_lo'], r['accuracy_hi'])} "
             f"| {format_ci(r['balanced_accuracy'], r['balanced_accuracy_lo'], r['balanced_accuracy_hi'])} "
             f"| {format_ci(r['auc'], r['auc_lo'], r['auc_hi'])} "
             f"| {format_ci(r['spectrum_accuracy'], r['spectrum_accuracy_lo'], r['spectrum_accuracy_hi'])} "
@@ -134,20 +138,47 @@ def format_results_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-METRIC_KEYS = ("accuracy", "accuracy_lo", "accuracy_hi", "auc", "auc_lo", "auc_hi", "spectrum_accuracy",
-               "spectrum_accuracy_lo", "spectrum_accuracy_hi", "n_peaks", "n_grid_peaks", "hf_db", "hf_db_lo",
-               "hf_db_hi", "edge_enrichment", "edge_enrichment_lo", "edge_enrichment_hi")
+# results_table column -> metrics.json key (semlab.metrics.keys); CI columns "<column>_lo/_hi"
+METRIC_COLUMNS = {"accuracy": "detector_accuracy", "balanced_accuracy": "detector_balanced_accuracy",
+                  "auc": "detector_auc", "spectrum_accuracy": "spectrum_accuracy", "n_peaks": "n_peaks",
+                  "n_grid_peaks": "n_grid_peaks", "hf_db": "hf_power_db", "edge_enrichment": "edge_enrichment"}
+_UNITS = {"hf_db": "dB", "edge_enrichment": "x", "n_peaks": "peaks", "n_grid_peaks": "peaks"}
 
 
-def study_metrics(results: StudyResults) -> dict[str, Any]:
-    """The key numbers for metrics.json (`METRIC_KEYS` per model: the CNN's accuracy and
-    AUC and the spectrum-only accuracy with CIs, peaks, high-frequency power, edge
-    enrichment), the number of pairs, the splits and the missing models with reasons."""
-    models = {}
+def study_metrics_doc(results: StudyResults, *, profile: str, dataset: str = "", seconds: float | None = None,
+                      figure: str = "detector_metrics.png") -> dict[str, Any]:
+    """Notebook 40's metrics.json (`semlab.runs.metrics_doc`): per model `<model>.<key>`
+    for the `METRIC_COLUMNS` of `results_table` (the CNN's accuracy, balanced accuracy and
+    AUC and the spectrum-only accuracy with 95% CIs, spectral peaks, high-frequency power
+    relative to real with CI, edge enrichment with CI), n = mask pairs. Values that could
+    not be measured go to `extra["unavailable"]`; missing models to `extra["missing"]`.
+    Headline: detector AUC and spectrum-only accuracy of Pix2Pix and CycleGAN (of the first
+    two models when neither was trained)."""
+    from semlab.metrics import keys as K
+    from semlab.runs import metric, metrics_doc
+
+    metrics, unavailable, models = {}, {}, []
     for r in results_table(results):
         if "missing" in r:
             continue
-        models[r["model"]] = {k: (None if isinstance(r.get(k), float) and not math.isfinite(r[k]) else r.get(k))
-                              for k in METRIC_KEYS}
-    return {"n_pairs": results.sets.n_pairs, "splits": list(results.sets.splits), "models": models,
-            "missing": dict(results.sets.missing)}
+        m = K.model_key(r["model"])
+        models.append(r["model"])
+        for col, name in METRIC_COLUMNS.items():
+            v = r.get(col)
+            if not finite(v):
+                unavailable[K.key(m, name)] = "not measured"
+                continue
+            lo, hi = r.get(f"{col}_lo"), r.get(f"{col}_hi")
+            metrics[K.key(m, name)] = metric(v, lo if finite(lo) else None, hi if finite(hi) else None,
+                                             n=r["n_pairs"], unit=_UNITS.get(col, ""))
+    first = [n for n in ("Pix2Pix", "CycleGAN") if n in models] or models[:2]
+    headline = [k for n in first for k in (K.key(K.model_key(n), K.DETECTOR_AUC),
+                                          K.key(K.model_key(n), K.SPECTRUM_ACCURACY)) if k in metrics]
+    extra: dict[str, Any] = {"profile": profile, "splits": list(results.sets.splits),
+                             "missing": dict(results.sets.missing)}
+    if seconds is not None:
+        extra["seconds"] = round(float(seconds), 1)
+    if unavailable:
+        extra[K.UNAVAILABLE] = unavailable
+    return metrics_doc("40_real_vs_fake", "sim", f"{dataset}, split(s) {'+'.join(results.sets.splits)}".lstrip(", "),
+                       results.sets.n_pairs, metrics, headline=headline[:4], figure=figure, **extra)

@@ -24,13 +24,13 @@ module runs the whole question for one dataset, so the notebook holds only calls
    wrong predictions (methods chosen by cost per profile), region enrichment against
    the masks, and the attribution spectrum.
 7. `results_table`, `format_results_table`, `conclusion`, `write_results`,
-   `study_metrics`: one row per model and a conclusion written from the numbers, with
+   `study_metrics_doc`: one row per model and a conclusion written from the numbers, with
    careful wording when confidence intervals include chance or overlap.
 
 The study is split along its dependencies, and every public name stays importable from
 here: `semlab.forensics.study_types` (constants, `PROFILES`, `study_settings` and the
 dataclasses), this module (the steps above and `write_results`),
-`semlab.forensics.results` (`results_table`, `format_results_table`, `study_metrics`)
+`semlab.forensics.results` (`results_table`, `format_results_table`, `study_metrics_doc`)
 and `semlab.forensics.narrative` (`conclusion`). results imports study_types, narrative
 imports results and study_types, and this module imports all three; none of them
 imports this one.
@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from semlab.forensics.narrative import conclusion
-from semlab.forensics.results import METRIC_KEYS, format_results_table, results_table, study_metrics
+from semlab.forensics.results import METRIC_COLUMNS, format_results_table, results_table, study_metrics_doc
 from semlab.forensics.study_types import (BANDS, PROFILES, RUN_GENERATORS, SIMULATOR, UPSAMPLING_MODELS, FakeSets,
                                           ModelDetection, SaliencyStudy, SpectralStudy, StudyResults,
                                           TrainedGenerator, on_upsampling_grid, slug, study_settings)
@@ -76,8 +76,8 @@ __all__ = [
     "format_results_table",
     "conclusion",
     "write_results",
-    "study_metrics",
-    "METRIC_KEYS",
+    "study_metrics_doc",
+    "METRIC_COLUMNS",
     "detection_results",
 ]
 

@@ -162,12 +162,15 @@ class FakeSets:
         return self.real, self.fakes[name], g, g
 
     def table(self) -> str:
-        """A Markdown table: every model with its source, or why it is missing."""
+        """A Markdown table: every model with its source, or why it is missing (names,
+        paths and reasons escaped with `md_escape`)."""
+        from semlab.textfmt import md_escape as esc
+
         lines = ["| model | images | source |", "|---|---|---|"]
         for name in self.fakes:
-            lines.append(f"| {name} | {len(self.fakes[name])} | {self.sources.get(name, '')} |")
+            lines.append(f"| {esc(name)} | {len(self.fakes[name])} | {esc(self.sources.get(name, ''))} |")
         for name, why in self.missing.items():
-            lines.append(f"| {name} | **missing** | {why} |")
+            lines.append(f"| {esc(name)} | **missing** | {esc(why)} |")
         return "\n".join(lines)
 
 
@@ -213,10 +216,13 @@ class SpectralStudy:
         return [p for p in self.peaks.get(model, []) if on_upsampling_grid(p.fy, p.fx, self.size)]
 
     def band_table(self) -> str:
-        """Markdown: models in rows, frequency bands in columns, ratio to real in dB [CI]."""
+        """Markdown: models in rows, frequency bands in columns, ratio to real in dB [CI]
+        (names and band labels escaped with `md_escape`)."""
+        from semlab.textfmt import md_escape as esc
+
         names = list(dict.fromkeys(r["set"] for r in self.bands))
         bands = list(dict.fromkeys(r["band"] for r in self.bands))
-        lines = ["| model | " + " | ".join(f"{b} c/px" for b in bands) + " |",
+        lines = ["| model | " + " | ".join(f"{esc(b)} c/px" for b in bands) + " |",
                  "|---|" + "---|" * len(bands)]
         for n in names:
             cells = []
@@ -224,17 +230,20 @@ class SpectralStudy:
                 r = next((x for x in self.bands if x["set"] == n and x["band"] == b), None)
                 cells.append("" if r is None else f"{r['ratio_db']:+.1f} [{r['ratio_db_lo']:+.1f}, "
                                                   f"{r['ratio_db_hi']:+.1f}] dB")
-            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+            lines.append(f"| {esc(n)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
     def peak_table(self) -> str:
-        """Markdown: the strongest peaks of every model (frequency, period, z, on the grid)."""
+        """Markdown: the strongest peaks of every model (frequency, period, z, on the grid);
+        model names escaped with `md_escape`."""
+        from semlab.textfmt import md_escape
+
         lines = ["| model | peaks | on the upsampling grid | strongest peaks (fy, fx) c/px: period, z |",
                  "|---|---|---|---|"]
         for name, pk in self.peaks.items():
             top = "; ".join(f"({p.fy:.3f}, {p.fx:.3f}): {p.period_px:.2f} px, z={p.z:.0f}"
                             + (" (grid)" if on_upsampling_grid(p.fy, p.fx, self.size) else "") for p in pk[:3])
-            lines.append(f"| {name} | {len(pk)} | {len(self.grid_peaks(name))} | {top or '-'} |")
+            lines.append(f"| {md_escape(name)} | {len(pk)} | {len(self.grid_peaks(name))} | {top or '-'} |")
         return "\n".join(lines)
 
 

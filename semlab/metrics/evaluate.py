@@ -49,7 +49,8 @@ def read_folder(folder) -> tuple[list[str], list[np.ndarray]]:
 def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: bool = False,
              metrics: Sequence[str] = SET_METRICS, n_boot: int = 200, seed: int = 0,
              cache_dir=None, lpips_net: str = "alex", sem_encoder=None, fid_inf: bool = False,
-             precision: str = "fp32", timings: dict | None = None, per_image: dict | None = None) -> list[dict]:
+             precision: str = "fp32", timings: dict | None = None, per_image: dict | None = None,
+             names: Sequence[str] | None = None) -> list[dict]:
     """Evaluate `fake` against `real` (lists of 2-D float images in [0, 1]). With
     `paired`, fake[i] is the translation of real[i]'s mask (PSNR, SSIM, MS-SSIM, LPIPS).
 
@@ -58,7 +59,8 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
     Inception's ("bf16" ~2x faster on CPUs with AMX, ~1e-2 relative feature error).
     Inception features are extracted once per call (and, with `cache_dir`, once per real
     set across calls). `timings`, if given, receives the seconds spent per metric group;
-    `per_image`, if given, receives the per-pair values of the paired metrics (arrays)."""
+    `per_image`, if given, receives the per-pair values of the paired metrics (arrays);
+    `names` (file names of the pairs) name a pair whose images differ in size."""
     import time
 
     rows: list[dict] = []
@@ -66,6 +68,11 @@ def evaluate(real: Sequence[np.ndarray], fake: Sequence[np.ndarray], *, paired: 
     per_image = {} if per_image is None else per_image
     if paired and len(real) != len(fake):
         raise ValueError(f"paired evaluation needs as many fakes as reals ({len(fake)} vs {len(real)})")
+    for k, (f, r) in enumerate(zip(fake, real) if paired else ()):
+        if np.shape(f) != np.shape(r):
+            who = f"pair {names[k]!r}" if names is not None else f"pair {k} (0-based, in order)"
+            raise ValueError(f"paired evaluation: {who}: the fake image is {'x'.join(map(str, np.shape(f)[::-1]))} px "
+                             f"but the real one is {'x'.join(map(str, np.shape(r)[::-1]))} px (width x height)")
     rng = np.random.default_rng(seed)
 
     def timed(name, fn):
@@ -236,9 +243,29 @@ def _fmt(v, digits=4) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
-def write_table(rows: list[dict], path) -> Path:
-    """CSV, Markdown or LaTeX by the file's suffix (.csv, .md, .tex), atomically."""
+TABLE_SUFFIXES = (".csv", ".md", ".tex")
+
+
+def check_table_paths(paths, *, overwrite: bool = False) -> None:
+    """Before computing anything: every table path has a known suffix, and none exists
+    unless `overwrite` (FileExistsError naming them; `semlab evaluate` never overwrites
+    without --overwrite)."""
+    ps = [Path(p) for p in paths]
+    bad = [str(p) for p in ps if p.suffix not in TABLE_SUFFIXES]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: table format by suffix: .csv, .md or .tex")
+    existing = [str(p) for p in ps if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}: "
+                              "semlab evaluate never overwrites a table; choose another --out, or pass "
+                              "--overwrite (overwrite=True) to replace it")
+
+
+def write_table(rows: list[dict], path, *, overwrite: bool = False) -> Path:
+    """CSV, Markdown or LaTeX by the file's suffix (.csv, .md, .tex), atomically. An
+    existing file is refused (FileExistsError) unless `overwrite`."""
     p = Path(path)
+    check_table_paths([p], overwrite=overwrite)
     if p.suffix == ".csv":
         return io.write_csv_atomic(p, rows, list(FIELDS))
     if p.suffix == ".md":
@@ -256,8 +283,13 @@ def _cell(r) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
+    """Rows as a Markdown table; names, notes and reasons are escaped (`md_escape`), so a
+    `|`, a backtick or HTML in them can neither split a cell nor become markup."""
+    from semlab.textfmt import md_escape
+
     lines = ["| metric | value [95% CI] | n | note |", "|---|---|---|---|"]
-    lines += [f"| {r['metric']} | {_cell(r)} | {r['n']} | {r['note']} |" for r in rows]
+    lines += [f"| {md_escape(r['metric'])} | {md_escape(r['status']) if r['value'] is None else _cell(r)} "
+              f"| {r['n']} | {md_escape(r['note'] or '')} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -277,7 +309,11 @@ def to_latex(rows: list[dict]) -> str:
 def comparison_table(results: dict[str, list[dict]], fmt: str = "markdown", reference: Sequence[str] = ()) -> str:
     """Models as rows, metrics as columns, value [CI]; the best value of each column in
     bold (Markdown) or \\textbf (LaTeX); unavailable cells say so. Rows named in
-    `reference` (e.g. the noise-free upper bound) are shown but never marked best."""
+    `reference` (e.g. the noise-free upper bound) are shown but never marked best. In
+    Markdown, model and metric names and reasons are escaped (`md_escape`)."""
+    from semlab.textfmt import md_escape
+
+    esc = md_escape if fmt == "markdown" else str
     metrics = []
     for rows in results.values():
         metrics += [r["metric"] for r in rows if r["metric"] not in metrics]
@@ -291,16 +327,16 @@ def comparison_table(results: dict[str, list[dict]], fmt: str = "markdown", refe
             pick = max if HIGHER_IS_BETTER[m] else min
             best[m] = pick(vals, key=vals.get)
     bold = (lambda s: f"**{s}**") if fmt == "markdown" else (lambda s: f"\\textbf{{{s}}}")
-    header = ["model"] + metrics
+    header = ["model"] + [esc(m) for m in metrics]
     body, notes = [], []  # a cell without a value points to a note below the table
     for name in results:
-        cells = [name]
+        cells = [esc(name)]
         for m in metrics:
             r = by[m][name]
             if r is not None and r["value"] is None:
                 if r["status"] not in notes:
                     notes.append(r["status"])
-                c = f"{r['status'].split(':')[0]} [{notes.index(r['status']) + 1}]"
+                c = f"{esc(r['status'].split(':')[0])} [{notes.index(r['status']) + 1}]"
             else:
                 c = "-" if r is None else _cell(r)
             cells.append(bold(c) if best.get(m) == name else c)
@@ -309,7 +345,7 @@ def comparison_table(results: dict[str, list[dict]], fmt: str = "markdown", refe
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(c) + " |" for c in body]
         if notes:
-            out += [""] + [f"[{i}] {n}  " for i, n in enumerate(notes, 1)]
+            out += [""] + [f"[{i}] {md_escape(n)}  " for i, n in enumerate(notes, 1)]
         return "\n".join(out)
     if fmt == "latex":
         out = [r"\begin{tabular}{l" + "r" * len(metrics) + "}", r"\hline",

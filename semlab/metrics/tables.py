@@ -172,8 +172,10 @@ def summary_text(results: dict[str, list[dict]], metrics=("psnr", "ssim", "lpips
                  reference=(UPPER_BOUND,)) -> str:
     """Markdown sentences built from the numbers: per metric the best model and whether
     its lead over the runner-up is outside both 95% intervals; then whether pixel
-    metrics and distribution metrics agree on the winner."""
+    metrics and distribution metrics agree on the winner. Model and metric names are
+    escaped (`md_escape`)."""
     from semlab.metrics.evaluate import HIGHER_IS_BETTER
+    from semlab.textfmt import md_escape as esc
 
     lines, winners = [], {}
     for m in metrics:
@@ -189,15 +191,108 @@ def summary_text(results: dict[str, list[dict]], metrics=("psnr", "ssim", "lpips
                 and (a["ci_low"] > b["ci_high"] if hib else a["ci_high"] < b["ci_low"]))
         verdict = "clearly (the 95% intervals do not overlap)" if sure else \
             "but the intervals overlap: the data cannot separate them"
-        lines.append(f"- **{m}**: best is {order[0]} ({a['value']:.4g}), ahead of {order[1]} "
+        lines.append(f"- **{esc(m)}**: best is {esc(order[0])} ({a['value']:.4g}), ahead of {esc(order[1])} "
                      f"({b['value']:.4g}), {verdict}.")
     pix = [winners[m] for m in ("psnr", "ssim") if m in winners]
     dist = [winners[m] for m in ("kd_sem", "fd_sem", "fid") if m in winners]
     if pix and dist and set(pix).isdisjoint(dist):
-        lines.append(f"\nPixel metrics favour **{pix[0]}**, distribution metrics **{dist[0]}**. They measure "
+        lines.append(f"\nPixel metrics favour **{esc(pix[0])}**, distribution metrics **{esc(dist[0])}**. They measure "
                      "different things: PSNR/SSIM reward predicting the average image (a smooth image scores well "
                      "because noise cannot be predicted), while FD/KD reward images whose texture and noise look "
                      "like real SEM. A generator can win one and lose the other.")
     elif pix and dist:
-        lines.append(f"\nPixel and distribution metrics agree on **{pix[0]}**.")
+        lines.append(f"\nPixel and distribution metrics agree on **{esc(pix[0])}**.")
     return "\n".join(lines) if lines else "Fewer than two models could be scored."
+
+
+# ------------------------------------------------------------------ sample size, metrics.json
+
+
+# The sample-size study is simulated in every domain (it needs many independent sets of one
+# distribution), so its labels say so: never "real" for simulated images.
+SAME = "simulated vs simulated (same distribution)"
+PHYSICS_PAIR = "simulated vs physics baseline"
+
+
+def sample_size_sets(preset: str, size: int, n: int, seed: int = 0) -> dict[str, tuple[list, list]]:
+    """The two pairs of image sets of the sample-size study, `n` images each: two
+    independent simulated sets (true distance zero) and a simulated set against the
+    physics baseline rendering the second set's masks."""
+    from semlab.data.simulate import render_mask, simulate
+
+    set_a = [simulate(preset, size, (seed, 101, i)).image for i in range(n)]
+    sims_b = [simulate(preset, size, (seed, 202, i)) for i in range(n)]
+    set_b = [s.image for s in sims_b]
+    set_phys = [render_mask(s.mask, preset, (seed, 303, i)).image for i, s in enumerate(sims_b)]
+    return {SAME: (set_a, set_b), PHYSICS_PAIR: (set_a, set_phys)}
+
+
+def feature_spaces(sem_encoder) -> tuple[dict[str, tuple], str | None]:
+    """({name: (features, figure name)}, why FID Inception is missing or None): the SEM
+    encoder always, the FID Inception network when its weights exist."""
+    spaces = {"SEM encoder": (sem_encoder, "distance_vs_n")}
+    inception, inception_status = inception_extractor()
+    if inception is None:
+        return spaces, inception_status
+    spaces["FID Inception"] = (inception, "fid_vs_n")
+    return spaces, None
+
+
+UNITS = {"psnr": "dB", "spectral_distance_db": "dB"}
+
+
+def tables_metrics_doc(results: dict[str, list[dict]], generators: dict[str, dict], curves: dict[str, list[dict]],
+                       encoder, *, source, n: int, profile: str, figure: str = "models_gallery.png") -> dict:
+    """Notebook 30's metrics.json: `<model>.<metric>` (keys `semlab.metrics.keys`: model
+    pix2pix, cyclegan, physics, upper_bound; metric `TABLE_METRICS`) with their CIs from
+    `evaluate`; `same_distribution.n<n>.fd_sem`, the mean FD_sem of two same-distribution
+    sets of n images (`curves`: `sample_size_study` of the SEM encoder). Metrics without a
+    value (missing weights) are named in `extra["unavailable"]` with the reason. Headline:
+    PSNR and FID (FD_sem without FID weights) of the trained models, else of the physics
+    baseline."""
+    from semlab.metrics import keys as K
+    from semlab.runs import metric, metrics_doc
+
+    metrics, unavailable = {}, {}
+    for model, rows in results.items():
+        for row in rows:
+            if row["metric"] not in K.TABLE_METRICS:
+                continue
+            k = K.key(K.model_key(model), row["metric"])
+            if row["value"] is None or not np.isfinite(row["value"]):
+                unavailable[k] = row.get("status") or "no value"
+                continue
+            metrics[k] = metric(row["value"], row.get("ci_low"), row.get("ci_high"), n=row.get("n"),
+                                unit=UNITS.get(row["metric"], ""), note=row.get("note", ""))
+    same = curves.get(SAME, [])
+    for size in sorted({r["n"] for r in same}):
+        fds = [r["fd"] for r in same if r["n"] == size]
+        metrics[K.key(K.SAME_DISTRIBUTION, f"n{size}", K.FD_SEM)] = metric(
+            float(np.mean(fds)), n=len(fds), note=f"mean over {len(fds)} repeats of two sets of {size} images")
+    trained = [K.model_key(m) for m in ("Pix2Pix", "CycleGAN") if m in results] or [K.PHYSICS]
+    headline = []
+    for m in trained:
+        headline += [K.key(m, K.PSNR), K.key(m, K.FID) if K.key(m, K.FID) in metrics else K.key(m, K.FD_SEM)]
+    extra = {"profile": profile, "models": list(results),
+             "missing_models": [name for name, g in generators.items() if not g["found"]],
+             "sem_encoder_sha256": encoder.sha256, "sem_encoder": encoder.describe()}
+    if unavailable:
+        extra[K.UNAVAILABLE] = unavailable
+    return metrics_doc("30_metric_tables", "sim" if UPPER_BOUND in results else "real",
+                       f"{Path(str(source)).name}, test split", n, metrics,
+                       headline=[k for k in headline if k in metrics][:4], figure=figure, **extra)
+
+
+def inputs_markdown(source, n: int, size: int, generators: dict[str, dict],
+                    weights: tuple[str, ...] = ("pt_inception", "alexnet")) -> str:
+    """Markdown naming what notebook 30 scores: the dataset, each generator (found or why
+    not) and whether the FID / LPIPS weights are present."""
+    from semlab.textfmt import md_code, md_escape
+    from semlab.weights import status
+
+    lines = [f"- **{md_escape(name)}**: " + md_escape(f"found ({g['where']})" if g["found"] else g["where"])
+             for name, g in generators.items()]
+    for name in weights:
+        ok, info = status(name)
+        lines.append(f"- weights {md_code(name)}: " + ("found" if ok else f"missing: {md_escape(info)}"))
+    return f"Dataset {md_code(source)}: {n} test pairs of {size} px.\n\n" + "\n".join(lines)

@@ -1,0 +1,100 @@
+"""One trained mask -> SEM translator on the test split (notebooks 20 and 21): its images,
+PSNR/SSIM with bootstrap CIs against the target images (real, or "simulated (target)"), the noise-free upper bound, and the
+notebook's `metrics.json` (`translator_metrics_doc`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from semlab.metrics import keys as K
+from semlab.metrics.pixel import ci_table, format_ci_table, paired_scores
+from semlab.runs import metric, metrics_doc
+
+__all__ = ["TranslatorScores", "score_translator", "translator_metrics_doc", "UPPER_BOUND_ROW"]
+
+UPPER_BOUND_ROW = "noise-free image vs simulated (target): upper bound"  # simulated data only
+
+
+@dataclass
+class TranslatorScores:
+    """Test masks, real and generated images (N, H, W) and `table`: {comparison: {metric:
+    (mean, ci_low, ci_high)}} with rows `vs_real`, `UPPER_BOUND_ROW` and `vs_clean` (the
+    last two only when the dataset has noise-free images)."""
+
+    label: str
+    target: str  # "simulated (target)" or "real": what the generated images are scored against
+    ids: list[str]
+    masks: np.ndarray
+    real: np.ndarray
+    fake: np.ndarray
+    table: dict[str, dict[str, tuple[float, float, float]]]
+
+    @property
+    def vs_real(self) -> str:
+        return f"{self.label} vs {self.target} image"
+
+    @property
+    def vs_clean(self) -> str:
+        return f"{self.label} vs noise-free image"
+
+    @property
+    def has_bound(self) -> bool:
+        return UPPER_BOUND_ROW in self.table
+
+    def text(self) -> str:
+        return format_ci_table(self.table, f"comparison (test split, n={len(self.ids)})")
+
+
+def score_translator(generator, dataset, ids: Sequence[str], label: str, *, seed: int = 0) -> TranslatorScores:
+    """Run `generator` (a `semlab.train.generate.Generator`) on the masks of `ids` and score
+    its images against the target ones (`paired_scores`, bootstrap CIs by `ci_table`); on
+    simulated data also the noise-free image against the simulated target (the upper bound) and
+    the generated images against the noise-free ones."""
+    ids = list(ids)
+    masks = np.stack([dataset.mask(i) for i in ids])
+    real = np.stack([dataset.image(i) for i in ids])
+    fake = generator(masks, seed=seed)
+    simulated = dataset.clean(ids[0]) is not None  # only the simulator knows the noise-free image
+    target = "simulated (target)" if simulated else "real"
+    rows = {f"{label} vs {target} image": paired_scores(fake, real)}
+    if simulated:
+        clean = np.stack([dataset.clean(i) for i in ids])
+        rows[UPPER_BOUND_ROW] = paired_scores(clean, real)
+        rows[f"{label} vs noise-free image"] = paired_scores(fake, clean)
+    return TranslatorScores(label, target, ids, masks, real, fake, ci_table(rows))
+
+
+def _m(ci: tuple[float, float, float], n: int, unit: str = "") -> dict:
+    return metric(ci[0], ci[1], ci[2], n=n, unit=unit)
+
+
+def translator_metrics_doc(notebook: str, kind: str, scores: TranslatorScores, *, source: str | Path,
+                           step_s: dict[str, float] | None = None, figure: str = "test_grid.png",
+                           **extra: Any) -> dict:
+    """The metrics.json doc of a training notebook: `<kind>.psnr`/`.ssim` against the real
+    images, `upper_bound.psnr`/`.ssim`, `<kind>.vs_noise_free.psnr`/`.ssim` (mean and 95%
+    bootstrap CI over test images), `psnr_gap_db`/`ssim_gap` (upper bound minus model) and,
+    with `step_s` ({"bf16": s, "fp32": s}), the median step times. `extra`: settings
+    (profile, steps, precision, ...)."""
+    n, t = len(scores.ids), scores.table
+    units = {K.PSNR: "dB", K.SSIM: ""}
+    metrics = {K.key(kind, m): _m(t[scores.vs_real][m], n, u) for m, u in units.items()}
+    if scores.has_bound:
+        bound = t[UPPER_BOUND_ROW]
+        metrics.update({K.key(K.UPPER_BOUND, m): _m(bound[m], n, u) for m, u in units.items()})
+        metrics.update({K.key(kind, K.VS_NOISE_FREE, m): _m(t[scores.vs_clean][m], n, u) for m, u in units.items()})
+        metrics[K.PSNR_GAP] = metric(bound[K.PSNR][0] - t[scores.vs_real][K.PSNR][0], n=n, unit="dB",
+                                     note="upper bound minus model")
+        metrics[K.SSIM_GAP] = metric(bound[K.SSIM][0] - t[scores.vs_real][K.SSIM][0], n=n,
+                                     note="upper bound minus model")
+    if step_s:
+        metrics[K.STEP_S_BF16] = metric(step_s["bf16"], unit="s", note="median training step")
+        metrics[K.STEP_S_FP32] = metric(step_s["fp32"], unit="s", note="median training step")
+    headline = [k for k in (K.key(kind, K.PSNR), K.key(K.UPPER_BOUND, K.PSNR), K.key(kind, K.SSIM), K.PSNR_GAP)
+                if k in metrics]
+    return metrics_doc(notebook, "sim" if scores.has_bound else "real", f"{Path(source).name}, test split", n,
+                       metrics, headline=headline, figure=figure, **extra)
