@@ -116,3 +116,16 @@ def test_bench_flag_of_another_benchmark_is_refused(capsys):
         cli.main(["bench", "simulate", "--model", "cyclegan"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --model" in capsys.readouterr().err
+
+
+def test_building_the_cli_does_not_import_torch():
+    """`semlab --help`, `semlab bench simulate` and the like must not load torch: its
+    import costs seconds and slowed the simulator benchmark by 13% (issue 15 perf check)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from semlab import cli; cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'pandas', 'seaborn') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
