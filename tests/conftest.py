@@ -63,3 +63,23 @@ def run_notebook(tmp_path):
         return done
 
     return run
+
+
+@pytest.fixture
+def tiny_generator():
+    """A factory `(path, seed) -> path` of a small random 32-px Pix2Pix generator file in
+    semlab's own format (for generate: checkpoint hashes, clashing names)."""
+    def make(path, seed: int = 0):
+        import torch
+
+        from semlab.train import nets
+        from semlab.train.checkpoint import atomic_torch_save
+        from semlab.train.config import TrainConfig
+
+        cfg = TrainConfig(ngf=8, ndf=8, threads=1)
+        torch.manual_seed(seed)
+        net = nets.generator(cfg, nets.mask_channels(cfg), 1, 32)
+        return atomic_torch_save({"format": "semlab-generator-1", "config": cfg.to_dict(), "size": 32,
+                                  "model": net.state_dict()}, path)
+
+    return make

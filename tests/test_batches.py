@@ -178,31 +178,17 @@ def test_predict_never_writes_into_a_folder_of_foreign_files(tmp_path, capsys):
 # ------------------------------------------------------------------------ generate
 
 
-def _generator_file(path: Path, seed: int) -> Path:
-    import torch
-
-    from semlab.train import nets
-    from semlab.train.checkpoint import atomic_torch_save
-    from semlab.train.config import TrainConfig
-
-    cfg = TrainConfig(ngf=8, ndf=8, threads=1)
-    torch.manual_seed(seed)
-    net = nets.generator(cfg, nets.mask_channels(cfg), 1, 32)
-    return atomic_torch_save({"format": "semlab-generator-1", "config": cfg.to_dict(), "size": 32,
-                              "model": net.state_dict()}, path)
-
-
 def _masks(folder: Path, n: int) -> None:
     for k in range(n):
         io.write_mask(folder / f"m{k}.png", simulate("line-space", 32, k).mask)
 
 
-def test_generate_records_the_checkpoint_and_regenerates_when_it_changes(tmp_path, capsys):
+def test_generate_records_the_checkpoint_and_regenerates_when_it_changes(tiny_generator, tmp_path, capsys):
     from semlab.train.generate import Generator
 
     masks, out = tmp_path / "masks", tmp_path / "out"
     _masks(masks, 3)
-    g1, g2 = _generator_file(tmp_path / "g1.pt", 1), _generator_file(tmp_path / "g2.pt", 2)
+    g1, g2 = tiny_generator(tmp_path / "g1.pt", 1), tiny_generator(tmp_path / "g2.pt", 2)
     argv = ["generate", "--masks", str(masks), "--out", str(out), "--quiet", "--checkpoint"]
     code, text, _ = _run(capsys, argv + [str(g1)])
     assert code == 0 and "3 generated, 0 kept" in text
@@ -226,10 +212,10 @@ def test_generate_records_the_checkpoint_and_regenerates_when_it_changes(tmp_pat
     assert "3 generated, 0 kept" in text
 
 
-def test_generate_refuses_a_folder_of_foreign_files(tmp_path, capsys):
+def test_generate_refuses_a_folder_of_foreign_files(tiny_generator, tmp_path, capsys):
     masks, out = tmp_path / "masks", tmp_path / "out"
     _masks(masks, 2)
-    g = _generator_file(tmp_path / "g.pt", 0)
+    g = tiny_generator(tmp_path / "g.pt", 0)
     out.mkdir()
     (out / "m0.png").write_bytes(b"a user's picture")
     argv = ["generate", "--checkpoint", str(g), "--masks", str(masks), "--out", str(out), "--quiet"]

@@ -50,14 +50,20 @@ def test_model_images_are_paired_with_their_masks(dataset):
         assert np.corrcoef(phys.ravel(), (m > 0).ravel())[0, 1] > 0.3
 
 
-def test_evaluate_models_tables_and_reference_row(dataset, tmp_path, monkeypatch):
+def _scored_inputs(dataset, tmp_path, monkeypatch):
+    """12 test ids, their images and the physics/upper-bound images, with no weights
+    reachable (FID/LPIPS unavailable, nothing downloaded)."""
     monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
     monkeypatch.setenv("SEMLAB_OFFLINE", "1")
     monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     ids = dataset.ids[:12]
     real = np.stack([dataset.image(i) for i in ids])
-    fakes = tables.model_images(dataset, ids, {}, preset="line-space", seed=0)
+    return ids, real, tables.model_images(dataset, ids, {}, preset="line-space", seed=0)
+
+
+def test_evaluate_models_tables_and_reference_row(dataset, tmp_path, monkeypatch):
+    ids, real, fakes = _scored_inputs(dataset, tmp_path, monkeypatch)
     results, per = tables.evaluate_models(real, fakes, fid_inf=False, n_boot=50, progress=False)
     # per-image values are the pairs' own scores, in order
     from semlab.metrics.pixel import psnr
@@ -88,13 +94,7 @@ def test_tables_metrics_doc_has_one_shape(dataset, tmp_path, monkeypatch):
 
     from semlab.metrics import keys as K
 
-    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
-    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
-    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    ids = dataset.ids[:12]
-    real = np.stack([dataset.image(i) for i in ids])
-    fakes = tables.model_images(dataset, ids, {}, preset="line-space", seed=0)
+    ids, real, fakes = _scored_inputs(dataset, tmp_path, monkeypatch)
     results, _ = tables.evaluate_models(real, fakes, fid_inf=False, n_boot=50, progress=False)
     enc = SimpleNamespace(sha256="a" * 64, describe=lambda: "SEM encoder aaaa")
     curves = {tables.SAME: [{"n": 4, "fd": 1.0}, {"n": 4, "fd": 3.0}, {"n": 8, "fd": 0.5}]}

@@ -112,25 +112,11 @@ def test_segment_of_a_folder_keeps_every_clashing_file(tmp_path, capsys):
     assert {r["renamed_from"] for r in rows} == {"", "x", "a_b", "caf_", "sub__img"}
 
 
-def _generator_file(path: Path, seed: int) -> Path:
-    import torch
-
-    from semlab.train import nets
-    from semlab.train.checkpoint import atomic_torch_save
-    from semlab.train.config import TrainConfig
-
-    cfg = TrainConfig(ngf=8, ndf=8, threads=1)
-    torch.manual_seed(seed)
-    net = nets.generator(cfg, nets.mask_channels(cfg), 1, 32)
-    return atomic_torch_save({"format": "semlab-generator-1", "config": cfg.to_dict(), "size": 32,
-                              "model": net.state_dict()}, path)
-
-
-def test_generate_writes_one_image_per_clashing_mask(tmp_path, capsys):
+def test_generate_writes_one_image_per_clashing_mask(tiny_generator, tmp_path, capsys):
     from semlab.train.generate import Generator
 
     values = _folder(tmp_path / "masks", size=32, kind="mask")
-    ckpt = _generator_file(tmp_path / "g.pt", 0)
+    ckpt = tiny_generator(tmp_path / "g.pt", 0)
     with pytest.warns(io.SemlabWarning, match="would share an item id"):
         code = cli.main(["generate", "--checkpoint", str(ckpt), "--masks", str(tmp_path / "masks"),
                          "--out", str(tmp_path / "out"), "--quiet"])

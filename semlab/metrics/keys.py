@@ -125,6 +125,13 @@ def group_key(name: str) -> str:
 
 _EXTRA = {k: f"extra.{k}" for k in ("profile", "size_px", "real_available")}
 
+
+
+def _with_ci(old: str, new: str) -> dict[str, str]:
+    """Notebook 40's old `<old>`, `<old>_lo`, `<old>_hi` -> `<new>` and its CI bounds."""
+    return {old: new, f"{old}_lo": f"{new}:ci_low", f"{old}_hi": f"{new}:ci_high"}
+
+
 OLD_TO_NEW: dict[str, dict[str, str]] = {
     "00_explore_data": {
         **_EXTRA,
@@ -160,23 +167,13 @@ OLD_TO_NEW: dict[str, dict[str, str]] = {
     "40_real_vs_fake": {
         "profile": "extra.profile", "seconds": "extra.seconds", "n_pairs": "n", "splits": "extra.splits",
         "missing": "extra.missing", "missing.{name}": "extra.missing.{name}",
-        "models.{model}.accuracy": "{model}.detector_accuracy",
-        "models.{model}.accuracy_lo": "{model}.detector_accuracy:ci_low",
-        "models.{model}.accuracy_hi": "{model}.detector_accuracy:ci_high",
-        "models.{model}.auc": "{model}.detector_auc",
-        "models.{model}.auc_lo": "{model}.detector_auc:ci_low",
-        "models.{model}.auc_hi": "{model}.detector_auc:ci_high",
-        "models.{model}.spectrum_accuracy": "{model}.spectrum_accuracy",
-        "models.{model}.spectrum_accuracy_lo": "{model}.spectrum_accuracy:ci_low",
-        "models.{model}.spectrum_accuracy_hi": "{model}.spectrum_accuracy:ci_high",
+        **_with_ci("models.{model}.accuracy", "{model}.detector_accuracy"),
+        **_with_ci("models.{model}.auc", "{model}.detector_auc"),
+        **_with_ci("models.{model}.spectrum_accuracy", "{model}.spectrum_accuracy"),
         "models.{model}.n_peaks": "{model}.n_peaks",
         "models.{model}.n_grid_peaks": "{model}.n_grid_peaks",
-        "models.{model}.hf_db": "{model}.hf_power_db",
-        "models.{model}.hf_db_lo": "{model}.hf_power_db:ci_low",
-        "models.{model}.hf_db_hi": "{model}.hf_power_db:ci_high",
-        "models.{model}.edge_enrichment": "{model}.edge_enrichment",
-        "models.{model}.edge_enrichment_lo": "{model}.edge_enrichment:ci_low",
-        "models.{model}.edge_enrichment_hi": "{model}.edge_enrichment:ci_high",
+        **_with_ci("models.{model}.hf_db", "{model}.hf_power_db"),
+        **_with_ci("models.{model}.edge_enrichment", "{model}.edge_enrichment"),
     },
     "50_segsem_contours": {
         "profile": "extra.profile", "size_px": "extra.size_px", "n_images": "n", "folds": "extra.folds",
