@@ -168,3 +168,46 @@ doc["metrics"]
 # %% [markdown]
 # These numbers go into the run's `metrics.json` and the report index. The next notebooks build
 # paired datasets from the simulator and train generators on them.
+
+# %% [markdown]
+# ## 4. A layout clip from GDSII
+#
+# Chip engineers start from a layout clip, not a painted mask: *what will this clip look like in
+# the SEM?* `semlab.data.gds.demo_clip` writes a small GDSII clip with gdstk (a pad with a 3 x 3
+# array of contact holes, a rotated array of lines, a line at 45 degrees, a bent wire and an
+# L-shaped polygon). `plan_clip` reads it with the layer map `1/0=pattern,2/0=hole`, flattens the
+# references, arrays and paths, and rasterises it with exact area coverage at the pixel size of the
+# simulated ic-metal images, so a generator trained on them sees structures at the scale it knows.
+
+# %%
+from semlab.data.gds import demo_clip, plan_clip, render_with_generator
+from semlab.data.simulate import get_preset, render_mask
+from semlab.runs import find_generator
+from semlab.viz.gds import gds_render_figure
+
+GDS_PIXEL_NM = get_preset("ic-metal").field_of_view_nm / SIZE
+clip = plan_clip(demo_clip(OUT), pixel_nm=GDS_PIXEL_NM, layers="1/0=pattern,2/0=hole", window="0,0,1.024,1.024")
+layout = clip.rasterize()
+print(f"{clip.layout.path.name}, cell {clip.layout.cell}: {clip.shape[1]}x{clip.shape[0]} px at {GDS_PIXEL_NM:g} nm/px")
+
+# %%
+sim_render = render_mask(layout.mask, "ic-metal", SEED, pixel_nm=GDS_PIXEL_NM)
+generator = find_generator("pix2pix", "sim", RUN_DIR, PROFILE)
+print(f"Pix2Pix generator: {generator}" if generator else f"Pix2Pix side skipped: {generator}")
+p2p_render = render_with_generator(generator, layout.mask, seed=SEED)
+
+# %%
+renders = {"simulator (ic-metal imaging)": sim_render.image, "Pix2Pix (notebook 20)": p2p_render}
+fig = gds_render_figure(layout.mask, layout.contours, renders, pixel_nm=GDS_PIXEL_NM, title="GDSII clip")
+save_figure(OUT, "gds_clip", fig)
+fig
+
+# %% [markdown]
+# Left: the rasterised layout in the canonical colours (pattern white, contact holes blue). Then the
+# same clip rendered by the simulator (the physics baseline: rims, halos, blur and noise drawn from
+# the ic-metal preset) and by the Pix2Pix generator of notebook 20. The orange lines are the
+# layout's polygon edges, exact to a fraction of a pixel: the rendered edges should sit on them.
+# Notebook 20 runs after this one in `semlab run`, so on a first run the Pix2Pix panel says that no
+# generator exists yet; it appears once a generator has been trained (`semlab run` again, or
+# notebook 20 opened on its own, which keeps its generator in `data/runs/`). The same rendering on a
+# whole layout, tiled: `semlab simulate --gds FILE --pixel-nm P --tile N` and `semlab generate --gds`.

@@ -273,3 +273,43 @@ def bench_segsem(**opts) -> list[dict]:
 
 
 BENCHES["segsem"] = bench_segsem
+
+
+def bench_gds(window_um: float = 10.0, pixel_nm: float = 1.0, tile: int = 1000, preset: str = "ic-metal",
+              seed: int = 0) -> list[dict]:
+    """Rasterising a `window_um` x `window_um` window of a GDSII layout at `pixel_nm` (cut
+    into `tile` px tiles: masks, exact coverage and contours) against the simulator
+    rendering the same tiles (`render_mask` of each tile's mask), alternating tile by tile
+    in one run. The layout: `semlab.data.gds.demo_clip` arrayed to cover the window
+    (references, arrays, rotations, a path, holes). Target: ratio <= 2."""
+    import math
+
+    from semlab.data.gds import demo_clip, plan_clip
+    from semlab.data.simulate import render_mask
+
+    with tempfile.TemporaryDirectory() as d:
+        path = demo_clip(d, "bench.gds", repeat=max(1, math.ceil(window_um / 1.024)))
+        t = time.perf_counter()
+        clip = plan_clip(path, pixel_nm=pixel_nm, window=(0.0, 0.0, window_um, window_um), tile=tile, max_pixels=0)
+        plan_s = time.perf_counter() - t
+        ras_s = sim_s = 0.0
+        for i, tl in enumerate(clip.tiles):
+            t = time.perf_counter()
+            ras = clip.rasterize(tl)
+            ras_s += time.perf_counter() - t
+            t = time.perf_counter()
+            render_mask(ras.mask, preset, (seed, i), pixel_nm=pixel_nm)
+            sim_s += time.perf_counter() - t
+    px = clip.shape[0] * clip.shape[1]
+
+    def sig(x: float) -> float:  # 4 significant digits
+        return float(f"{x:.4g}")
+
+    return [{"name": "gds", "window_um": window_um, "pixel_nm": pixel_nm, "tile": tile, "n_tiles": len(clip.tiles),
+             "megapixels": round(px / 1e6, 2), "rasterize_s": sig(plan_s + ras_s), "plan_s": sig(plan_s),
+             "simulate_s": sig(sim_s), "ratio": sig((plan_s + ras_s) / sim_s), "target_ratio": 2.0,
+             "rasterize_mpx_per_s": sig(px / 1e6 / (plan_s + ras_s)), "simulate_mpx_per_s": sig(px / 1e6 / sim_s),
+             "preset": preset, **_env()}]
+
+
+BENCHES["gds"] = bench_gds
