@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from semlab.arrays import as_gray_stack
 
@@ -34,13 +33,6 @@ __all__ = [
     "log_spectrum_distance",
     "high_frequency_ratio",
 ]
-
-# Immerkaer's (1996) noise-estimation kernel: the difference of two Laplacians. It
-# annihilates any image that is locally linear along x or along y, so smooth
-# structure (and most of the pattern) drops out and mainly noise remains.
-_IMMERKAER = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
-_IMMERKAER_NORM = float(np.sqrt((_IMMERKAER**2).sum()))  # = 6
-
 
 def spectral_window(shape: tuple[int, int], window: str | None = "hann") -> np.ndarray:
     """The 2-D window (H, W) the spectra of semlab multiply an image by: ``"hann"``, the
@@ -156,22 +148,14 @@ def mean_radial_spectrum(
 
 
 def noise_sigma_estimate(img: np.ndarray) -> float:
-    """Robust estimate of the standard deviation of additive white noise.
+    """Robust estimate of the standard deviation of additive *white* noise:
+    `semlab.noise.immerkaer_sigma` (MAD of Immerkaer's 3x3 Laplacian-difference response,
+    x 1.4826 / 6). It reads low for spatially correlated noise (about half the
+    repeated-scan value on JPEG frames); `semlab.noise.noise_sigma` counts correlated
+    noise fully."""
+    from semlab.noise import immerkaer_sigma
 
-    Method: the image is filtered with Immerkaer's 3x3 kernel
-    ``[[1,-2,1],[-2,4,-2],[1,-2,1]]`` (the outer product of two second differences,
-    which removes locally linear structure); for white noise of std s the response
-    has std ``6 s``. The estimate is the median absolute deviation of the response
-    (valid pixels only, no padding), times 1.4826 (Gaussian consistency), divided
-    by 6. The median makes it robust to the sparse large responses at pattern edges.
-    For blurred (spatially correlated) noise it underestimates the per-pixel std.
-    """
-    x = np.asarray(img, dtype=np.float64)
-    if x.ndim != 2 or min(x.shape) < 3:
-        raise ValueError(f"expected a 2-D image of at least 3x3, got shape {x.shape}")
-    resp = ndimage.correlate(x, _IMMERKAER, mode="reflect")[1:-1, 1:-1]
-    mad = np.median(np.abs(resp - np.median(resp)))
-    return float(1.4826 * mad / _IMMERKAER_NORM)
+    return immerkaer_sigma(img)
 
 
 def spectral_slope(
