@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     domains: [sim, real]
 #     question: How well do automatic masks (SAM2 or classical) match the true labels, and how fast?
 # ---
 
@@ -24,13 +25,18 @@
 # (denoise, threshold, morphology), and maps every segment onto semlab's **canonical labels**
 # (0 background, 1 pattern, 2 hole, 3 defect) by written rules, so a mask drawn by a person
 # means the same thing as one the pipeline made. On simulated data, where the true masks are
-# known, it scores the masks; on the real SEM images it shows what the same pipeline does to
-# them. At the end, the mask painter: how a person draws a mask in the same scheme.
+# known, it scores the masks (structure classes by pixel IoU, particles as objects). With
+# `DOMAIN = "real"` it imports and tiles real SEM frames (by default the ones packaged with
+# semlab, with their stored frame split), segments them with the defaults made for
+# uncalibrated images (per-frame polarity, noise-set denoising, illumination flattening, no
+# edge offset) and hands the paired dataset to notebooks 20 and 21. At the end, the mask
+# painter: how a person draws a mask in the same scheme.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
 RUN_DIR = ""
 SEED = 0
+DOMAIN = "sim"
 SOURCE = ""
 PRESET = "ic-metal"
 BACKEND = "classical"
@@ -51,22 +57,34 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from semlab.config import profile_settings
+from semlab.config import load_profile, profile_settings
 from semlab.data.datasets import load_dataset, make_default_dataset
-from semlab.data.sources import first_tiles
-from semlab.paths import shared_real_dir
+from semlab.data.samples import real_dir_default
+from semlab.metrics.objects import detection_scores, size_table
+from semlab.paths import data_dir
 from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics
+
+# %%
 from semlab.segment.canonical import CanonicalRules
-from semlab.segment.evaluate import calibrate_on_dataset, score_against_truth
-from semlab.segment.pipeline import make_segmenter_with_fallback, read_regions, segment_dataset, segment_image
-from semlab.segment.summary import fallback_markdown, format_score, make_dataset_metrics_doc, qa_summary, seconds_per_image
+from semlab.segment.evaluate import (calibrate_on_dataset, class_iou_cis, defect_oracle, object_matches,
+                                     score_against_truth)
+from semlab.segment.pipeline import (import_real_sets, make_segmenter_with_fallback, polarity_summary, read_regions,
+                                     segment_dataset)
+from semlab.segment.summary import (fallback_markdown, format_score, make_dataset_metrics_doc, one_tile_per_frame,
+                                    qa_summary, real_summary, seconds_per_image, size_table_markdown, truth_table_markdown)
 from semlab.viz import calibration_figure, class_balance_figure, label_legend_figure, segmentation_grid, worst_cases_figure
 
 # %%
 settings = profile_settings(PROFILE)
+REAL = load_profile(PROFILE).real  # the real sets of this profile (cpu: the line set only) and the tile size
 N_SHOW = min(settings["n_show"], 6)
-OUT = notebook_out(RUN_DIR, "10_make_dataset")  # None without a run: nothing is saved
-source = Path(SOURCE) if SOURCE else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+OUT = notebook_out(RUN_DIR, "10_make_dataset", DOMAIN)  # None without a run: nothing is saved
+real_root = Path(REAL_DIR) if REAL_DIR else real_dir_default()
+if DOMAIN == "real":  # import and tile the real frames, keeping the stored frame split
+    source = Path(SOURCE) if SOURCE else import_real_sets(real_root, data_dir() / "real", tile=REAL.tile,
+                                                          sets=REAL.sets, seed=SEED)
+else:
+    source = Path(SOURCE) if SOURCE else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
 src = load_dataset(source)
 has_truth = src.labeled
 print(f"source: {source} ({len(src)} images, {'with' if has_truth else 'without'} ground-truth masks)")
@@ -92,14 +110,15 @@ segmenter.describe()
 # %% [markdown]
 # ## 2. Edge calibration (simulated data only)
 #
-# SEM edges carry a bright rim and are blurred by the beam, so a threshold puts pattern edges
-# slightly outside the physical edge. One number, the edge offset, moves them back; it is fitted
-# on a few **training** images (never the test split) by trying offsets and keeping the one with
-# the best mean IoU. Without ground truth the offset stays 0.
+# SEM edges carry a bright rim and are blurred by the beam, so a threshold may put pattern
+# edges off the physical edge. One number, the edge offset, moves them; it is fitted on a few
+# **training** images (never the test split) by trying offsets and keeping the one with the
+# best mean IoU. Without ground truth (real frames) no offset is applied: an offset fitted on
+# other data would move real edges by a bias they may not have.
 
 # %%
 classes = tuple(c["name"] for c in src.info.get("classes", [])) or CanonicalRules().classes
-rules = CanonicalRules(classes=classes)
+rules = CanonicalRules(classes=classes, polarity="auto")  # polarity decided per frame (manifest column)
 if has_truth and CALIBRATE_EDGES:
     offset, cal_scores = calibrate_on_dataset(source, segmenter, rules, split="train", n=N_CALIBRATE)
     fig = calibration_figure(cal_scores, offset)
@@ -126,9 +145,10 @@ seg = load_dataset(seg_root)
 secs = seconds_per_image(seg)
 print(f"{seg_root}: {len(seg)} usable, {len(seg.excluded)} excluded; "
       f"{1000 * sum(secs) / max(len(secs), 1):.0f} ms per image on average")
+print(polarity_summary(seg_root))
 
 # %%
-show = (seg.split("test") or seg.ids)[:N_SHOW]
+show = one_tile_per_frame(seg)[:N_SHOW] if DOMAIN == "real" else (seg.split("test") or seg.ids)[:N_SHOW]
 fig = segmentation_grid([seg.image(i) for i in show], [read_regions(seg_root / "segments" / f"{i}.png") for i in show],
                         [seg.mask(i) for i in show], [src.mask(i) for i in show] if has_truth else None,
                         titles=show)
@@ -136,9 +156,9 @@ save_figure(OUT, "segmentation_grid", fig, dpi=80)
 fig
 
 # %% [markdown]
-# Each row: the SEM image, the backend's raw regions after overlap resolution (random colours:
-# only their outlines mean something), the canonical mask in the semlab palette, and, on
-# simulated data, the true mask. The raw regions have no meaning of their own; the canonical
+# Each row: the SEM image (on real data a tile, a crop of a frame), the backend's raw regions
+# after overlap resolution (random colours: only their outlines mean something), the canonical
+# mask in the semlab palette, and, on simulated data, the true mask. The raw regions have no meaning of their own; the canonical
 # mask is what the rules made of them.
 
 # %%
@@ -162,20 +182,35 @@ print(qa_summary(rows, seg.excluded))
 # %% [markdown]
 # ## 5. Scores against the simulator's ground truth
 #
-# On the **test split**: IoU per class over all its pixels. *mean IoU* averages the classes
-# present; *structure mean IoU* averages background, pattern and hole only. Particles
-# (defects) are 1-4 px in radius and blurred, and a particle beside a line is barely brighter
-# than the line's edge rim, so their IoU is low and noisy (a test split holds a few dozen): even
-# an oracle told where each particle is and choosing its best threshold reaches only ~0.5-0.66
-# on the denoised 128-256 px images (`python tools/measure_segmentation.py --ceiling`).
+# On the **test split**. The structure classes (background, pattern, hole) are scored by
+# pixel IoU over all their pixels. Particles (`defect`) are 1-4 px in radius and blurred, so
+# pixel IoU is the wrong yardstick for them: one pixel of edge is a third of a particle, and
+# even an oracle told where each particle is and choosing its best threshold gets little more
+# than half (the ceiling row). They are scored as **objects**, the way inspection tools count
+# them: predicted and true particles matched one to one (Hungarian assignment on IoU, a match
+# needs IoU >= 0.3; one blob over two particles finds one of them), then precision, recall
+# and F1. 95% CIs resample whole test images.
 
 # %%
-score = None
+score = ious = objects = objects_min_r = oracle = matches = None
 if has_truth:
     score = score_against_truth(seg_root, source, split="test")
+    ious = class_iou_cis(seg_root, source, split="test", n_boot=1000)
+    matches = object_matches(seg_root, source, split="test", cls="defect")
+    objects, objects_min_r = detection_scores(matches), detection_scores(matches, min_radius_px=3.0)
+    oracle = defect_oracle(source, segmenter, split="test", max_images=40)
     print(format_score(score))
+    display(Markdown(truth_table_markdown(ious, objects, objects_min_r, oracle)))
 else:
     print("no ground truth: nothing to score")
+
+# %% [markdown]
+# Particles by size (equivalent radius of the true particle; a false alarm is binned by its
+# own radius). The radius error is predicted minus true over the matched particles.
+
+# %%
+if matches:
+    display(Markdown(size_table_markdown(size_table(matches))))
 
 # %%
 if score is not None and score["per_image"]:
@@ -191,25 +226,22 @@ if score is not None and score["per_image"]:
 # Thin magenta/cyan seams along edges are sub-pixel edge placement; whole blobs are real
 # mistakes.
 #
-# ## 6. Real SEM images
+# ## 6. Real SEM frames
 #
-# The same backend and rules on tiles of the real images beside the project (no ground truth:
-# judge by eye). The edge offset fitted on simulated data is not applied to real images.
+# With `DOMAIN = "real"` the dataset above is real: tiles of the frames of `REAL_DIR` (by
+# default the frames packaged with semlab), each tile in its frame's stored split, so that no
+# test tile shares a frame with a training tile. No ground truth: judge the masks by eye. The
+# polarity was decided per frame (is the pattern the bright phase, or is the frame inverted?)
+# and is in the manifest column `polarity`. A CI over the tiles of one or two frames would
+# describe those frames only.
 
 # %%
-real_dir = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
-tiles = first_tiles(real_dir, n_images=3, max_size=512) if real_dir is not None and Path(real_dir).is_dir() else []
-if tiles:
-    real_rules = CanonicalRules(classes=("background", "pattern", "defect"))
-    results = [segment_image(t, segmenter, real_rules) for _, t in tiles]
-    fig = segmentation_grid([t for _, t in tiles], [r.canonical.regions for r in results],
-                            [r.mask for r in results], titles=[n for n, _ in tiles])
-    save_figure(OUT, "real_segmentation", fig, dpi=80)
-    display(fig)
-    for (name, _), r in zip(tiles, results):
-        print(f"{name}: QA {r.qa['status']} {r.qa['reason']} | pattern {r.qa['coverage_pattern']:.2f} | {r.seconds:.2f} s")
+real = real_summary(seg) if DOMAIN == "real" else None
+if real:
+    print(f"{real['n_tiles']} tiles of {real['n_frames']} frames ({', '.join(real['frames'])}); "
+          f"polarity per tile: {real['polarity']}; mean pattern coverage {real['pattern_coverage']:.2f}")
 else:
-    print("no real SEM folder found: skipped")
+    print("simulated domain: the real frames are segmented in this notebook's real-domain run (DOMAIN='real')")
 
 # %% [markdown]
 # ## 7. Draw a mask yourself
@@ -239,14 +271,15 @@ fig = segmentation_grid([seg.image(first)], None, [painter.mask], titles=["paint
 fig
 
 # %%
-publish_outputs(RUN_DIR, "10_make_dataset", dataset=seg_root, source=source, backend=note["backend_used"])
+publish_outputs(RUN_DIR, "10_make_dataset", DOMAIN, dataset=seg_root, source=source, backend=note["backend_used"])
 doc = make_dataset_metrics_doc(seg, source=source, output=seg_root, backend=note, score=score, profile=PROFILE,
                                edge_offset_px=offset if has_truth and CALIBRATE_EDGES else 0.0,
-                               n_calibrate=N_CALIBRATE if has_truth and CALIBRATE_EDGES else None)
+                               n_calibrate=N_CALIBRATE if has_truth and CALIBRATE_EDGES else None,
+                               ious=ious, objects=objects, objects_min_r=objects_min_r, oracle=oracle, real=real)
 print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 doc["metrics"]
 
 # %% [markdown]
 # These numbers go into the run's `metrics.json` and the report index; the segmented dataset's
-# path goes into the run manifest (`publish_outputs`), where the notebooks after this one find
-# it.
+# path goes into the run manifest (`publish_outputs`, key `dataset`, step
+# `10_make_dataset[<domain>]`), where the notebooks after this one find it.

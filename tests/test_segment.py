@@ -395,3 +395,152 @@ def test_cli_segment(tmp_path, capsys):
     assert meta["identity"]["rules"]["classes"] == ["background", "pattern"]
     assert meta["identity"]["rules"]["edge_offset_px"] == 0.5
     assert cli.main(["segment", str(src), "--shard", "3/2"]) == 2
+
+
+# ---------------------------------------------------------------- uncalibrated real frames (issue 19 item 3)
+
+
+def _pattern_iou(a, b):
+    a, b = a == labels.PATTERN, b == labels.PATTERN
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+@pytest.mark.parametrize("preset,size,seed", [("ic-metal", 128, 0), ("ic-metal", 128, 5), ("line-space", 256, 0),
+                                              ("contacts", 256, 1)])
+def test_polarity_is_decided_per_frame_on_inverted_frames(preset, size, seed):
+    """A frame and its negative get the same pattern: the negative is recognised as
+    inverted ("dark") by its edge rims turned into troughs, and segmented as such.
+    (Not every negative is recognised: see the next test for the safe direction.)"""
+    from semlab.segment.pipeline import segment_image
+
+    r = simulate(preset, size, seed)
+    seg = ClassicalSegmenter()
+    plain = segment_image(r.image, seg)  # without rules: polarity "auto"
+    neg = segment_image(1.0 - r.image, seg, CanonicalRules(polarity="auto"))
+    assert plain.qa["polarity"] == "bright" and neg.qa["polarity"] == "dark"
+    assert "inverted" in neg.qa["polarity_reason"]
+    assert _pattern_iou(plain.mask, r.mask) > 0.75
+    assert _pattern_iou(neg.mask, plain.mask) > 0.9
+    # a fixed polarity would label the negative's background as pattern
+    fixed = segment_image(1.0 - r.image, seg, CanonicalRules(polarity="bright"))
+    assert _pattern_iou(fixed.mask, r.mask) < 0.5 and fixed.qa["polarity"] == "bright"
+
+
+def test_polarity_never_inverts_an_ordinary_frame():
+    """The safe direction: no simulated frame of any preset (>= 96 px) and no packaged real
+    frame is judged inverted; frames too small to judge are taken as they are."""
+    from semlab.data import samples
+    from semlab.segment.canonical import decide_polarity
+
+    for preset in ("ic-metal", "line-space", "contacts", "particles", "comb"):
+        for size in (128, 256):
+            for seed in range(4):
+                assert decide_polarity(simulate(preset, size, seed).image)[0] == "bright", (preset, size, seed)
+    for name in ("cdsem-lines", "cdsem-contacts"):
+        for f in samples.frames(name):
+            img = io.read_image(f)[:samples.info(name)["databar_row"][f.name]]
+            assert decide_polarity(img)[0] == "bright", f.name
+    small = 1.0 - simulate("ic-metal", 64, 0).image
+    assert decide_polarity(small) == ("bright", {"overshoot": 0.0, "undershoot": 0.0,
+                                                 "reason": "under 96 px: too small to judge, bright assumed"})
+
+
+def test_polarity_is_recorded_in_the_manifest_and_printed(tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, inv in enumerate([False, True, False]):
+        img = simulate("ic-metal", 128, (0, 2, 3)[k]).image
+        io.write_image(folder / f"f{k}.png", 1.0 - img if inv else img)
+    out = segment_dataset(folder, tmp_path / "seg", progress=True)
+    rows = {r["id"]: r for r in io.read_manifest(out / "manifest.csv")}
+    assert [rows[f"f{k}"]["polarity"] for k in range(3)] == ["bright", "dark", "bright"]
+    assert "2 bright, 1 dark; dark: f1.png" in capsys.readouterr().out
+
+
+def test_flatten_illumination_on_a_synthetic_gradient():
+    """Stripes (step 0.3) under a gradient and bump of 0.45: the fitted field is the
+    added one (up to a constant), and a global threshold holds again."""
+    from semlab.segment.classical import flatten_illumination
+
+    rng = np.random.default_rng(0)
+    h, w = 160, 192
+    yy, xx = np.mgrid[:h, :w] / np.array([h - 1, w - 1])[:, None, None]
+    truth = (np.arange(w) // 12 % 2 == 1)[None, :].repeat(h, 0)
+    truth[60:100, 40:90] = True  # a plateau, so the phases are not evenly spread
+    field = 0.35 * xx - 0.1 * yy + 0.15 * np.exp(-((xx - 0.6) ** 2 + (yy - 0.4) ** 2) / 0.3)
+    img = (0.2 + 0.3 * truth + field + rng.normal(0, 0.02, (h, w))).astype(np.float32)
+    flat, fitted = flatten_illumination(img, degree=2)
+    err = (fitted - (field - field.mean()))
+    assert float(np.sqrt((err ** 2).mean())) < 0.02  # vs a field spanning ~0.45
+    lab = lambda m: np.where(m, labels.PATTERN, labels.BACKGROUND)  # noqa: E731
+    from semlab.segment.pipeline import segment_image
+
+    rules = CanonicalRules(classes=("background", "pattern"), polarity="bright")
+    got_on = segment_image(img, ClassicalSegmenter(blobs=False), rules).mask
+    got_off = segment_image(img, ClassicalSegmenter(blobs=False, flatten_degree=0), rules).mask
+    assert _pattern_iou(got_on, lab(truth)) > 0.95
+    assert _pattern_iou(got_off, lab(truth)) < 0.8
+
+
+def test_denoising_strength_follows_the_noise_level():
+    from semlab.segment.classical import auto_denoise_strength, step_to_noise
+
+    rng = np.random.default_rng(1)
+    base = np.where((np.arange(128) // 16 % 2 == 1)[None, :].repeat(128, 0), 0.5, 0.2).astype(np.float32)
+    ratios = []
+    for sigma in (0.01, 0.03, 0.1):
+        ratios.append(step_to_noise(base + rng.normal(0, sigma, base.shape).astype(np.float32)))
+        assert ratios[-1] == pytest.approx(0.3 / sigma, rel=0.2)
+    strengths = [auto_denoise_strength(r) for r in ratios]  # noise 0.01, 0.03, 0.1: ratio 30, 10, 3
+    assert strengths[0] == strengths[1] == pytest.approx(0.8) and strengths[2] == pytest.approx(0.575, abs=0.05)
+    assert auto_denoise_strength(2.0) == pytest.approx(0.5) and auto_denoise_strength(4.0) == pytest.approx(0.65)
+    with pytest.raises(ValueError, match="denoise_strength"):
+        ClassicalSettings(denoise_strength=0.0)
+
+
+def test_cli_default_applies_no_edge_offset_and_auto_polarity(tmp_path):
+    from semlab import cli
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    io.write_image(folder / "a.png", simulate("line-space", 64, 0).image)
+    assert cli.main(["segment", str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    ident = json.loads((tmp_path / "o" / "dataset.json").read_text())["identity"]
+    assert ident["rules"]["edge_offset_px"] == 0.0 and ident["segmenter"]["edge_offset_px"] == 0.0
+    assert ident["rules"]["polarity"] == "auto"
+    assert cli.main(["segment", str(folder), "--out", str(tmp_path / "p"), "--polarity", "auto", "--quiet"]) == 0
+
+
+# ---------------------------------------------------------------- particles as the pattern (issue 19 item 2)
+
+
+def test_rim_and_core_particle_is_filled():
+    """A particle with a bright rim and a core as dark as the substrate: thresholding gives
+    a ring; `fill_holes_px` makes it the disc it is."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96]
+    rho = np.hypot(yy - 48, xx - 48)
+    img = 0.2 + 0.4 * ((rho <= 14) & (rho >= 10)) + rng.normal(0, 0.01, (96, 96))
+    img = ndimage.gaussian_filter(img, 1.0).astype(np.float32)
+    truth = np.where(rho <= 14, labels.PATTERN, labels.BACKGROUND)
+    rules = CanonicalRules(classes=("background", "pattern"), polarity="bright")
+    ring = canonicalize(img, ClassicalSegmenter(blobs=False).segment(img), rules).mask
+    disc = canonicalize(img, ClassicalSegmenter(blobs=False, fill_holes_px=700).segment(img), rules).mask
+    assert _pattern_iou(ring, truth) < 0.7 and _pattern_iou(disc, truth) > 0.9
+
+
+def test_watershed_splits_touching_particles():
+    """Two touching discs of radii 9 and 6 (overlapping by 1 px) are one component; the
+    h-maxima watershed of `particles_settings` gives two segments, each mostly one particle."""
+    from semlab.segment.classical import particles_settings
+
+    yy, xx = np.mgrid[:80, :80]
+    a, b = np.hypot(yy - 40, xx - 28) <= 9, np.hypot(yy - 40, xx - 42) <= 6
+    img = ndimage.gaussian_filter(0.2 + 0.3 * (a | b), 0.8).astype(np.float32)
+    st = {**particles_settings(1.0), "blobs": False}
+    bright = [s for s in ClassicalSegmenter(**st).segment(img) if s.source.startswith("classical:bright")]
+    assert len(bright) == 2
+    big, small = sorted(bright, key=lambda s: -s.area)
+    assert (big.mask & a).sum() > 0.9 * big.area and (small.mask & b).sum() > 0.7 * small.area
+    merged = [s for s in ClassicalSegmenter(blobs=False).segment(img) if s.source.startswith("classical:bright")]
+    assert len(merged) == 1

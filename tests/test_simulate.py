@@ -262,3 +262,61 @@ def test_render_mask_other_seed_other_imaging_and_bad_masks():
         render_mask(np.full((8, 8), 7, np.uint8))
     with pytest.raises(ValueError, match="integer"):
         render_mask(np.zeros((8, 8), np.float32))
+
+
+# ---------------------------------------------------------------- the particles preset (issue 19)
+
+
+def _particle_measurements(seed: int) -> dict:
+    """The documented difficulty of one `particles` frame, measured from the simulator's
+    truth: the particle list, the label mask and the noise-free image."""
+    r = simulate("particles", 256, seed)
+    parts = r.params["particles"]
+    c = np.array([q[:3] for q in parts])
+    n = len(c)
+    dist = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1]) - c[:, None, 2] - c[None, :, 2]
+    np.fill_diagonal(dist, np.inf)
+    touching = (dist < 0).any(1)
+    # the mask agrees: particles sharing a structure component are exactly the touching ones
+    comp, _ = ndimage.label(r.mask != labels.BACKGROUND, structure=np.ones((3, 3)))
+    at = comp[np.round(c[:, 0]).astype(int), np.round(c[:, 1]).astype(int)]
+    shares = np.array([(at == a).sum() > 1 for a in at])
+    yy, xx = np.mgrid[:256, :256]
+    pat = r.mask != labels.BACKGROUND
+    far = ~ndimage.binary_dilation(pat, iterations=6)
+    steps, core_dark = [], {}
+    for (cy, cx, rad), rc in zip(c, [q[3] for q in parts]):
+        rho = np.hypot(yy - cy, xx - cx)
+        centre = float(r.clean[rho <= 0.35 * rad].mean())
+        ring = float(r.clean[(rho >= rad - 2) & (rho <= rad - 0.5)].mean())
+        local_bg = r.clean[(rho >= rad + 5) & (rho <= rad + 9) & far]
+        if rad >= 6 and len(local_bg) > 20:
+            if not rc:
+                steps.append(centre - float(np.median(local_bg)))
+            core_dark[bool(rc)] = core_dark.get(bool(rc), []) + [ring - centre]
+    noise = float((r.image - r.clean).std())
+    step = float(np.median(steps))
+    bg = r.clean[far]
+    return {"n": n, "radius": c[:, 2], "touching": float(touching.mean()), "mask_agrees": bool((shares == touching).all()),
+            "rim_core": float(np.mean([q[3] for q in parts])), "core_dark": core_dark, "step": step,
+            "step_to_noise": step / noise, "illumination": float(np.percentile(bg, 97) - np.percentile(bg, 3)),
+            "pixel_nm": r.params["pixel_nm"]}
+
+
+def test_particles_preset_meets_its_documented_difficulty():
+    """Radius 2-12 px at 256 px, 20-40% touching, step-to-noise 3-8, half rim-and-core,
+    uneven illumination: each measured on 8 frames from the simulator's own truth."""
+    for seed in range(8):
+        m = _particle_measurements(seed)
+        assert m["pixel_nm"] == 1.0 and m["n"] >= 15
+        assert 2.0 <= m["radius"].min() and m["radius"].max() <= 12.0
+        assert 0.2 <= m["touching"] <= 0.4 and m["mask_agrees"], (seed, m["touching"])
+        assert abs(m["rim_core"] - 0.5) <= 0.5 / m["n"] + 1e-9
+        assert 3.0 <= m["step_to_noise"] <= 8.0, (seed, m["step_to_noise"])
+        # rim-and-core particles: the core is darker than the rim by a good part of the step;
+        # plain ones are not
+        # (particles of at least 6 px radius: smaller ones are blurred by the probe)
+        assert min(m["core_dark"][True]) > 0.15 * m["step"], seed
+        assert max(m["core_dark"][False]) < 0.0, seed
+        # uneven illumination: the substrate alone varies by a visible fraction of the step
+        assert m["illumination"] > 0.15 * m["step"], (seed, m["illumination"], m["step"])

@@ -53,6 +53,7 @@ import contourpy
 
 from semlab import labels
 from semlab.data import layouts as L
+from semlab.data import particles as P
 
 # Bumped whenever the same seed and parameters give different images; simulated
 # datasets record it in their identity, so a stale folder is never mixed with new items.
@@ -126,6 +127,18 @@ PRESETS: dict[str, Preset] = {
         "contacts", 512.0,
         {**_IMAGING, "pitch_nm": (40.0, 80.0), "width_frac": (0.4, 0.6), "stagger": ("p", 0.3),
          "hole_jitter": (0.0, 0.06), "missing_prob": 0.03, "defect_prob": 0.05},
+    ),
+    "particles": Preset(  # difficulty fixed and documented in semlab.data.particles
+        "particles",
+        "compact particles on a substrate (pattern), half with a bright rim and a darker core, "
+        "20-40% touching another; small bright debris (defect); uneven illumination",
+        "particles", 256.0,
+        {**_IMAGING, "particle_radius_nm": [2.0, 12.0], "particle_density": (0.3, 0.6),
+         "touching_frac": (0.2, 0.4), "step_to_noise": (3.5, 7.5), "core_drop": (0.5, 0.8),
+         "core_rim_amp": (0.15, 0.3), "rim_amp": (0.02, 0.06), "halo_amp": (0.0, 0.03),
+         "charging_amp": (0.06, 0.12), "drift_px": 0.0, "ler_sigma_nm": (0.3, 0.6), "corner_radius_nm": 0.0,
+         "psf_sigma_nm": (1.0, 2.0), "detector_sigma": (0.004, 0.01), "scanline_sigma": (0.002, 0.005),
+         "texture_amp": (0.005, 0.015), "defect_prob": 0.3, "defect_radius_nm": [2.0, 4.0]},
     ),
     "comb": Preset(
         "comb",
@@ -373,8 +386,8 @@ def _ramp(d: np.ndarray, width_px: float) -> np.ndarray:
 
 
 def _layout(rng, preset: Preset, p: dict, h: int, w: int, px: float) -> L.Layout:
-    pitch = p["pitch_nm"] / px
-    width = pitch * p["width_frac"]
+    pitch = p.get("pitch_nm", 0.0) / px
+    width = pitch * p.get("width_frac", 0.0)
     if preset.layout == "manhattan":
         lay = L.manhattan(rng, h, w, pitch=pitch, width=width, fill=p["fill"],
                           bend_prob=p["bend_prob"], horizontal=p["horizontal"])
@@ -384,6 +397,8 @@ def _layout(rng, preset: Preset, p: dict, h: int, w: int, px: float) -> L.Layout
     elif preset.layout == "contacts":
         lay = L.contacts(rng, h, w, pitch=pitch, diameter=width, jitter=p["hole_jitter"],
                          missing_prob=p["missing_prob"], stagger=p["stagger"])
+    elif preset.layout == "particles":  # the particles themselves: semlab.data.particles
+        lay = L.Layout(h, w)
     elif preset.layout == "comb":
         lay = L.comb(rng, h, w, pitch=pitch, width=width, tip_gap=p["tip_gap_nm"] / px,
                      vertical=p["vertical"])
@@ -447,11 +462,13 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     rng = _rng(seed)
     p = _params(pre, rng, disable, overrides, shot_noise_method)
     px = float(pixel_nm) if pixel_nm else pre.field_of_view_nm / max(h, w)
+    parts = P.particle_layout(rng, h, w, px, p) if pre.layout == "particles" else None
     lay = _layout(rng, pre, p, h, w, px)
 
     # 2-3: signed distance with corner rounding and LER
     s_round = p["corner_radius_nm"] / 1.2 / px
-    phi_p = _signed_distance(L.rasterize_rects(lay.rects, h, w), s_round)
+    cov = L.rasterize_rects(lay.rects, h, w) if parts is None else L.rasterize_discs([q[:3] for q in parts], h, w)
+    phi_p = _signed_distance(cov, s_round)
     phi_h = phi_d = None
     if lay.holes:
         phi_h = _signed_distance(L.rasterize_discs(lay.holes, h, w), s_round)
@@ -472,7 +489,13 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     if phi_d is not None:
         mask[phi_d > 0] = labels.DEFECT
 
-    image, clean = _form_image(rng, p, px, phi_p, phi_h, phi_d, d, gx, mask, shot_noise_method)
+    rim_core = None
+    if parts is not None:
+        if math.isfinite(p["dose"]) and "dose" not in overrides:
+            p["dose"] = P.dose_for_step_to_noise(p, float(cov.mean()))
+        rim_core = P.rim_core_fields(parts, h, w, p["rim_width_nm"] / px)
+        p["particles"] = parts
+    image, clean = _form_image(rng, p, px, phi_p, phi_h, phi_d, d, gx, mask, shot_noise_method, rim_core)
 
     contours = structure_contours(d) if with_contours else []
     p.update({"preset": preset, "pixel_nm": px, "height": h, "width": w,
@@ -532,7 +555,8 @@ def render_mask(mask: np.ndarray, preset: str = "ic-metal", seed=0, *, pixel_nm:
 
 
 def _form_image(rng: np.random.Generator, p: dict, px: float, phi_p: np.ndarray, phi_h, phi_d, d: np.ndarray,
-                gx: np.ndarray, mask: np.ndarray, shot_noise_method: str) -> tuple[np.ndarray, np.ndarray]:
+                gx: np.ndarray, mask: np.ndarray, shot_noise_method: str,
+                rim_core: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image formation (steps 4-12) from signed distances (px) of the pattern `phi_p`,
     the holes `phi_h` and the defects `phi_d` (None when absent), the combined edge
     distance `d` and its x gradient `gx`. Returns (noisy image, noise-free image);
@@ -557,6 +581,8 @@ def _form_image(rng: np.random.Generator, p: dict, px: float, phi_p: np.ndarray,
     if p["texture_amp"] > 0:
         tex = correlated_field(rng, (h, w), p["texture_amp"], max(p["texture_corr_nm"] / px, 0.5), 1.0)
         sig += tex * (phi_p > 0)
+    if rim_core is not None:  # the particles preset's rim-and-core particles
+        sig += p["core_rim_amp"] * rim_core[1] - p["core_drop"] * (pat - bg) * rim_core[0]
     if phi_d is not None:
         dd = _ramp(phi_d, max(sw, 1.0))
         sig = sig * (1 - dd) + p["defect_level"] * dd

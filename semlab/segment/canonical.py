@@ -13,7 +13,14 @@ person draws means the same as a mask the pipeline made. The rules, in order:
    An Otsu threshold on the region means (area-weighted) splits the regions into
    bright and dark; with `polarity="bright"` (metal, resist tops in secondary-electron
    images) the bright ones are *pattern*, the dark ones *background*
-   (`polarity="dark"` swaps them).
+   (`polarity="dark"` swaps them). `polarity="auto"` (the default of `semlab segment`
+   and `semlab.segment.pipeline`) decides per frame
+   (`decide_polarity`): in a secondary-electron image the edge effect makes a bright
+   rim that overshoots the bright plateau; in an inverted frame (a negative, some
+   detectors) the same rim is a dark trough below the dark plateau. Where the troughs
+   win, the frame is inverted and the dark phase is the pattern. The pipeline inverts
+   such a frame before the backend sees it, so particles are found in it too, and
+   records the choice (manifest column `polarity`).
 3. **Defects** (if "defect" is among `classes`): a compact region (minor / major axis
    at least `defect_min_axis_ratio`: particles are blobs; a piece of line, a sliver of
    film between close holes or a stretch of edge rim is elongated) of at most
@@ -61,12 +68,49 @@ from semlab.segment.base import Segment
 
 UNLABELED = -1
 DEFECT_TESTS = ("ring", "dynamic", "either")
+POLARITIES = ("auto", "bright", "dark")
+
+
+def decide_polarity(image: np.ndarray, band_px: int = 2, margin: float = 0.05, smooth_px: float = 1.0,
+                    min_side: int = 96) -> tuple[str, dict]:
+    """Is the pattern the bright phase ("bright") or the dark one ("dark", an inverted
+    frame)? The edge effect of secondary-electron images puts a bright rim on the edges
+    that overshoots the bright phase; in an inverted frame the rims are troughs below the
+    dark phase. Near the edges between the two Otsu phases of the smoothed image
+    (`band_px` each side), compare how far the brightest pixels rise above the bright
+    phase's median with how far the darkest fall below the dark phase's median, in units
+    of the phase gap. Unless the troughs win by `margin` and reach 2 `margin`: "bright"
+    (the usual contrast). Frames with weak rims and strong dark halos (contact holes,
+    particles with faint rims) may be misjudged when inverted: set the polarity there.
+    A third, darker level (holes in a film on a darker ground) also looks like troughs:
+    set the polarity for such images. Returns (polarity, evidence)."""
+    from skimage import filters
+
+    img = np.asarray(image, np.float32)
+    if min(img.shape) < min_side:
+        return "bright", {"overshoot": 0.0, "undershoot": 0.0, "reason": f"under {min_side} px: too small to judge, bright assumed"}
+    img = ndi.gaussian_filter(img, smooth_px)
+    t = float(filters.threshold_otsu(img))
+    bright = img > t
+    if bright.all() or not bright.any():
+        return "bright", {"overshoot": 0.0, "undershoot": 0.0, "reason": "one phase only: bright assumed"}
+    hi, lo = float(np.median(img[bright])), float(np.median(img[~bright]))
+    gap = max(hi - lo, 1e-6)
+    band = ndi.binary_dilation(bright, iterations=band_px) & ~ndi.binary_erosion(bright, iterations=band_px)
+    vals = img[band]
+    over = (float(np.percentile(vals, 99)) - hi) / gap
+    under = (lo - float(np.percentile(vals, 1))) / gap
+    pol = "dark" if under > max(over, 0.0) + margin and under > 2 * margin else "bright"
+    return pol, {"overshoot": round(over, 3), "undershoot": round(under, 3),
+                 "reason": "edge troughs below the dark phase: inverted frame" if pol == "dark"
+                 else "edge rims above the bright phase" if over > under else "no clear edge effect: bright assumed"}
 
 
 @dataclass
 class CanonicalRules:
     classes: tuple[str, ...] = ("background", "pattern", "hole", "defect")
-    polarity: str = "bright"
+    polarity: str = "bright"  # "bright", "dark" or "auto" (decided per frame, rule 2; the pipeline's default)
+    defect_above_pattern: float | None = None  # > x gap above the pattern level too (particles as pattern)
     smooth_px: float = 1.0
     defect_max_area_frac: float = 0.001
     defect_contrast: float = 0.3
@@ -84,8 +128,8 @@ class CanonicalRules:
             labels.class_by_name(c)  # KeyError listing valid names
         if "background" not in self.classes and "pattern" not in self.classes:
             raise ValueError("classes must include background or pattern")
-        if self.polarity not in ("bright", "dark"):
-            raise ValueError(f"polarity {self.polarity!r}; valid: 'bright', 'dark'")
+        if self.polarity not in POLARITIES:
+            raise ValueError(f"polarity {self.polarity!r}; valid: {', '.join(POLARITIES)}")
         if self.defect_test not in DEFECT_TESTS:
             raise ValueError(f"defect_test {self.defect_test!r}; valid: {DEFECT_TESTS}")
 
@@ -192,6 +236,12 @@ def canonicalize(image: np.ndarray, segments: list[Segment], rules: CanonicalRul
     rules = rules or CanonicalRules()
     img = np.asarray(image, np.float32)
     h, w = img.shape
+    polarity = rules.polarity
+    if polarity == "auto":
+        polarity = decide_polarity(img)[0]
+        if polarity == "dark":  # an inverted frame: judge it as its negative
+            img = float(img.max()) + float(img.min()) - img
+            polarity = "bright"
     smooth = ndi.gaussian_filter(img, rules.smooth_px) if rules.smooth_px > 0 else img
     reg = paint_segments(segments, (h, w))
     unl = reg == UNLABELED
@@ -209,8 +259,8 @@ def canonicalize(image: np.ndarray, segments: list[Segment], rules: CanonicalRul
     t = _otsu_weighted(mean, area)
     spread = float(mean.max() - mean.min()) if n_reg else 0.0
     bright = mean > t if spread > 0.02 else np.zeros(n_reg, bool)
-    is_pat = bright if rules.polarity == "bright" else ~bright
-    if spread <= 0.02 and rules.polarity == "dark":
+    is_pat = bright if polarity == "bright" else ~bright
+    if spread <= 0.02 and polarity == "dark":
         is_pat[:] = False
     cls = np.where(is_pat, labels.PATTERN, labels.BACKGROUND).astype(np.uint8)
     pat_level = float(np.average(mean[is_pat], weights=area[is_pat])) if is_pat.any() else float("nan")
@@ -249,6 +299,8 @@ def canonicalize(image: np.ndarray, segments: list[Segment], rules: CanonicalRul
                 ok = mean[r] - ring_hi > rules.defect_contrast * gap
             if not ok and dyn_mean is not None:
                 ok = dyn_mean[r] > rules.defect_contrast * gap
+            if ok and rules.defect_above_pattern is not None and np.isfinite(pat_level):
+                ok = mean[r] - pat_level > rules.defect_above_pattern * gap
             if ok and _axis_ratio(reg[sl] == r) >= rules.defect_min_axis_ratio:
                 cls[r] = labels.DEFECT
                 continue

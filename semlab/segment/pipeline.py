@@ -33,7 +33,7 @@ from semlab import io, labels
 from semlab.data.datasets import (MANIFEST_FIELDS, DatasetError, DatasetWriter, assign_split,
                                   clash_warning, safe_id, unique_ids)
 from semlab.segment.base import SegmentationError
-from semlab.segment.canonical import Canonical, CanonicalRules, canonicalize
+from semlab.segment.canonical import Canonical, CanonicalRules, canonicalize, decide_polarity
 from semlab.segment.classical import ClassicalSegmenter, ClassicalSettings
 from semlab.segment.qa import QA_FIELDS, QARules, check_mask
 
@@ -77,11 +77,39 @@ class SegmentResult:
 def segment_image(image: np.ndarray, segmenter, rules: CanonicalRules | None = None,
                   qa_rules: QARules | None = None, source: str | None = None) -> SegmentResult:
     """Segment one image, canonicalise and QA it. Raises SegmentationError for an image
-    that cannot be segmented (blank, too small...)."""
+    that cannot be segmented (blank, too small...).
+
+    With `rules.polarity == "auto"` (the default without `rules`) the polarity is decided
+    on this image (`semlab.segment.canonical.decide_polarity`; a tile of a frame is judged
+    on its own); an inverted one ("dark") is
+    segmented as its negative, so the backend finds its particles too. The choice and
+    its reason are in `qa["polarity"]` and `qa["polarity_reason"]` (manifest columns).
+    A classical segmenter that flattens illumination (`flatten_degree`) has the frame
+    flattened here already, so the rules and the polarity judge the flattened frame."""
+    from dataclasses import replace
+
+    from semlab.segment.base import check_image
+    from semlab.segment.classical import flatten_illumination
+
     t = time.perf_counter()
+    rules = rules or CanonicalRules(polarity="auto")
+    polarity, why = rules.polarity, "set by the rules"
+    degree = int(getattr(getattr(segmenter, "settings", None), "flatten_degree", 0) or 0)
+    if degree > 0:  # the rules judge regions by their brightness: on the flattened image too
+        image = flatten_illumination(check_image(image, min_side=1, source=source), degree)[0]
+        segmenter = type(segmenter)(replace(segmenter.settings, flatten_degree=0))  # flattened once
+    if polarity == "auto":
+        img = check_image(image, min_side=1, source=source)
+        polarity, ev = decide_polarity(img)
+        why = ev["reason"]
+        if polarity == "dark":
+            image = float(img.max()) + float(img.min()) - img
+        rules = replace(rules, polarity="bright")
     segs = segmenter.segment(image, source=source)
     can = canonicalize(image, segs, rules)
+    can.levels["polarity"] = polarity
     qa = check_mask(can.mask, unlabeled_frac=can.unlabeled_frac, n_segments=can.n_segments, rules=qa_rules)
+    qa.update(polarity=polarity, polarity_reason=why)
     return SegmentResult(can.mask, can, qa, time.perf_counter() - t)
 
 
@@ -153,7 +181,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 # Bumped whenever segmentation or canonicalisation changes what a given setting produces:
 # part of the output folder's identity, so old masks are never resumed as if current.
-ALGORITHM_VERSION = 2
+ALGORITHM_VERSION = 3  # 3: per-frame polarity, illumination flattening, noise-set denoising
 
 
 def default_output(src, backend: str, identity: dict | None = None) -> Path:
@@ -188,8 +216,8 @@ def segment_dataset(src, out=None, *, backend="classical", settings: dict | None
     qa_rules = qa_rules or QARules()
     i_shard, n_shard = shard
     items, src_info = source_items(src, seed)
-    if rules is None:  # the classes the source dataset declares, else all four
-        rules = CanonicalRules(classes=tuple(src_info.get("classes") or CanonicalRules().classes))
+    if rules is None:  # the classes the source dataset declares, else all four; polarity per frame
+        rules = CanonicalRules(classes=tuple(src_info.get("classes") or CanonicalRules().classes), polarity="auto")
     if isinstance(backend, str):
         segmenter, note = make_segmenter_with_fallback(backend, settings, fallback)
     else:  # an already built (e.g. calibrated) segmenter
@@ -215,8 +243,9 @@ def segment_dataset(src, out=None, *, backend="classical", settings: dict | None
             "shard": f"{i_shard}/{n_shard}"}
     man, meta = _meta_path(out, i_shard, n_shard)
     w = DatasetWriter(out, kind="segmented", identity=json.loads(json.dumps(identity, default=io.json_default)),
-                      info=info, extra_fields=QA_FIELDS + ("backend", "seconds", "renamed_from"), manifest_name=man,
-                      meta_name=meta, remove_on_abort=n_shard == 1, flush_every=20)
+                      info=info, manifest_name=man, meta_name=meta,
+                      extra_fields=QA_FIELDS + ("polarity", "polarity_reason", "backend", "seconds", "renamed_from"),
+                      remove_on_abort=n_shard == 1, flush_every=20)
     mine = [it for it in items if shard_of(it.id, n_shard) == i_shard]
     if limit is not None:
         mine = mine[:limit]
@@ -241,10 +270,48 @@ def segment_dataset(src, out=None, *, backend="classical", settings: dict | None
         w.abort()
         raise
     w.close()
+    if progress:  # say what polarity each frame got (the CLI's default; notebooks print their own)
+        print(polarity_summary(out, manifest=man))
     if n_shard > 1:
         io.write_text_atomic(out / "shards" / f"done-{i_shard}-of-{n_shard}", time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
         merge_shards(out)
     return out
+
+
+def import_real_sets(real_dir, out_root, *, tile: int, sets=(), seed: int = 0, progress: bool = False) -> Path:
+    """Import and tile the real frames of `real_dir` (a folder of sets, such as the
+    packaged samples, or one set's folder) into `out_root/<name>-<tile>px-imported/`,
+    with the stored frame split of the packaged sets (`split_by="frame"`). `sets` names
+    the sets wanted; exactly one of them present: only that set's folder; otherwise the
+    whole folder. Resumable."""
+    from semlab.data.datasets import import_images
+
+    real_dir = Path(real_dir)
+    if not real_dir.is_dir():
+        raise FileNotFoundError(f"{real_dir}: no such folder of real SEM frames")
+    subs = sorted(p.name for p in real_dir.iterdir() if p.is_dir())
+    chosen = [s for s in sets if s in subs]
+    src = real_dir / chosen[0] if len(chosen) == 1 else real_dir
+    return import_images(src, Path(out_root) / f"{src.name}-{tile}px-imported", tile=tile, seed=seed,
+                         progress=progress, split_by="frame")
+
+
+def polarity_summary(out, manifest: str = "manifest.csv", show: int = 20) -> str:
+    """One line per polarity of a segmented dataset ("bright": pattern is the bright
+    phase; "dark": an inverted frame) with the frames that got the rarer one."""
+    from collections import Counter
+
+    path = Path(out) / manifest
+    rows = [r for r in io.read_manifest(path) if r.get("polarity")] if path.is_file() else []
+    if not rows:
+        return "polarity: none recorded"
+    count = Counter(r["polarity"] for r in rows)
+    text = "polarity per image: " + ", ".join(f"{n} {p}" for p, n in count.most_common())
+    if len(count) > 1:
+        rare = count.most_common()[-1][0]
+        names = [r.get("source") or r["id"] for r in rows if r["polarity"] == rare]
+        text += f"; {rare}: " + ", ".join(names[:show]) + (" ..." if len(names) > show else "")
+    return text
 
 
 def merge_shards(out) -> Path:
