@@ -57,13 +57,55 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
+_GDS_ONLY = ("cell", "layers", "window", "tile")
+
+
+def _gds_clip(a):
+    """The checked layout clip of `--gds` (semlab.data.gds.plan_clip), or None without
+    --gds (then the layout-only flags are refused)."""
+    from semlab.data import gds
+
+    if a.gds is None:
+        used = [f"--{k}" for k in _GDS_ONLY if getattr(a, k) is not None]
+        if used:
+            raise ValueError(f"{', '.join(used)} apply only with --gds FILE")
+        return None
+    return gds.plan_clip(a.gds, pixel_nm=a.pixel_nm, cell=a.cell, layers=a.layers or gds.DEFAULT_LAYERS,
+                         window=a.window, tile=a.tile)
+
+
 def cmd_simulate(a) -> int:
     from semlab.data.datasets import simulate_dataset
 
-    out = simulate_dataset(a.out, preset=a.preset, n=a.n, size=a.size, seed=a.seed, pixel_nm=a.pixel_nm,
-                           splits=_splits(a.splits), progress=not a.quiet, **_overrides(a.set))
+    if a.gds is not None and (a.n is not None or a.size is not None):
+        raise ValueError("--n and --size do not apply with --gds: the window, --pixel-nm and --tile set the images")
+    clip = _gds_clip(a)
+    if clip is not None:
+        from semlab.data.gds import simulate_gds
+
+        out = simulate_gds(a.out, clip, preset=a.preset, seed=a.seed, splits=_splits(a.splits),
+                           progress=not a.quiet, **_overrides(a.set))
+        print(f"dataset ready: {out} ({len(clip.tiles)} tile(s) of {clip.layout.cell}, layers "
+              f"{clip.describe()['layers']})")
+        return 0
+    out = simulate_dataset(a.out, preset=a.preset, n=a.n or 2000, size=a.size or 256, seed=a.seed,
+                           pixel_nm=a.pixel_nm, splits=_splits(a.splits), progress=not a.quiet, **_overrides(a.set))
     print(f"dataset ready: {out}")
     return 0
+
+
+def _add_gds_flags(s) -> None:
+    """--gds and its flags, shared by `simulate` and `generate` (semlab.data.gds)."""
+    g = s.add_argument_group("layout clip (GDSII)")
+    g.add_argument("--gds", default=None, metavar="FILE", help="render a GDSII layout clip (needs --pixel-nm)")
+    g.add_argument("--cell", default=None, help="cell to render (default: the single top cell)")
+    g.add_argument("--layers", default=None, metavar="MAP",
+                   help="layer/datatype to class: LAYER/DATATYPE=CLASS,... with CLASS pattern, hole or defect "
+                        "(default: 1/0=pattern,2/0=hole); other layers are ignored with a warning")
+    g.add_argument("--window", default=None, metavar="X0,Y0,X1,Y1",
+                   help="window in um, layout coordinates (default: the cell's bounding box)")
+    g.add_argument("--tile", type=size_px, default=None, metavar="N",
+                   help="cut the window into N x N px tiles (positions in dataset.json)")
 
 
 def _nm(text: str) -> float:
@@ -132,7 +174,7 @@ def cmd_segment(a) -> int:
         base = CanonicalRules()
         rules = CanonicalRules(
             classes=tuple(c.strip() for c in a.classes.split(",")) if a.classes else base.classes,
-            polarity=a.polarity or base.polarity,
+            polarity=a.polarity or "auto",
             edge_offset_px=a.edge_offset_px if a.edge_offset_px is not None else 0.0)
     out = segment_dataset(a.dataset, a.out, backend=a.backend, settings=settings, rules=rules,
                           shard=parse_shard(a.shard), fallback=not a.no_fallback, progress=not a.quiet,
@@ -178,6 +220,17 @@ def cmd_train(a) -> int:
 
 
 def cmd_generate(a) -> int:
+    if (a.gds is None) == (a.masks is None):
+        raise ValueError("give exactly one of --masks FOLDER and --gds FILE")
+    if a.gds is None and a.pixel_nm is not None:
+        raise ValueError("--pixel-nm applies only with --gds FILE")
+    clip = _gds_clip(a)
+    if clip is not None:
+        from semlab.data.gds import generate_gds
+
+        res = generate_gds(a.checkpoint, a.out, clip, seed=a.seed, progress=not a.quiet, overwrite=a.overwrite)
+        print(res.summary())
+        return 0
     from semlab.train.generate import generate_folder
 
     res = generate_folder(a.checkpoint, a.masks, a.out, seed=a.seed, progress=not a.quiet, overwrite=a.overwrite)
@@ -224,6 +277,25 @@ def cmd_verify(a) -> int:
         print(line)
     print(rep.summary())
     return 0 if rep.ok else 1
+
+
+def cmd_realism(a) -> int:
+    """`semlab realism --sim DIR --real DIR`: the realism protocol of `semlab.realism`."""
+    from semlab.io import write_json_atomic
+    from semlab.realism import format_table, realism
+
+    dets = tuple(d.strip() for d in a.detectors.split(",") if d.strip())
+    power = None if a.power == "none" else a.power
+    res = realism(a.sim, a.real, tile=a.tile, detectors=dets, power=power, real_split=a.real_split,
+                  seed=a.seed, epochs=a.epochs, max_tiles=a.max_tiles, progress=not a.quiet and not a.json)
+    if a.out:
+        write_json_atomic(a.out, res)
+    if a.json:
+        for r in res["records"]:
+            print(json.dumps({**r, "notes": res["notes"]}), flush=True)
+    else:
+        print(format_table(res))
+    return 0
 
 
 def cmd_lab(a) -> int:
@@ -303,6 +375,12 @@ def _add_bench_parsers(sub) -> None:
         ("--size", {"type": size_px, "default": 256, "help": "image side in px"}),
         precision,
     ])
+    add("gds", "rasterising a GDSII window (tiled) vs the simulator rendering the same pixels, in seconds", [
+        ("--window-um", {"type": float, "default": 10.0, "help": "window side in um"}),
+        ("--pixel-nm", {"type": float, "default": 1.0, "help": "pixel size in nm"}),
+        ("--tile", {"type": size_px, "default": 1000, "help": "tile side in px"}),
+        ("--preset", {"default": "ic-metal", "help": "simulator preset"}),
+    ])
     add("segsem", "SAM2 image embedding and one encoder fine-tuning step, in seconds", [
         ("--size", {"type": size_px, "default": None, "help": "model input side (default: 512 and 1024)"}),
         ("--precision", {"default": None, "choices": ["fp32", "bf16"], "help": "default: both"}),
@@ -363,16 +441,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="semlab", description="Synthetic SEM workbench")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("simulate", help="write a simulated paired dataset (resumable)")
+    s = sub.add_parser("simulate", help="write a simulated paired dataset (resumable)",
+                       description="Write a simulated paired dataset (resumable): procedural layouts of a preset, "
+                                   "or with --gds a GDSII layout clip rendered with the preset's imaging.")
     s.add_argument("--preset", default="ic-metal", help="ic-metal, line-space, contacts, comb")
-    s.add_argument("--n", type=positive_int, default=2000)
-    s.add_argument("--size", type=size_px, default=256)
+    s.add_argument("--n", type=positive_int, default=None, help="images (default 2000; not with --gds)")
+    s.add_argument("--size", type=size_px, default=None, help="image side in px (default 256; not with --gds)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--pixel-nm", type=float, default=None, help="pixel size (default: preset field of view / size)")
+    s.add_argument("--pixel-nm", type=_nm, default=None,
+                   help="pixel size (default: preset field of view / size; required with --gds)")
     s.add_argument("--splits", default=None, help="train,val,test fractions (default 0.8,0.1,0.1)")
     s.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a simulator parameter")
     s.add_argument("--out", required=True)
     s.add_argument("--quiet", action="store_true")
+    _add_gds_flags(s)
     s.set_defaults(fn=cmd_simulate)
 
     s = sub.add_parser("import-images", help="build an unlabeled dataset from real SEM images",
@@ -427,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-fallback", action="store_true", help="fail if SAM2 weights are missing instead of using classical")
     s.add_argument("--limit", type=positive_int, default=None, help="only the first N items (preview)")
     s.add_argument("--classes", default=None, help="canonical classes to use, e.g. background,pattern,defect")
-    s.add_argument("--polarity", default=None, choices=["bright", "dark"], help="is the pattern bright or dark")
+    s.add_argument("--polarity", default=None, choices=["auto", "bright", "dark"],
+                   help="is the pattern bright or dark; default auto: decided per frame and recorded in the manifest")
     s.add_argument("--edge-offset-px", type=float, default=None, help="move pattern edges inwards by this (px)")
     g = s.add_argument_group("sam2")
     g.add_argument("--model", default=None, help="e.g. sam2.1_hiera_tiny, sam2_hiera_large")
@@ -445,9 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(sub)
 
-    s = sub.add_parser("generate", help="canonical masks -> SEM images with a trained generator")
+    s = sub.add_parser("generate", help="canonical masks -> SEM images with a trained generator",
+                       description="Canonical masks (--masks FOLDER) or a GDSII layout clip (--gds FILE) -> SEM "
+                                   "images with a trained generator. With --gds, OUT gets masks/ (the rasterised "
+                                   "layout), images/ (generated), contours/ and dataset.json (layer map, tiles).")
     s.add_argument("--checkpoint", required=True, help="generator.pt or a training checkpoint")
-    s.add_argument("--masks", required=True, help="folder of masks (indexed, RGB or gray PNG)")
+    s.add_argument("--masks", default=None, help="folder of masks (indexed, RGB or gray PNG); or --gds")
+    s.add_argument("--pixel-nm", type=_nm, default=None, help="with --gds: pixel size in nm (required)")
     s.add_argument("--out", required=True,
                    help="output folder; generate.json there records the checkpoint's sha256: a re-run keeps "
                         "images made by the same checkpoint and seed and regenerates the others")
@@ -455,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true",
                    help="regenerate everything, and write into a folder holding files generate did not write")
     s.add_argument("--quiet", action="store_true")
+    _add_gds_flags(s)
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("evaluate", help="metrics of generated vs real images, with 95%% confidence intervals")
@@ -480,6 +568,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rehash", action="store_true",
                    help="accept edited files: rewrite their hashes in manifest.csv (atomically)")
     s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("realism", help="can detectors tell simulated tiles from real ones? (grouped CV, CIs)",
+                       description="The realism protocol (semlab.realism): three detectors (stats, spectrum, cnn) "
+                                   "separate --sim tiles from --real tiles by grouped cross-validation; balanced "
+                                   "accuracy and AUC with 95% CIs, a power control and a real-vs-real floor.")
+    s.add_argument("--sim", required=True, help="folder of images, semlab dataset, or preset:NAME (rendered at the "
+                                                "real pixel size)")
+    s.add_argument("--real", required=True, help="folder of real SEM images or a semlab dataset")
+    s.add_argument("--tile", type=size_px, default=128, help="tile side in px")
+    s.add_argument("--detectors", default="stats,spectrum,cnn", help="comma-separated subset of stats,spectrum,cnn")
+    s.add_argument("--power", default="auto",
+                   help="power control: auto (the preset recorded by --sim), preset:NAME, a folder, or none")
+    s.add_argument("--real-split", default=None, choices=["train", "val", "test"],
+                   help="only the real frames of this stored split")
+    s.add_argument("--epochs", type=positive_int, default=4, help="CNN training epochs per fold")
+    s.add_argument("--max-tiles", type=positive_int, default=300, help="tiles per side at most")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="also write the result as JSON to this file (atomically)")
+    s.add_argument("--json", action="store_true", help="one JSON object per detector, one per line")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_realism)
 
     s = sub.add_parser("lab", help="JupyterLab on the notebooks (semlab kernel, localhost, token auth)")
     s.add_argument("--port", type=int, default=None)
