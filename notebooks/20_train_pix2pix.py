@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     domains: [sim, real]
 #     question: How close does Pix2Pix get to the best possible mask -> SEM image, and does bf16 cost quality?
 # ---
 
@@ -34,11 +35,21 @@
 # The **target** image of a mask is the image the generator should reproduce: on simulated
 # data the simulator's image, labelled "simulated (target)" (never "real"), on real data
 # the real SEM frame the mask was segmented from.
+#
+# `DOMAIN` chooses the data. `"sim"`: the simulated dataset (exact masks, noise-free
+# images). `"real"`: real CD-SEM tiles of notebook 10 (`DOMAIN="real"`) and their
+# segmented masks, one model per real set (the cpu profile trains the line set only);
+# the stored frame split keeps every test tile's frame out of training, and the model
+# is scored against held-out **real** tiles. There is no upper bound on real data (no
+# noise-free image exists), and a CI over the tiles of one or two frames describes those
+# frames only.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
 RUN_DIR = ""
 SEED = 0
+DOMAIN = "sim"
+REAL_DIR = ""
 DATASET = ""
 PRESET = "ic-metal"
 EPOCHS = None
@@ -53,30 +64,31 @@ COMPARE_FP32 = True
 
 # %%
 # %matplotlib inline
-from pathlib import Path
-
 import numpy as np
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from semlab.config import profile_settings
-from semlab.data.datasets import load_dataset, make_default_dataset
-from semlab.metrics.translators import score_translator, translator_metrics_doc
+from semlab.config import domain_settings
+from semlab.data.datasets import load_dataset
+from semlab.metrics.translators import score_translator, sets_markdown, train_sets, translator_metrics_doc
 from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics, standalone_dir
 from semlab.train import TrainConfig, train
+from semlab.train.checkpoint import latest_checkpoint
 from semlab.train.generate import Generator
 from semlab.train.precision import compare_precision
+from semlab.train.realsets import domain_dataset, other_sets
 from semlab.viz.preview import EpochPreview
 from semlab.viz.training import loss_curves, translation_grid
 
 # %%
-settings = profile_settings(PROFILE)
+settings = domain_settings(PROFILE, DOMAIN)
 N_SHOW = min(settings["n_show"], 6)
-OUT = notebook_out(RUN_DIR, "20_train_pix2pix")  # None without a run: nothing is saved
-source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+OUT = notebook_out(RUN_DIR, "20_train_pix2pix", DOMAIN)  # None without a run: nothing is saved
+source, real = domain_dataset(DOMAIN, RUN_DIR, DATASET, preset=PRESET, profile=PROFILE, seed=SEED, real_dir=REAL_DIR)
 ds = load_dataset(source)
 train_ids, test_ids = ds.split("train"), ds.split("test")
-run_root = (OUT if OUT is not None else standalone_dir("pix2pix", "sim", PROFILE))
+run_root = (OUT if OUT is not None else standalone_dir("pix2pix", DOMAIN, PROFILE))
 print(f"dataset {source}: {len(train_ids)} training pairs, {len(test_ids)} test pairs; runs in {run_root}")
+print(real.describe() if real else "simulated domain")
 
 # %% [markdown]
 # ## 1. Train
@@ -91,7 +103,7 @@ cfg = TrainConfig(model="pix2pix", dataset=str(source), out=str(run_root / "pix2
                   n_epochs_decay=EPOCHS_DECAY if EPOCHS_DECAY is not None else settings["train_epochs_decay"],
                   batch_size=BATCH_SIZE or settings["train_batch"], precision=PRECISION,
                   channels_last=PRECISION == "bf16", netG=NET_G, upsample=UPSAMPLE, gan_mode=GAN_MODE,
-                  diffaug=DIFFAUG, checkpoint_every=200)
+                  diffaug=DIFFAUG, checkpoint_every=200, max_steps=settings["train_steps"])
 val_ids = (ds.split("val") or train_ids)[:N_SHOW]
 preview = EpochPreview(np.stack([ds.mask(i) for i in val_ids]), np.stack([ds.image(i) for i in val_ids]),
                        out_dir=run_root / "pix2pix" / "samples", show=True,
@@ -115,15 +127,19 @@ fig
 # ## 2. Test set: how close to the best possible?
 
 # %%
-scores = score_translator(Generator(result.generator_path), ds, test_ids, "Pix2Pix", seed=SEED)
+generator_path = result.generator_path or latest_checkpoint(run_root / "pix2pix" / "checkpoints")
+scores = score_translator(Generator(generator_path), ds, test_ids, "Pix2Pix", seed=SEED)
 print(scores.text())
+print(real.label("test") if real else "")
 
 # %% [markdown]
-# The middle row is the ceiling: even a perfect generator cannot predict the shot noise, so it
-# scores at best what the noise-free image scores against the noisy one. The gap between the
+# On simulated data the middle row is the ceiling: even a perfect generator cannot predict the
+# shot noise, so it scores at best what the noise-free image scores against the noisy one. The gap between the
 # first row and the ceiling is what training could still gain; the last row compares
 # Pix2Pix with the noise-free truth (higher means the structure is right and the texture
-# averages out correctly).
+# averages out correctly). On real data there is one row: Pix2Pix against the held-out real
+# tiles (the set, n tiles and n frames are printed under it); a CI over the tiles of one or
+# two frames describes those frames only, not the tool or other wafers.
 
 # %%
 k = min(N_SHOW, len(test_ids))
@@ -151,16 +167,30 @@ if COMPARE_FP32 and settings["compare_epochs"] > 0 and PRECISION == "bf16":
     display(fig)
     print(precision.summary())
 else:
-    print("comparison skipped (COMPARE_FP32 off, PRECISION not bf16, or the profile has none)")
+    print("comparison skipped (COMPARE_FP32 off, PRECISION not bf16, or none in this profile and domain)")
 
 # %% [markdown]
 # Both runs start from the same weights and see the same batches; the curves should overlap
 # within their noise. A bf16 curve that drifts above the fp32 one would mean precision is
 # costing quality.
 
+# %% [markdown]
+# ## Further real sets: one model per set
+#
+# In the real domain every real set gets its own model, trained with the same settings on
+# that set's training frames and scored on its held-out test frames. The cpu profile trains
+# the line set only (its 2-minute budget); `PROFILE="full"` trains every set. Nothing runs
+# here in the simulated domain.
+
 # %%
-publish_outputs(RUN_DIR, "20_train_pix2pix", generator=result.generator_path, dataset=source)
-doc = translator_metrics_doc("20_train_pix2pix", "pix2pix", scores, source=source,
+more = train_sets(cfg, other_sets(DOMAIN, RUN_DIR, DATASET, profile=PROFILE, seed=SEED, real_dir=REAL_DIR),
+                  "Pix2Pix", seed=SEED)
+display(Markdown(sets_markdown(more)))
+
+# %%
+publish_outputs(RUN_DIR, "20_train_pix2pix", DOMAIN, generator=generator_path, dataset=source,
+                real_set=real.set if real else None)
+doc = translator_metrics_doc("20_train_pix2pix", "pix2pix", scores, source=source, real=real, other_sets=more,
                              step_s=precision.step_s if precision else None, profile=PROFILE, steps=result.steps,
                              precision=cfg.precision, batch_size=cfg.batch_size,
                              epochs=cfg.n_epochs + cfg.n_epochs_decay)

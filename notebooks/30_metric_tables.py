@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     domains: [sim, real]
 #     question: Which mask -> SEM translator is best, and is the difference real?
 # ---
 
@@ -39,11 +40,20 @@
 # The **target** image of a mask is the image the generator should reproduce: on simulated
 # data the simulator's image, labelled "simulated (target)" (never "real"), on real data
 # the real SEM frame the mask was segmented from.
+#
+# `DOMAIN="real"` scores the real-domain models (notebooks 20 and 21 with `DOMAIN="real"`)
+# against held-out **real** CD-SEM tiles of frames they never saw. The physics baseline
+# then renders the same segmented masks with the simulator's built-in preset of the set's
+# kind at the set's pixel size: a real competitor, with no training at all. There is no
+# upper bound on real data. The last section puts the simulated and the real domain side
+# by side.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
 RUN_DIR = ""
 SEED = 0
+DOMAIN = "sim"
+REAL_DIR = ""
 DATASET = ""
 PRESET = "ic-metal"
 N_EVAL = None
@@ -53,30 +63,33 @@ SEM_STEPS = None
 
 # %%
 # %matplotlib inline
-from pathlib import Path
-
 import numpy as np
 from IPython.display import Markdown, display
 
-from semlab.data.datasets import load_dataset, make_default_dataset
+from semlab.data.datasets import load_dataset
 from semlab.metrics import tables
 from semlab.metrics.evaluate import comparison_table
 from semlab.metrics.sem_encoder import EncoderConfig, cached_sem_encoder
 from semlab.paths import data_dir
-from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics
+from semlab.runs import domain_doc, notebook_out, publish_outputs, save_figure, save_metrics
+from semlab.train.realsets import domain_dataset
 from semlab.viz.metrics import (metric_distributions_figure, model_gallery_figure, sample_size_figure,
                                 worst_pairs_figure)
 
 # %%
 study = tables.profile_settings(PROFILE)
-OUT = notebook_out(RUN_DIR, "30_metric_tables")  # None without a run: nothing is saved
-source = Path(DATASET) if DATASET else make_default_dataset(PRESET, PROFILE, seed=SEED, progress=False)
+OUT = notebook_out(RUN_DIR, "30_metric_tables", DOMAIN)  # None without a run: nothing is saved
+source, real_set = domain_dataset(DOMAIN, RUN_DIR, DATASET, preset=PRESET, profile=PROFILE, seed=SEED,
+                                  real_dir=REAL_DIR)
 ds = load_dataset(source)
-test_ids = ds.split("test")[:N_EVAL or study["n_eval"] or None]
+test_ids = tables.eval_ids(ds, real_set, N_EVAL or study["n_eval"], PROFILE)
 real = np.stack([ds.image(i) for i in test_ids])
 masks = np.stack([ds.mask(i) for i in test_ids])
-generators = tables.find_generators(RUN_DIR, PROFILE)
+physics = tables.physics_setting(ds, real_set, PRESET)
+generators = tables.find_generators(RUN_DIR, PROFILE, DOMAIN)
 display(Markdown(tables.inputs_markdown(source, len(test_ids), real.shape[1], generators)))
+print(real_set.label("test", test_ids) if real_set else "simulated domain",
+      "| physics baseline: preset %r at %s nm/px" % physics)
 
 # %% [markdown]
 # Missing generators are left out of the tables below (run notebooks 20 and 21 first, or
@@ -87,7 +100,7 @@ display(Markdown(tables.inputs_markdown(source, len(test_ids), real.shape[1], ge
 # ## 1. The images being scored
 
 # %%
-fakes = tables.model_images(ds, test_ids, generators, preset=PRESET, seed=SEED)
+fakes = tables.model_images(ds, test_ids, generators, preset=physics[0], pixel_nm=physics[1], seed=SEED)
 fig = model_gallery_figure(masks, fakes, real, k=min(3, len(test_ids)), titles=test_ids[:3])
 save_figure(OUT, "models_gallery", fig, dpi=80)
 fig
@@ -131,9 +144,7 @@ results, per_image = tables.evaluate_models(real, fakes, sem_encoder=encoder, fi
                                             cache_dir=data_dir() / "cache" / "fid")
 display(Markdown(comparison_table(results, "markdown", reference=[tables.UPPER_BOUND])))
 display(Markdown(tables.summary_text(results)))
-if OUT is not None:
-    for p in tables.write_comparison(results, OUT):
-        print("wrote", p)
+print("wrote", *(tables.write_comparison(results, OUT) if OUT is not None else ["nothing (RUN_DIR is empty)"]))
 
 # %% [markdown]
 # **The seed's four columns**, for comparison with its single numbers (FID and LPIPS read
@@ -183,16 +194,17 @@ fig
 # bias inflates every FID reported without its n.
 
 # %%
-pairs = tables.sample_size_sets(PRESET, real.shape[1], max(study["curve_ns"]), seed=SEED)
+pairs = tables.sample_size_sets(physics[0], real.shape[1], max(study["curve_ns"]), seed=SEED)
 spaces, inception_missing = tables.feature_spaces(encoder)
 if inception_missing:
     print(f"FID / KID against n: {inception_missing}")
-curves = {}
-for what, (features, file_name) in spaces.items():
-    curves[what] = tables.sample_size_study(features, pairs, study["curve_ns"], repeats=study["curve_repeats"],
-                                            seed=SEED)
-    fig = sample_size_figure(curves[what], what=what)
-    save_figure(OUT, file_name, fig)
+curves = tables.sample_size_studies(spaces, pairs, study["curve_ns"], repeats=study["curve_repeats"], seed=SEED)
+fig = sample_size_figure(curves["SEM encoder"], what="SEM encoder")
+save_figure(OUT, "distance_vs_n", fig)
+display(fig)
+if "FID Inception" in curves:
+    fig = sample_size_figure(curves["FID Inception"], what="FID Inception")
+    save_figure(OUT, "fid_vs_n", fig)
     display(fig)
 
 # %% [markdown]
@@ -205,11 +217,27 @@ for what, (features, file_name) in spaces.items():
 
 # %%
 doc = tables.tables_metrics_doc(results, generators, curves["SEM encoder"], encoder, source=source, n=len(test_ids),
-                                profile=PROFILE, figure="models_gallery.png")
+                                profile=PROFILE, figure="models_gallery.png", real=real_set, physics=physics,
+                                ids=test_ids)
 print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 if OUT is not None:
-    publish_outputs(RUN_DIR, "30_metric_tables", table=OUT / "metrics.csv", sem_encoder=encoder.path)
+    publish_outputs(RUN_DIR, "30_metric_tables", DOMAIN, table=OUT / "metrics.csv", sem_encoder=encoder.path)
 doc["metrics"]
+
+# %% [markdown]
+# ## 6. The simulated and the real domain side by side
+#
+# The same keys from both domains of this run (the simulated domain runs first). They are
+# **not** the same experiment: on the simulated side every image, target included, comes
+# from the simulator; on the real side the targets are real CD-SEM tiles of held-out frames
+# and the masks are segmented from them. Compare how far each model is from its target in
+# each domain, not the raw numbers across domains; a CI over the tiles of one or two real
+# frames describes those frames only.
+
+# %%
+docs = {"sim": domain_doc(RUN_DIR, "30_metric_tables", "sim"), "real": domain_doc(RUN_DIR, "30_metric_tables", "real")}
+docs[DOMAIN] = doc
+display(Markdown(tables.domains_markdown(docs, tables.domain_keys(doc))))
 
 # %% [markdown]
 # The same table for any two folders of images comes from the shell:

@@ -13,6 +13,7 @@
 #     name: python3
 #   semlab:
 #     depends_on: []
+#     domains: [sim, real]
 #     question: Can a detector tell generated SEM images from real ones, and which features give them away?
 # ---
 
@@ -31,11 +32,23 @@
 # frequency the generated images differ (spectra, difference maps, narrow peaks); and where
 # the detector looks (Captum attributions on correct and wrong predictions, their share on
 # pattern edges, their spectrum). The last section turns the numbers into a conclusion.
+#
+# `DOMAIN` chooses what "real" means. `"sim"`: the simulated dataset's images (the
+# simulator against itself, so the physics baseline sits at chance by construction).
+# `"real"`: held-out **real** CD-SEM tiles (frames the real-domain generators of notebooks
+# 20 and 21 never saw) against images generated from their segmented masks, with the
+# simulator rendering the same masks at the set's pixel size as the physics baseline. Folds
+# are grouped by frame where there are enough frames, else by blocks of neighbouring tiles
+# (printed below); every number names the set, n tiles and n frames, and a CI over the tiles
+# of one or two frames describes those frames only. The transposed-vs-resize pair is trained
+# in the simulated domain only.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
 RUN_DIR = ""
 SEED = 0
+DOMAIN = "sim"
+REAL_DIR = ""
 DATASET = ""
 PRESET = "ic-metal"
 TRAIN_UPSAMPLING = True
@@ -48,7 +61,8 @@ import time
 from IPython.display import Markdown, display
 
 from semlab.forensics import study
-from semlab.runs import notebook_out, publish_outputs, save_figure, save_metrics, standalone_dir
+from semlab.metrics.tables import domains_markdown
+from semlab.runs import domain_doc, notebook_out, publish_outputs, save_figure, save_metrics, standalone_dir
 from semlab.textfmt import md_code, md_escape
 from semlab.viz.forensics import (confusion_matrices_figure, detector_metrics_figure, fake_sets_figure,
                                   radial_spectra_figure, roc_curves_figure, spectral_peaks_figure,
@@ -59,10 +73,11 @@ from semlab.viz.training import loss_curves
 # %%
 T0 = time.perf_counter()
 settings = study.study_settings(PROFILE, max_pairs=MAX_PAIRS)
-OUT = notebook_out(RUN_DIR, "40_real_vs_fake")  # None without a run: nothing is saved
-dataset, dataset_note = study.resolve_dataset(RUN_DIR, DATASET, preset=PRESET, profile=PROFILE, seed=SEED)
-generators, missing = study.find_generators(RUN_DIR, PROFILE)
-print(f"profile {PROFILE!r}, dataset {dataset} ({dataset_note})")
+OUT = notebook_out(RUN_DIR, "40_real_vs_fake", DOMAIN)  # None without a run: nothing is saved
+dataset, dataset_note, real_set = study.resolve_domain(DOMAIN, RUN_DIR, DATASET, preset=PRESET, profile=PROFILE,
+                                                       seed=SEED, real_dir=REAL_DIR)
+generators, missing = study.find_generators(RUN_DIR, PROFILE, DOMAIN)
+print(f"profile {PROFILE!r}, {DOMAIN} domain, dataset {dataset} ({dataset_note})")
 display(Markdown("\n".join(["**Generators of this run:**"]
                             + [f"- {md_escape(name)}: {md_code(path)}" for name, path in generators.items()]
                             + [f"- **{md_escape(name)}: missing.** {md_escape(why)}" for name, why in missing.items()])))
@@ -83,18 +98,18 @@ display(Markdown("\n".join(["**Generators of this run:**"]
 
 # %%
 pair = {}
-if TRAIN_UPSAMPLING:
+if TRAIN_UPSAMPLING and DOMAIN == "sim":
     pair_root = OUT / "upsampling" if OUT is not None else standalone_dir("forensics-upsampling", "sim", PROFILE)
     pair = study.train_upsampling_pair(dataset, pair_root, profile=PROFILE, seed=SEED)
-    for name, g in pair.items():
-        generators[name] = g.path
-        print(f"{name}: {g.steps} steps in {g.seconds:.0f} s" + (" (reused a finished run)" if g.reused else ""))
+    generators.update({name: g.path for name, g in pair.items()})
+    print(study.pair_summary(pair))
     fig = loss_curves({name: g.log for name, g in pair.items()}, smooth=10)
     save_figure(OUT, "upsampling_losses", fig)
     display(fig)
 else:
-    missing.update({name: "not trained (TRAIN_UPSAMPLING = False)" for name in study.UPSAMPLING_MODELS})
-    print("TRAIN_UPSAMPLING is off: the transposed-vs-resize comparison is skipped")
+    missing.update({name: f"not trained (TRAIN_UPSAMPLING = {TRAIN_UPSAMPLING}, DOMAIN = {DOMAIN!r})"
+                    for name in study.UPSAMPLING_MODELS})
+    print("the transposed-vs-resize comparison is skipped (TRAIN_UPSAMPLING off, or the real domain)")
 
 # %% [markdown]
 # The losses of the two trainings (faint: every step, solid: moving average). They should
@@ -110,9 +125,8 @@ else:
 # parameters drawn at random per image, as any generator would have to choose them.
 
 # %%
-sets = study.fake_sets(dataset, generators, settings["splits"], missing=missing, seed=SEED,
-                       max_pairs=settings["max_pairs"])
-print(f"{sets.n_pairs} masks from split(s) {', '.join(sets.splits)}"
+sets = study.domain_fake_sets(dataset, real_set, generators, settings, missing=missing, seed=SEED, preset=PRESET)
+print(f"{sets.n_pairs} masks from split(s) {', '.join(sets.splits)}; {sets.grouping}"
       + (" (the smoke profile has too few images per split: it uses all of them, including the generators' "
          "training masks)" if "train" in sets.splits else ""))
 display(Markdown(sets.table()))
@@ -139,9 +153,7 @@ fig
 
 # %%
 detections = study.run_detectors(sets, profile=PROFILE, seed=SEED)
-for name, d in detections.items():
-    print(f"{name}: {d.main.summary()} | spectrum only: accuracy {d.spectrum.metrics['accuracy'].value:.3f} "
-          f"({d.seconds:.0f} s)")
+print(study.detections_summary(detections))
 fig = detector_metrics_figure(study.detection_results(detections))
 save_figure(OUT, "detector_metrics", fig)
 fig
@@ -260,8 +272,10 @@ fig
 # or pixel-scale artifacts has its saliency at high frequencies, far above the images' own
 # share. Part of that share comes from the detector itself: the gradients of stride-2
 # convolutions carry a fine grid of their own (visible in the saliency galleries). The
-# simulator baseline, whose detector is at chance, shows how much the architecture alone
-# produces; compare the generators with it rather than with zero.
+# simulator baseline shows how much the architecture alone produces where its detector is at
+# chance (the simulated domain); compare the generators with it rather than with zero. In the
+# real domain the baseline is detected too, so its maps show what separates the simulator
+# from real frames.
 #
 # ## 6. Results and conclusion
 
@@ -288,8 +302,23 @@ print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 if OUT is not None:
     paths = study.write_results(final, OUT)
     print("wrote", len(paths), "tables")
-    publish_outputs(RUN_DIR, "40_real_vs_fake", results=paths["csv"], conclusion=paths["conclusion"])
+    publish_outputs(RUN_DIR, "40_real_vs_fake", DOMAIN, results=paths["csv"], conclusion=paths["conclusion"])
+print(f"{doc['set']}; {sets.grouping}")
 print(f"this notebook took {elapsed / 60:.1f} min in the {PROFILE!r} profile")
+
+# %% [markdown]
+# ## 7. The simulated and the real domain side by side
+#
+# The detector's numbers of both domains of this run (the simulated domain runs first).
+# Simulated: "real" are the simulator's own images, so the physics baseline is at chance by
+# construction. Real: "real" are held-out CD-SEM tiles, and the physics baseline is a
+# genuine competitor; its distance from chance says how far the simulator is from these
+# frames. A CI over the tiles of one or two frames describes those frames only.
+
+# %%
+docs = {"sim": domain_doc(RUN_DIR, "40_real_vs_fake", "sim"), "real": domain_doc(RUN_DIR, "40_real_vs_fake", "real")}
+docs[DOMAIN] = doc
+display(Markdown(domains_markdown(docs, study.domain_keys())))
 
 # %% [markdown]
 # The results table (CSV and Markdown), the conclusion, the spectral band ratios and peaks,

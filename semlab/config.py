@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["PROFILE_NAMES", "DOMAINS", "DataConfig", "TrainStageConfig", "TablesConfig", "DetectorTrainConfig",
-           "ForensicsConfig", "SegsemConfig", "Profile", "load_profile", "profile_settings"]
+__all__ = ["PROFILE_NAMES", "DOMAINS", "DataConfig", "TrainStageConfig", "RealConfig", "TablesConfig",
+           "DetectorTrainConfig", "ForensicsConfig", "SegsemConfig", "Profile", "load_profile", "profile_settings",
+           "real_settings", "domain_settings"]
 
 PROFILE_NAMES = ("smoke", "cpu", "full")
 DOMAINS = ("sim", "real", "both")
@@ -43,6 +44,9 @@ class TrainStageConfig:
     linear decay, batch); `compare_epochs`: the fp32-vs-bf16 comparison run (0: skip);
     `cyclegan_steps`: a CPU step budget for CycleGAN (None: the whole schedule)."""
 
+    # cpu: 6+6 epochs, a 2-epoch comparison and 300 CycleGAN steps take 406 s and 382 s on an
+    # idle 2-core machine (README), over the caps of design.md §9 (3 and 2 min once the real
+    # domain runs beside them); the cut to 2+2 / 1 / 80 waits for `make report --domain both`
     train_epochs: int = 6
     train_epochs_decay: int = 6
     train_batch: int = 8
@@ -50,6 +54,31 @@ class TrainStageConfig:
     cyclegan_epochs: int = 2
     cyclegan_epochs_decay: int = 2
     cyclegan_steps: int | None = 300
+
+
+@dataclass(frozen=True)
+class RealConfig:
+    """The real domain of notebooks 20, 21, 30 and 40 (`DOMAIN="real"`): the real sets that
+    get a model (one model per set; empty: every set of the dataset; none present: the
+    first set), the tile size of a real dataset built without a run (`tile`), the Pix2Pix
+    and CycleGAN schedules on real tiles (epochs at full lr + decay epochs, batch, step
+    caps: None = the whole schedule), the most held-out tiles scored per model
+    (`max_eval`; None: all), and the detector's fallback grouping (`block_tiles` x
+    `block_tiles` tiles per group when a set has too few frames for frame-grouped folds).
+    Sized so that each real training fits 2 minutes of the cpu profile (design.md §9)."""
+
+    sets: tuple[str, ...] = ("cdsem-lines",)
+    tile: int = 128
+    train_epochs: int = 7  # cdsem-lines: 1 training frame = 70 tiles of 128 px, 9 steps per epoch
+    train_epochs_decay: int = 7
+    train_batch: int = 8
+    train_steps: int | None = None
+    cyclegan_epochs: int = 1
+    cyclegan_epochs_decay: int = 1
+    cyclegan_steps: int | None = 64
+    max_eval: int | None = None
+    max_pairs: int | None = 96
+    block_tiles: int = 2
 
 
 @dataclass(frozen=True)
@@ -91,7 +120,7 @@ class ForensicsConfig:
     splits: tuple[str, ...] = ("val", "test")
     max_pairs: int | None = None
     detector: DetectorTrainConfig = DetectorTrainConfig()
-    upsample_epochs: int = 2
+    upsample_epochs: int = 2  # cpu: notebook 40 takes 152 s (cap 2 min for both domains): to cut with --domain both
     upsample_epochs_decay: int = 2
     upsample_batch: int = 8
     upsample_ngf: int = 32
@@ -138,6 +167,7 @@ class Profile:
     progress: bool = True
     data: DataConfig = DataConfig()
     train: TrainStageConfig = TrainStageConfig()
+    real: RealConfig = RealConfig()
     tables: TablesConfig = TablesConfig()
     forensics: ForensicsConfig = ForensicsConfig()
     segsem: SegsemConfig = SegsemConfig()
@@ -154,6 +184,8 @@ def _smoke() -> Profile:
         data=DataConfig(size=64, n_images=24, n_show=4),
         train=TrainStageConfig(train_epochs=1, train_epochs_decay=1, train_batch=4, compare_epochs=1,
                                cyclegan_epochs=1, cyclegan_epochs_decay=0, cyclegan_steps=4),
+        real=RealConfig(tile=128, train_epochs=1, train_epochs_decay=0, train_batch=4, train_steps=4,
+                        cyclegan_epochs=1, cyclegan_epochs_decay=0, cyclegan_steps=4, max_eval=24, max_pairs=24),
         tables=TablesConfig(curve_ns=(10, 20, 40), curve_repeats=2, sem_train=24, sem_steps=10, sem_width=8,
                             n_boot=100),
         forensics=ForensicsConfig(
@@ -174,6 +206,8 @@ def _full() -> Profile:
         data=DataConfig(size=256, n_images=3000, n_show=8),
         train=TrainStageConfig(train_epochs=100, train_epochs_decay=50, train_batch=1, compare_epochs=0,
                                cyclegan_epochs=100, cyclegan_epochs_decay=100, cyclegan_steps=None),
+        real=RealConfig(sets=(), tile=256, train_epochs=100, train_epochs_decay=100, train_batch=1,
+                        cyclegan_epochs=100, cyclegan_epochs_decay=100, cyclegan_steps=None, max_pairs=None),
         tables=TablesConfig(curve_ns=(100, 200, 500, 1000, 2000, 5000), curve_repeats=5, sem_train=2000,
                             sem_steps=1000, n_boot=1000),
         forensics=ForensicsConfig(
@@ -292,3 +326,25 @@ def profile_settings(profile: str | Profile) -> dict:
     n_show, train_* and cyclegan_*), for notebooks 00-21."""
     prof = load_profile(profile)
     return {**dataclasses.asdict(prof.data), **dataclasses.asdict(prof.train)}
+
+
+def real_settings(profile: str | Profile) -> dict:
+    """The real-domain settings of a profile (`RealConfig`) as a flat dict."""
+    return dataclasses.asdict(load_profile(profile).real)
+
+
+def domain_settings(profile: str | Profile, domain: str = "sim") -> dict:
+    """`profile_settings` for notebooks 20/21 in `domain`, plus `train_steps` (a Pix2Pix
+    step cap; None: the whole schedule). For "sim" exactly the simulated settings; for
+    "real" the schedules of `RealConfig` replace them and the fp32-vs-bf16 comparison is
+    off (the real trainings have 2 minutes of the cpu profile each)."""
+    out = {**profile_settings(profile), "train_steps": None}
+    if domain == "sim":
+        return out
+    if domain != "real":
+        raise ValueError(f"unknown domain {domain!r}; valid: sim, real")
+    r = load_profile(profile).real
+    out.update(train_epochs=r.train_epochs, train_epochs_decay=r.train_epochs_decay, train_batch=r.train_batch,
+               train_steps=r.train_steps, compare_epochs=0, cyclegan_epochs=r.cyclegan_epochs,
+               cyclegan_epochs_decay=r.cyclegan_epochs_decay, cyclegan_steps=r.cyclegan_steps)
+    return out

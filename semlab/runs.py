@@ -29,8 +29,8 @@ from semlab.io import write_json_atomic
 from semlab.paths import data_dir
 
 __all__ = [
-    "DOMAINS", "GENERATOR_NOTEBOOKS", "MANIFEST", "Missing", "find_generator", "metrics_doc",
-    "metric", "notebook_out", "publish_outputs", "run_outputs", "save_figure", "save_metrics",
+    "DATASET_NOTEBOOK", "DOMAINS", "GENERATOR_NOTEBOOKS", "MANIFEST", "Missing", "domain_doc", "find_dataset",
+    "find_generator", "metrics_doc", "metric", "notebook_out", "publish_outputs", "run_outputs", "save_figure", "save_metrics",
     "standalone_dir", "step_name",
 ]
 
@@ -40,6 +40,7 @@ MANIFEST = "manifest.json"
 # The notebook that trains each generator kind: the one place a package module names a
 # notebook. Its step in a run is `step_name(notebook, domain)`.
 GENERATOR_NOTEBOOKS = {"pix2pix": "20_train_pix2pix", "cyclegan": "21_train_cyclegan"}
+DATASET_NOTEBOOK = "10_make_dataset"  # publishes `dataset`: the paired dataset of its domain
 
 _STEP_RE = re.compile(r"^\d\d_[A-Za-z0-9_\-]+(\[(sim|real)\])?$")
 
@@ -148,6 +149,32 @@ def find_generator(kind: str, domain: str = "sim", run_dir: str | os.PathLike | 
     where = f"the run {run_dir}" if run_dir else "this standalone run (RUN_DIR is empty)"
     return Missing(f"no trained {kind} generator for the {domain} domain: notebook {step_name(nb, domain)} "
                    f"has not run in {where}, and {root} holds none")
+
+
+def find_dataset(domain: str, run_dir: str | os.PathLike | None) -> Path | Missing:
+    """The paired dataset of `domain` in a run: the `dataset` that notebook 10 published
+    for that domain (`10_make_dataset[real]`; for sim also the plain `10_make_dataset`),
+    if it is a dataset folder. `Missing(reason)` otherwise."""
+    outs = run_outputs(run_dir)
+    steps = (step_name(DATASET_NOTEBOOK, domain),) + ((DATASET_NOTEBOOK,) if domain == "sim" else ())
+    for step in steps:
+        p = (outs.get(step) or {}).get("dataset")
+        if p and (Path(p) / "dataset.json").is_file():
+            return Path(p)
+    where = f"the run {run_dir}" if run_dir else "this standalone run (RUN_DIR is empty)"
+    return Missing(f"no {domain}-domain dataset: notebook {steps[0]} has not published one in {where}")
+
+
+def domain_doc(run_dir: str | os.PathLike | None, notebook: str, domain: str) -> dict[str, Any] | None:
+    """The metrics.json of `notebook` run in `domain` in this run (`RUN_DIR/<step>/`), or
+    None when it has not run (or left no readable file): for showing the domains side by side."""
+    if not run_dir:
+        return None
+    p = Path(run_dir) / step_name(notebook, domain) / "metrics.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------ saved outputs

@@ -59,3 +59,21 @@ def test_stage_settings_come_from_the_profile():
         assert s["n_boot"] == prof.forensics.detector.n_boot and s["epochs"] == prof.forensics.detector.epochs
         e = experiment_config(name)
         assert e.folds == prof.segsem.folds and len(e.sweep) == prof.segsem.sweep_points
+
+
+def test_domain_settings_keep_sim_and_give_real_its_own_budget():
+    from semlab.config import domain_settings, real_settings
+
+    for name in ("smoke", "cpu", "full"):
+        assert domain_settings(name, "sim") == {**profile_settings(name), "train_steps": None}
+        prof = load_profile(name)
+        real = domain_settings(name, "real")
+        assert (real["train_epochs"], real["train_epochs_decay"], real["train_batch"], real["train_steps"]) == (
+            prof.real.train_epochs, prof.real.train_epochs_decay, prof.real.train_batch, prof.real.train_steps)
+        assert real["cyclegan_steps"] == prof.real.cyclegan_steps and real["compare_epochs"] == 0
+        assert real["size"] == prof.data.size and real_settings(name)["sets"] == prof.real.sets
+    assert load_profile("cpu").real.sets == ("cdsem-lines",) and load_profile("full").real.sets == ()
+    p = load_profile("cpu", {"real.sets": ["cdsem-contacts"], "real.cyclegan_steps": None})
+    assert p.real.sets == ("cdsem-contacts",) and p.real.cyclegan_steps is None
+    with pytest.raises(ValueError, match="unknown domain 'both'"):
+        domain_settings("cpu", "both")

@@ -318,7 +318,7 @@ def test_real_vs_fake_notebook_runs_in_smoke_profile(tmp_path, monkeypatch, run_
     assert nb.images >= 10
     shown = nb.text + nb.markdown
     assert "CycleGAN: missing." in shown and "**Not compared**" in shown
-    m = json.loads((run / "40_real_vs_fake" / "metrics.json").read_text())
+    m = json.loads((run / "40_real_vs_fake[sim]" / "metrics.json").read_text())
     assert K.doc_problems(m) == [] and m["notebook"] == "40_real_vs_fake"
     assert m["extra"]["profile"] == "smoke" and m["n"] == 24 and m["extra"]["seconds"] > 0
     models = {k.split(".")[0] for k in m["metrics"]}
@@ -327,8 +327,8 @@ def test_real_vs_fake_notebook_runs_in_smoke_profile(tmp_path, monkeypatch, run_
     # a 5-step Pix2Pix lacks the real images' noise grain: the detector must see it
     assert m["metrics"][K.key(K.PIX2PIX, K.DETECTOR_ACCURACY)]["ci_low"] > 0.5
     assert m["headline"] == [K.key(K.PIX2PIX, K.DETECTOR_AUC), K.key(K.PIX2PIX, K.SPECTRUM_ACCURACY)]
-    assert m["figure"] == "detector_metrics.png" and (run / "40_real_vs_fake" / m["figure"]).is_file()
-    folder = run / "40_real_vs_fake"
+    assert m["figure"] == "detector_metrics.png" and (run / "40_real_vs_fake[sim]" / m["figure"]).is_file()
+    folder = run / "40_real_vs_fake[sim]"
     assert (folder / "results.csv").is_file() and (folder / "conclusion.md").is_file()
     assert (folder / "image_sets.png").is_file() and (folder / "radial_spectra.png").is_file()
     outs = json.loads((folder / "outputs.json").read_text())

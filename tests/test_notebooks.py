@@ -60,16 +60,18 @@ def test_run_never_writes_into_notebooks(tmp_path):
 
 PARAMETERS = {
     "00_explore_data.py": ["PROFILE", "RUN_DIR", "SEED", "PRESETS", "REAL_DIR"],
-    "10_make_dataset.py": ["PROFILE", "RUN_DIR", "SEED", "SOURCE", "PRESET", "BACKEND", "SAM2_MODEL",
+    "10_make_dataset.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "SOURCE", "PRESET", "BACKEND", "SAM2_MODEL",
                               "SAM2_IMAGE_SIZE", "POINTS_PER_SIDE", "PRED_IOU_THRESH", "STABILITY_SCORE_THRESH",
                               "DENOISE", "THRESHOLD", "CALIBRATE_EDGES", "N_CALIBRATE", "REAL_DIR"],
-    "20_train_pix2pix.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "EPOCHS", "EPOCHS_DECAY",
-                               "BATCH_SIZE", "PRECISION", "NET_G", "UPSAMPLE", "GAN_MODE", "DIFFAUG", "COMPARE_FP32"],
-    "21_train_cyclegan.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "MAX_STEPS", "BATCH_SIZE",
-                                "PRECISION", "NET_G", "LAMBDA_IDENTITY", "DIFFAUG"],
-    "30_metric_tables.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "N_EVAL", "FID_INF", "LPIPS_NET",
-                               "SEM_STEPS"],
-    "40_real_vs_fake.py": ["PROFILE", "RUN_DIR", "SEED", "DATASET", "PRESET", "TRAIN_UPSAMPLING", "MAX_PAIRS"],
+    "20_train_pix2pix.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET", "PRESET", "EPOCHS",
+                            "EPOCHS_DECAY", "BATCH_SIZE", "PRECISION", "NET_G", "UPSAMPLE", "GAN_MODE", "DIFFAUG",
+                            "COMPARE_FP32"],
+    "21_train_cyclegan.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET", "PRESET", "MAX_STEPS",
+                             "BATCH_SIZE", "PRECISION", "NET_G", "LAMBDA_IDENTITY", "DIFFAUG"],
+    "30_metric_tables.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET", "PRESET", "N_EVAL",
+                            "FID_INF", "LPIPS_NET", "SEM_STEPS"],
+    "40_real_vs_fake.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET", "PRESET", "TRAIN_UPSAMPLING",
+                           "MAX_PAIRS"],
     "50_segsem_contours.py": ["PROFILE", "RUN_DIR", "SEED", "SAM2_MODEL", "SAM2_CHECKPOINT", "SAM2_STEPS",
                                  "REAL_DIR"],
 }
@@ -110,11 +112,13 @@ def test_every_notebook_names_its_question():
 
 
 def metrics_doc_of(run_dir: Path, notebook: str) -> dict:
-    """A notebook's metrics.json, checked against the one shape (semlab.metrics.keys.doc_problems:
-    keys exist, values finite, CIs bracket values, n > 0, a headline) with its figure on disk."""
+    """A notebook step's metrics.json (`notebook`: the step, e.g. `20_train_pix2pix[real]`),
+    checked against the one shape (semlab.metrics.keys.doc_problems: keys exist, values
+    finite, CIs bracket values, n > 0, a headline) with its figure on disk."""
     doc = json.loads((run_dir / notebook / "metrics.json").read_text())
     assert K.doc_problems(doc) == [], K.doc_problems(doc)
-    assert doc["notebook"] == notebook and doc["figure"] and (run_dir / notebook / doc["figure"]).is_file()
+    assert doc["notebook"] == notebook.split("[")[0] and doc["figure"]
+    assert (run_dir / notebook / doc["figure"]).is_file()
     return doc
 
 
@@ -154,17 +158,49 @@ def test_make_dataset_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook)
                       {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "BACKEND": "sam2", "N_CALIBRATE": 4})
     assert nb.images >= 6
     assert "SAM2 was requested but is unavailable" in nb.markdown and "sam2.1_hiera_tiny.pt" in nb.markdown
-    doc = metrics_doc_of(run_dir, "10_make_dataset")
+    doc = metrics_doc_of(run_dir, "10_make_dataset[sim]")  # DOMAIN="sim" by default
     m = doc["metrics"]
+    # issue 19: structure classes by pixel IoU with CIs, defects as objects, the oracle ceiling row
+    assert "| structure classes | mean pixel IoU |" in nb.markdown and "oracle ceiling" in nb.markdown
+    assert "| defect, all sizes |" in nb.markdown and "| radius | true | predicted |" in nb.markdown
+    assert m[K.MEAN_IOU_STRUCTURE]["ci_low"] is not None and m[K.key("pattern", K.IOU)]["ci_high"] is not None
+    assert (K.key(K.ORACLE, "defect", K.IOU) in m) == ("no particle in the scored images" not in nb.markdown)
+    out = json.loads((run_dir / "10_make_dataset[sim]" / "outputs.json").read_text())
+    assert (Path(out["dataset"]) / "dataset.json").is_file()
     assert doc["extra"]["backend_requested"] == "sam2" and doc["extra"]["backend_used"] == "classical"
     assert doc["domain"] == "sim" and doc["n"] >= 1 and 0.5 < m[K.key("pattern", K.IOU)]["value"] <= 1.0
     assert m[K.N_OK]["value"] + m[K.N_EXCLUDED]["value"] == 24
     assert doc["headline"][0] == K.MEAN_IOU_STRUCTURE
-    assert (run_dir / "10_make_dataset" / "painted_mask.png").is_file()
+    assert (run_dir / "10_make_dataset[sim]" / "painted_mask.png").is_file()
     from semlab.io import read_mask
 
-    painted = read_mask(run_dir / "10_make_dataset" / "painted_mask.png")
+    painted = read_mask(run_dir / "10_make_dataset[sim]" / "painted_mask.png")
     assert painted.shape == (64, 64) and (painted == 3).any()
+
+
+@pytest.mark.slow
+def test_make_dataset_real_domain_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
+    """Notebook 10 with DOMAIN="real" on the packaged frames (smoke: the line set only):
+    imports and tiles them with the stored frame split, segments them with the defaults
+    for uncalibrated frames, reports tiles and frames and publishes the paired dataset
+    for notebooks 20/21 (`semlab.runs.find_dataset`)."""
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    run_dir = tmp_path / "run"
+    nb = run_notebook("10_make_dataset.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "DOMAIN": "real"})
+    doc = metrics_doc_of(run_dir, "10_make_dataset[real]")
+    m = doc["metrics"]
+    assert doc["domain"] == "real" and m[K.N_FRAMES]["value"] == 3 and m[K.N_TILES]["value"] == doc["n"] > 3
+    assert "tiles of 3 frames (Test01, Test02, Test03)" in nb.text and "polarity per image" in nb.text
+    assert "no ground truth" in nb.text and nb.images >= 3
+    from semlab.data.datasets import load_dataset
+
+    out = json.loads((run_dir / "10_make_dataset[real]" / "outputs.json").read_text())
+    seg = load_dataset(out["dataset"])
+    assert {r["group"] for r in seg.all_rows} == {"Test01", "Test02", "Test03"}
+    assert {r["group"] for r in seg.all_rows if r["split"] == "test"} == {"Test02"}  # the stored split
+    assert all(r.get("polarity") in ("bright", "dark") for r in seg.all_rows)
 
 
 @pytest.mark.slow
@@ -173,15 +209,16 @@ def test_train_pix2pix_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook
     run_dir = tmp_path / "run"
     nb = run_notebook("20_train_pix2pix.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
     assert nb.images >= 3
-    doc = metrics_doc_of(run_dir, "20_train_pix2pix")
+    doc = metrics_doc_of(run_dir, "20_train_pix2pix[sim]")  # DOMAIN="sim" by default
+    assert doc["domain"] == "sim"
     m = {k: v["value"] for k, v in doc["metrics"].items()}
     assert doc["extra"]["steps"] > 0 and 0 < m[K.key(K.PIX2PIX, K.PSNR)] < m[K.key(K.UPPER_BOUND, K.PSNR)]
     assert m[K.STEP_S_FP32] > 0 and m[K.PSNR_GAP] == pytest.approx(
         m[K.key(K.UPPER_BOUND, K.PSNR)] - m[K.key(K.PIX2PIX, K.PSNR)])
     assert doc["metrics"][K.key(K.PIX2PIX, K.PSNR)]["ci_low"] is not None
-    out = json.loads((run_dir / "20_train_pix2pix" / "outputs.json").read_text())
+    out = json.loads((run_dir / "20_train_pix2pix[sim]" / "outputs.json").read_text())
     assert Path(out["generator"]).is_file()
-    assert (run_dir / "20_train_pix2pix" / "fp32_vs_bf16.png").is_file()
+    assert (run_dir / "20_train_pix2pix[sim]" / "fp32_vs_bf16.png").is_file()
 
 
 @pytest.mark.slow
@@ -190,7 +227,7 @@ def test_train_cyclegan_runs_in_smoke_profile(tmp_path, monkeypatch, run_noteboo
     run_dir = tmp_path / "run"
     nb = run_notebook("21_train_cyclegan.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
     assert nb.images >= 2
-    doc = metrics_doc_of(run_dir, "21_train_cyclegan")
+    doc = metrics_doc_of(run_dir, "21_train_cyclegan[sim]")
     assert doc["extra"]["steps"] == 4 and doc["metrics"][K.key(K.CYCLEGAN, K.PSNR)]["value"] > 0
 
 
@@ -219,8 +256,8 @@ def test_metric_tables_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook
         {"outputs": {"20_train_pix2pix": {"generator": str(gen), "dataset": str(ds)}}}))
     nb = run_notebook("30_metric_tables.ipynb", {"PROFILE": "smoke", "RUN_DIR": str(run_dir)})
     assert nb.images >= 4
-    out = run_dir / "30_metric_tables"
-    doc = metrics_doc_of(run_dir, "30_metric_tables")
+    out = run_dir / "30_metric_tables[sim]"
+    doc = metrics_doc_of(run_dir, "30_metric_tables[sim]")
     m = doc["metrics"]
     assert doc["extra"]["models"] == ["Pix2Pix", "simulator (physics baseline)", "noise-free image (upper bound)"]
     assert doc["extra"]["missing_models"] == ["CycleGAN"]
@@ -230,3 +267,70 @@ def test_metric_tables_runs_in_smoke_profile(tmp_path, monkeypatch, run_notebook
     assert doc["headline"] == [K.key(K.PIX2PIX, K.PSNR), K.key(K.PIX2PIX, K.FD_SEM)]
     table = (out / "comparison.md").read_text().replace("\\", "")  # names may be Markdown-escaped
     assert "pt_inception-2015-12-05-6726825d.pth not found" in table and "**" in table
+
+
+def real_lines_dataset(root: Path) -> Path:
+    """The packaged cdsem-lines frames imported in 128-px tiles with the stored frame split
+    and segmented (classical): the paired dataset notebook 10 publishes for DOMAIN="real"."""
+    from semlab.data import samples
+    from semlab.data.datasets import import_images
+    from semlab.segment.pipeline import segment_dataset
+
+    imported = import_images(samples.path("cdsem-lines"), root / "real-imported", tile=128, progress=False)
+    return segment_dataset(imported, root / "real-seg", backend="classical", progress=False)
+
+
+def merge_outputs(run_dir: Path, step: str) -> None:
+    """What the runner does after a step: its outputs.json into the run manifest."""
+    man = json.loads((run_dir / "manifest.json").read_text())
+    man["outputs"][step] = json.loads((run_dir / step / "outputs.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps(man))
+
+
+@pytest.mark.slow
+def test_real_domain_notebooks_20_21_30_40_run_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
+    """DOMAIN="real" through training, metric tables and the detector, on the packaged
+    cdsem-lines frames (train frame Test03, val Test01, test Test02): each notebook writes a
+    valid real-domain metrics doc naming the set, n tiles and n frames; no test frame was
+    trained on; 30 and 40 show the simulated domain beside the real one."""
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    ds = real_lines_dataset(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"outputs": {"10_make_dataset[real]": {"dataset": str(ds)}}}))
+    params = {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "DOMAIN": "real"}
+    docs = {}
+    for nb in ("20_train_pix2pix", "21_train_cyclegan", "30_metric_tables", "40_real_vs_fake"):
+        run = run_notebook(f"{nb}.ipynb", params)
+        step = f"{nb}[real]"
+        docs[nb] = doc = metrics_doc_of(run_dir, step)
+        assert doc["domain"] == "real" and doc["set"].startswith("cdsem-lines (real)"), (nb, doc["set"])
+        assert doc["extra"]["real_set"] == "cdsem-lines" and doc["extra"]["n_tiles"] == doc["n"]
+        assert "describes those frames only" in doc["extra"]["ci_note"]
+        assert not set(doc["extra"]["frames"]) & set(doc["extra"]["train_frames"])
+        merge_outputs(run_dir, step)
+        if nb in ("30_metric_tables", "40_real_vs_fake"):
+            assert "real domain (target: real SEM tiles)" in run.markdown
+    from semlab.runs import find_generator
+
+    for kind in ("pix2pix", "cyclegan"):
+        assert Path(find_generator(kind, "real", run_dir, "smoke")).is_file()
+    p2p, cyc, tab, det = (docs[nb] for nb in sorted(docs))
+    assert p2p["extra"]["n_frames"] == 1 and p2p["set"].endswith(f"{p2p['n']} tiles of 1 frame")
+    assert p2p["extra"]["frames"] == ["Test02"] and p2p["extra"]["train_frames"] == ["Test03"]
+    assert p2p["metrics"][K.key(K.PIX2PIX, K.PSNR)]["ci_low"] is not None
+    assert K.key(K.UPPER_BOUND, K.PSNR) not in p2p["metrics"]  # no noise-free image of a real frame
+    assert cyc["metrics"][K.key(K.CYCLEGAN, K.SSIM)]["n"] == cyc["n"]
+    m = tab["metrics"]
+    assert {K.key(x, K.PSNR) for x in (K.PIX2PIX, K.CYCLEGAN, K.PHYSICS)} <= set(m)
+    assert tab["extra"]["physics_preset"] == "line-space" and 0.8 < tab["extra"]["physics_pixel_nm"] < 0.85
+    assert tab["n"] == 24  # smoke: real.max_eval test tiles, spread over the frame
+    assert det["extra"]["n_frames"] == 2 and det["extra"]["frames"] == ["Test01", "Test02"]
+    assert "blocks of 2x2 tiles" in det["extra"]["grouping"]  # 2 frames, 3 folds: blocks, said so
+    for model in (K.PIX2PIX, K.CYCLEGAN, K.PHYSICS):
+        for key in (K.DETECTOR_BALANCED_ACCURACY, K.DETECTOR_AUC, "spectrum_auc"):
+            e = det["metrics"][K.key(model, key)]
+            assert e["ci_low"] <= e["value"] <= e["ci_high"] and e["n"] == det["n"] == 24

@@ -194,9 +194,13 @@ def conclusion(results: StudyResults | Sequence[Mapping[str, Any]]) -> str:
         sp_names = str(r0.get("splits", ""))
         held = ("held-out masks" if sp_names and "train" not in sp_names.split("+")
                 else "masks that include the generators' training split")
+        grouping = str(r0.get("grouping") or "")
+        how = ("grouped by mask (the real image and the fake of one mask never fall in different folds)"
+               if not grouping or "by mask" in grouping else
+               f"{esc(grouping.removeprefix('folds '))}; a real tile and its fakes are always in one fold")
         out.append(f"On {r0['n_pairs']} real/generated pairs made from {held} ({esc(sp_names) or '?'}), "
-                   f"scored by {r0['n_splits']}-fold cross-validation grouped by mask (the real image and the fake of "
-                   f"one mask never fall in different folds), with {pct}% bootstrap confidence intervals:")
+                   f"scored by {r0['n_splits']}-fold cross-validation {how}, with {pct}% bootstrap "
+                   "confidence intervals:")
         base = next((r.get("attr_high_share") for r in done if r["model"] == SIMULATOR
                      and finite(r.get("attr_high_share"))
                      and _strength(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"]) in ("chance", "below")), None)

@@ -22,6 +22,7 @@ __all__ = [
     "format_ci",
     "METRIC_COLUMNS",
     "study_metrics_doc",
+    "domain_keys",
 ]
 
 
@@ -41,12 +42,16 @@ def results_table(results: StudyResults) -> list[dict[str, Any]]:
     for name, det in results.detections.items():
         r = det.main
         row: dict[str, Any] = {"model": name, "n_pairs": results.sets.n_pairs, "n_splits": len(r.folds),
-                               "splits": "+".join(results.sets.splits), "level": r.level, "detector": r.detector}
+                               "splits": "+".join(results.sets.splits), "level": r.level, "detector": r.detector,
+                               "grouping": results.sets.grouping}
         for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced_accuracy"), ("roc_auc", "auc")):
             row[label], row[f"{label}_lo"], row[f"{label}_hi"] = _ci(r.metrics[key])
         row["spectrum_accuracy"], row["spectrum_accuracy_lo"], row["spectrum_accuracy_hi"] = \
             _ci(det.spectrum.metrics["accuracy"])
         row["spectrum_auc"], row["spectrum_auc_lo"], row["spectrum_auc_hi"] = _ci(det.spectrum.metrics["roc_auc"])
+        if "balanced_accuracy" in det.spectrum.metrics:
+            row["spectrum_balanced_accuracy"], row["spectrum_balanced_accuracy_lo"], \
+                row["spectrum_balanced_accuracy_hi"] = _ci(det.spectrum.metrics["balanced_accuracy"])
         for extra, res2 in list(det.cnn.items())[1:]:
             row[f"{slug(extra)}_accuracy"], row[f"{slug(extra)}_accuracy_lo"], row[f"{slug(extra)}_accuracy_hi"] = \
                 _ci(res2.metrics["accuracy"])
@@ -140,7 +145,8 @@ def format_results_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 # results_table column -> metrics.json key (semlab.metrics.keys); CI columns "<column>_lo/_hi"
 METRIC_COLUMNS = {"accuracy": "detector_accuracy", "balanced_accuracy": "detector_balanced_accuracy",
-                  "auc": "detector_auc", "spectrum_accuracy": "spectrum_accuracy", "n_peaks": "n_peaks",
+                  "auc": "detector_auc", "spectrum_accuracy": "spectrum_accuracy", "spectrum_auc": "spectrum_auc",
+                  "spectrum_balanced_accuracy": "spectrum_balanced_accuracy", "n_peaks": "n_peaks",
                   "n_grid_peaks": "n_grid_peaks", "hf_db": "hf_power_db", "edge_enrichment": "edge_enrichment"}
 _UNITS = {"hf_db": "dB", "edge_enrichment": "x", "n_peaks": "peaks", "n_grid_peaks": "peaks"}
 
@@ -153,7 +159,9 @@ def study_metrics_doc(results: StudyResults, *, profile: str, dataset: str = "",
     relative to real with CI, edge enrichment with CI), n = mask pairs. Values that could
     not be measured go to `extra["unavailable"]`; missing models to `extra["missing"]`.
     Headline: detector AUC and spectrum-only accuracy of Pix2Pix and CycleGAN (of the first
-    two models when neither was trained)."""
+    two models when neither was trained). On real tiles (`results.sets.real`) the domain is
+    "real", `set` names the real set with n tiles and n frames, and `extra` records the set,
+    its frames, how the folds were grouped and the CI caveat."""
     from semlab.metrics import keys as K
     from semlab.runs import metric, metrics_doc
 
@@ -180,5 +188,27 @@ def study_metrics_doc(results: StudyResults, *, profile: str, dataset: str = "",
         extra["seconds"] = round(float(seconds), 1)
     if unavailable:
         extra[K.UNAVAILABLE] = unavailable
-    return metrics_doc("40_real_vs_fake", "sim", f"{dataset}, split(s) {'+'.join(results.sets.splits)}".lstrip(", "),
+    extra["grouping"] = results.sets.grouping
+    label = f"{dataset}, split(s) {'+'.join(results.sets.splits)}".lstrip(", ")
+    real = results.sets.real_split
+    if real is not None:
+        from semlab.train.realsets import CI_CAVEAT
+
+        frames = real.frames_of(results.sets.ids)
+        n_frames = len(frames)
+        label = (f"{real.set} (real), held-out split(s) {'+'.join(results.sets.splits)}: {results.sets.n_pairs} tiles "
+                 f"of {n_frames} frame{'s' if n_frames != 1 else ''}")
+        extra.update(real_set=real.set, n_tiles=results.sets.n_pairs, n_frames=n_frames, frames=frames,
+                     train_frames=real.frames.get("train", []), ci_note=CI_CAVEAT)
+    return metrics_doc("40_real_vs_fake", "real" if real is not None else "sim", label,
                        results.sets.n_pairs, metrics, headline=headline[:4], figure=figure, **extra)
+
+
+def domain_keys() -> list[str]:
+    """The keys notebook 40 shows for both domains side by side: for Pix2Pix, CycleGAN and
+    the physics baseline, the CNN's balanced accuracy and AUC and the spectrum-only
+    detector's balanced accuracy and AUC."""
+    from semlab.metrics import keys as K
+
+    return [K.key(m, x) for m in (K.PIX2PIX, K.CYCLEGAN, K.PHYSICS)
+            for x in (K.DETECTOR_BALANCED_ACCURACY, K.DETECTOR_AUC, "spectrum_balanced_accuracy", "spectrum_auc")]

@@ -45,7 +45,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from semlab.forensics.narrative import conclusion
-from semlab.forensics.results import METRIC_COLUMNS, format_results_table, results_table, study_metrics_doc
+from semlab.forensics.results import (METRIC_COLUMNS, domain_keys, format_results_table, results_table,
+                                     study_metrics_doc)
 from semlab.forensics.study_types import (BANDS, PROFILES, RUN_GENERATORS, SIMULATOR, UPSAMPLING_MODELS, FakeSets,
                                           ModelDetection, SaliencyStudy, SpectralStudy, StudyResults,
                                           TrainedGenerator, on_upsampling_grid, slug, study_settings)
@@ -58,12 +59,14 @@ __all__ = [
     "study_settings",
     "slug",
     "resolve_dataset",
+    "resolve_domain",
     "find_generators",
     "TrainedGenerator",
     "upsampling_configs",
     "train_upsampling_pair",
     "FakeSets",
     "fake_sets",
+    "domain_fake_sets",
     "ModelDetection",
     "run_detectors",
     "SpectralStudy",
@@ -77,8 +80,11 @@ __all__ = [
     "conclusion",
     "write_results",
     "study_metrics_doc",
+    "domain_keys",
     "METRIC_COLUMNS",
     "detection_results",
+    "pair_summary",
+    "detections_summary",
 ]
 
 
@@ -90,7 +96,7 @@ def resolve_dataset(run_dir: str | Path | None = None, dataset: str | Path | Non
     """``(folder, how it was chosen)``: `dataset` if given; else the dataset notebook 20
     (or 21) of the run trained on, so the generators are scored on the masks of their
     own held-out splits; else the embedded default dataset of the profile."""
-    from semlab.runs import run_outputs
+    from semlab.runs import run_outputs, step_name
 
     if dataset:
         p = Path(dataset)
@@ -99,24 +105,41 @@ def resolve_dataset(run_dir: str | Path | None = None, dataset: str | Path | Non
         return p, "given"
     outs = run_outputs(run_dir)
     for nb, _ in RUN_GENERATORS.values():
-        d = outs.get(nb, {}).get("dataset")
-        if d and (Path(d) / "dataset.json").is_file():
-            return Path(d), f"the dataset notebook {nb} trained on"
+        for step in (step_name(nb, "sim"), nb):
+            d = outs.get(step, {}).get("dataset")
+            if d and (Path(d) / "dataset.json").is_file():
+                return Path(d), f"the dataset notebook {step} trained on"
     from semlab.data.datasets import make_default_dataset
 
     return make_default_dataset(preset, profile, seed=seed, progress=False), f"the default {preset} dataset"
 
 
-def find_generators(run_dir: str | Path | None, profile: str) -> tuple[dict[str, Path], dict[str, str]]:
-    """``(found, missing)``: the simulated-domain generators of notebooks 20 (Pix2Pix) and
-    21 (CycleGAN) (`semlab.runs.find_generator`); `missing` maps a model name to why it
-    is not available (which notebook to run)."""
+def resolve_domain(domain: str, run_dir: str | Path | None = None, dataset: str | Path | None = None, *,
+                   preset: str = "ic-metal", profile: str = "cpu", seed: int = 0,
+                   real_dir: str = "") -> tuple[Path, str, Any]:
+    """``(folder, how it was chosen, RealSplit or None)``: `resolve_dataset` in the
+    simulated domain; in the real domain the run's real dataset cut to its main set
+    (`semlab.train.realsets.domain_dataset`), the set the real generators trained on."""
+    if domain == "sim":
+        return (*resolve_dataset(run_dir, dataset, preset=preset, profile=profile, seed=seed), None)
+    from semlab.train.realsets import domain_dataset
+
+    folder, real = domain_dataset(domain, run_dir, dataset or "", preset=preset, profile=profile, seed=seed,
+                                  real_dir=real_dir)
+    return folder, f"real set {real.set} of {'the given dataset' if dataset else 'notebook 10[real]'}", real
+
+
+def find_generators(run_dir: str | Path | None, profile: str,
+                    domain: str = "sim") -> tuple[dict[str, Path], dict[str, str]]:
+    """``(found, missing)``: the generators of `domain` of notebooks 20 (Pix2Pix) and 21
+    (CycleGAN) (`semlab.runs.find_generator`); `missing` maps a model name to why it is
+    not available (which notebook to run)."""
     from semlab.runs import find_generator
 
     found: dict[str, Path] = {}
     missing: dict[str, str] = {}
     for name, (_nb, kind) in RUN_GENERATORS.items():
-        g = find_generator(kind, "sim", run_dir, profile)
+        g = find_generator(kind, domain, run_dir, profile)
         if g:
             found[name] = g
         else:
@@ -197,13 +220,15 @@ def _dataset_preset(ds, fallback: str) -> str:
 
 def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], split: str | Sequence[str] = "test",
               *, missing: Mapping[str, str] | None = None, simulator: bool = True, preset: str | None = None,
-              seed: int = 0, max_pairs: int | None = None, progress: bool = False) -> FakeSets:
+              seed: int = 0, max_pairs: int | None = None, progress: bool = False, ids: Sequence[str] | None = None,
+              pixel_nm: float | None = None) -> FakeSets:
     """For each generator (name -> generator.pt or checkpoint; None = missing), the images
     it makes from the masks of `split` (one name or several), paired with the dataset's
     real images; plus, with `simulator`, `SIMULATOR`: the simulator's image formation
     applied to the same masks (`render_mask`, the preset of the dataset unless `preset`
     is given, imaging parameters drawn per image from its own seed, as a generator
-    would have to choose them).
+    would have to choose them). `ids` (instead of the splits' ids) names the items;
+    `pixel_nm` the baseline's pixel size (default: the dataset's).
 
     A generator that cannot be loaded or was trained at another image size is listed in
     `missing` with the reason instead of stopping the study.
@@ -214,9 +239,9 @@ def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], 
 
     ds = load_dataset(dataset)
     splits = (split,) if isinstance(split, str) else tuple(split)
-    ids: list[str] = []
-    for s in splits:
-        ids.extend(ds.split(s))
+    if ids is None:
+        ids = [i for s in splits for i in ds.split(s)]
+    ids = list(ids)
     if max_pairs is not None:
         ids = ids[: int(max_pairs)]
     if not ids:
@@ -250,7 +275,7 @@ def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], 
     if simulator:
         t0 = time.perf_counter()
         pre = preset or _dataset_preset(ds, "ic-metal")
-        px = ds.info.get("pixel_size_nm")
+        px = pixel_nm or ds.info.get("pixel_size_nm")
         rendered = []
         it = enumerate(masks)
         if progress:
@@ -267,6 +292,34 @@ def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], 
                     sources=sources, missing=gone, seconds=seconds)
 
 
+def domain_fake_sets(dataset: str | Path, real, generators: Mapping[str, str | Path | None],
+                     settings: Mapping[str, Any], *, missing: Mapping[str, str] | None = None, seed: int = 0,
+                     preset: str = "ic-metal") -> FakeSets:
+    """`fake_sets` of either domain. Simulated (`real` None): the profile's splits and
+    `max_pairs`, as before. Real (`real`: the set's `RealSplit`): the held-out val and test
+    tiles of the set (frames the generators never saw; at most `settings["max_pairs"]`, else
+    the profile's `real.max_pairs`, spread evenly), the physics baseline at the set's built-in preset and
+    pixel size, and cross-validation groups by frame when there are at least `n_splits`
+    frames, else by blocks of neighbouring tiles (`semlab.train.realsets.fold_groups`)."""
+    if real is None:
+        return fake_sets(dataset, generators, settings["splits"], missing=missing, seed=seed,
+                         max_pairs=settings["max_pairs"])
+    from dataclasses import replace
+
+    from semlab.config import load_profile
+    from semlab.data.datasets import load_dataset
+    from semlab.train import realsets
+
+    r = load_profile(settings["profile"]).real
+    ds = load_dataset(dataset)
+    ids = realsets.held_out_ids(real, ("val", "test"), settings.get("max_pairs") or r.max_pairs)
+    masks = np.stack([ds.mask(i) for i in ids[:16]])
+    sets = fake_sets(dataset, generators, ("val", "test"), missing=missing, seed=seed, ids=ids,
+                     preset=realsets.set_preset(real.set, masks), pixel_nm=realsets.set_pixel_nm(ds, real.set))
+    groups, how = realsets.fold_groups(realsets.tile_index(ds), sets.ids, int(settings["n_splits"]), r.block_tiles)
+    return replace(sets, fold_groups=groups.tolist(), grouping=how, real_split=real)
+
+
 # --------------------------------------------------------------------------- detectors
 
 
@@ -279,7 +332,7 @@ def run_detectors(sets: FakeSets, *, profile: str = "cpu", seed: int = 0, models
     from semlab.forensics.spectrum import cross_validate_spectrum_detector
 
     s = study_settings(profile, **overrides)
-    n_splits = min(int(s["n_splits"]), sets.n_pairs)
+    n_splits = min(int(s["n_splits"]), sets.n_groups)
     out: dict[str, ModelDetection] = {}
     for name in (models or sets.models):
         real, fake, gr, gf = sets.pair(name)
@@ -294,6 +347,18 @@ def run_detectors(sets: FakeSets, *, profile: str = "cpu", seed: int = 0, models
         spec = cross_validate_spectrum_detector(real, fake, gr, gf, n_splits=n_splits, seed=seed, n_boot=s["n_boot"])
         out[name] = ModelDetection(name, cnn, spec, time.perf_counter() - t0)
     return out
+
+
+def pair_summary(pair: Mapping[str, TrainedGenerator]) -> str:
+    """One line per trained upsampling generator: steps, seconds, reused or not."""
+    return "\n".join(f"{name}: {g.steps} steps in {g.seconds:.0f} s" + (" (reused a finished run)" if g.reused else "")
+                     for name, g in pair.items())
+
+
+def detections_summary(detections: Mapping[str, ModelDetection]) -> str:
+    """One line per model: the CNN's summary, the spectrum-only accuracy and the time."""
+    return "\n".join(f"{name}: {d.main.summary()} | spectrum only: accuracy "
+                     f"{d.spectrum.metrics['accuracy'].value:.3f} ({d.seconds:.0f} s)" for name, d in detections.items())
 
 
 def detection_results(detections: Mapping[str, ModelDetection]) -> dict[str, Any]:

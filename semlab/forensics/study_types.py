@@ -141,10 +141,19 @@ class FakeSets:
     sources: dict[str, str]
     missing: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
+    # real domain: the cross-validation group of each tile (its frame, or a block of
+    # neighbouring tiles), how they were formed, and the real set with its frames
+    fold_groups: list[str] | None = None
+    grouping: str = "folds grouped by mask (a real image and its generated images in one fold)"
+    real_split: Any = None  # a semlab.train.realsets.RealSplit (real domain)
 
     @property
     def groups(self) -> np.ndarray:
-        return np.asarray(self.ids)
+        return np.asarray(self.fold_groups if self.fold_groups is not None else self.ids)
+
+    @property
+    def n_groups(self) -> int:
+        return len(set(self.groups.tolist()))
 
     @property
     def models(self) -> list[str]:

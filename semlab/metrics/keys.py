@@ -32,7 +32,8 @@ __all__ = [
     "NOISE_SIGMA", "SPECTRAL_SLOPE", "NOISE_SIGMA_RATIO",
     # 10
     "EDGE_OFFSET", "N_OK", "N_EXCLUDED", "MS_PER_IMAGE", "IOU", "MEAN_IOU", "MEAN_IOU_STRUCTURE",
-    "FREQ_WEIGHTED_IOU",
+    "FREQ_WEIGHTED_IOU", "OBJECT_PRECISION", "OBJECT_RECALL", "OBJECT_F1", "RADIUS_ERROR", "ORACLE",
+    "N_TILES", "N_FRAMES", "N_DARK_POLARITY", "PATTERN_COVERAGE", "min_radius_entity",
     # 20, 21, 30
     "PIX2PIX", "CYCLEGAN", "PHYSICS", "UPPER_BOUND", "VS_NOISE_FREE", "PSNR", "SSIM", "MS_SSIM", "LPIPS",
     "FID", "KID", "FD_SEM", "KD_SEM", "SPECTRAL_DISTANCE", "PSNR_GAP", "SSIM_GAP", "STEP_S_BF16",
@@ -60,6 +61,23 @@ IOU = "iou"  # per class "<class>.iou"; per contour method "<method>.iou" (50)
 MEAN_IOU = "mean_iou"
 MEAN_IOU_STRUCTURE = "mean_iou_structure"
 FREQ_WEIGHTED_IOU = "frequency_weighted_iou"
+# objects scored one to one (semlab.metrics.objects): "<class>.object_f1", and for the objects
+# of at least r px "<class>_r<r>px.object_f1" (`min_radius_entity`); the oracle ceiling of
+# particles is "oracle.defect.iou" / "oracle.defect.object_recall"
+OBJECT_PRECISION = "object_precision"
+OBJECT_RECALL = "object_recall"
+OBJECT_F1 = "object_f1"
+RADIUS_ERROR = "radius_error_px"  # matched objects: equivalent radius, predicted minus true
+ORACLE = "oracle"
+N_TILES = "n_tiles"  # real domain: tiles and the frames they come from
+N_FRAMES = "n_frames"
+N_DARK_POLARITY = "n_dark_polarity"  # frames segmented as inverted (pattern = dark phase)
+PATTERN_COVERAGE = "pattern_coverage"  # mean share of pattern pixels per mask
+
+
+def min_radius_entity(cls: str, radius_px: float) -> str:
+    """`min_radius_entity("defect", 3)` -> "defect_r3px": the objects of at least 3 px radius."""
+    return f"{cls}_r{radius_px:g}px"
 
 # ---------------------------------------------------------------- 20, 21, 30: translators
 PIX2PIX = "pix2pix"

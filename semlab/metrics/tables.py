@@ -38,23 +38,26 @@ def profile_settings(profile: str) -> dict:
         raise KeyError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}") from None
 
 
-def find_generators(run_dir, profile: str) -> dict[str, dict]:
-    """{"Pix2Pix": {"path": ..., "found": bool, "where": str}, "CycleGAN": {...}} for the
-    simulated domain, from `semlab.runs.find_generator` (the run manifest, else the
-    standalone folders)."""
+def find_generators(run_dir, profile: str, domain: str = "sim") -> dict[str, dict]:
+    """{"Pix2Pix": {"path": ..., "found": bool, "where": str}, "CycleGAN": {...}} of
+    `domain`, from `semlab.runs.find_generator` (the run manifest, else the standalone
+    folders)."""
     from semlab.runs import find_generator
 
     found = {}
     for name, kind in (("Pix2Pix", "pix2pix"), ("CycleGAN", "cyclegan")):
-        g = find_generator(kind, "sim", run_dir, profile)
+        g = find_generator(kind, domain, run_dir, profile)
         found[name] = {"path": str(g) if g else None, "found": bool(g),
                        "where": "found" if g else f"not found ({g})"}
     return found
 
 
 def model_images(dataset, ids, generators: dict[str, dict], *, preset: str = "ic-metal", seed: int = 0,
-                 with_upper_bound: bool = True) -> dict[str, np.ndarray]:
-    """Generated test images per model, (N, H, W) float32, in the order of `ids`."""
+                 with_upper_bound: bool = True, pixel_nm: float | None = None) -> dict[str, np.ndarray]:
+    """Generated test images per model, (N, H, W) float32, in the order of `ids`. The
+    physics baseline renders each mask with the image's own preset and pixel size when the
+    dataset records them (simulated data), else with `preset` at `pixel_nm` (real data:
+    the built-in preset of the set's kind at the set's pixel size, `physics_setting`)."""
     from semlab.data.simulate import render_mask
     from semlab.train.generate import Generator
 
@@ -66,11 +69,36 @@ def model_images(dataset, ids, generators: dict[str, dict], *, preset: str = "ic
     phys = []
     for k, (i, m) in enumerate(zip(ids, masks)):
         prm = dataset.params(i)  # simulated data: render at the image's own pixel size and preset
-        phys.append(render_mask(m, prm.get("preset", preset), (seed, 7, k), pixel_nm=prm.get("pixel_nm")).image)
+        phys.append(render_mask(m, prm.get("preset", preset), (seed, 7, k),
+                                pixel_nm=prm.get("pixel_nm") or pixel_nm).image)
     out[PHYSICS] = np.stack(phys)
     if with_upper_bound and dataset.clean(ids[0]) is not None:
         out[UPPER_BOUND] = np.stack([dataset.clean(i) for i in ids])
     return out
+
+
+def physics_setting(dataset, real, preset: str) -> tuple[str, float | None]:
+    """(preset, pixel size in nm) of the physics baseline: on simulated data (`real` None)
+    `preset` and the images' own sizes; on a real set (`real`: its `RealSplit`) the
+    simulator's built-in preset of the set's kind at the set's pixel size."""
+    from semlab.train.realsets import set_pixel_nm, set_preset
+
+    if real is None:
+        return preset, None
+    masks = np.stack([dataset.mask(i) for i in real.tiles.get("train", [])[:16]]) if real.tiles.get("train") else None
+    return set_preset(real.set, masks), set_pixel_nm(dataset, real.set)
+
+
+def eval_ids(dataset, real, n_eval: int | None, profile: str = "cpu") -> list[str]:
+    """The test tiles scored: the first `n_eval` of the test split (simulated data), or
+    (real data) `n_eval` (default: the profile's `real.max_eval`) spread evenly over the
+    held-out test tiles of the real set."""
+    from semlab.config import load_profile
+    from semlab.train.realsets import held_out_ids
+
+    if real is None:
+        return dataset.split("test")[:n_eval or None]
+    return held_out_ids(real, ("test",), n_eval or load_profile(profile).real.max_eval)
 
 
 def evaluate_models(real: np.ndarray, fakes: dict[str, np.ndarray], *, sem_encoder=None, fid_inf: bool = True,
@@ -114,6 +142,13 @@ def sample_size_study(encoder, real_sets: dict[str, tuple[list, list]], ns, *, r
         fa, fb = extract(a), extract(b)
         out[label] = distance_vs_n(fa, fb, ns, repeats=repeats, seed=seed)
     return out
+
+
+def sample_size_studies(spaces: dict[str, tuple], pairs: dict[str, tuple[list, list]], ns, *, repeats: int = 3,
+                        seed: int = 0) -> dict[str, dict[str, list[dict]]]:
+    """`sample_size_study` in every feature space of `feature_spaces`: {space: curves}."""
+    return {what: sample_size_study(features, pairs, ns, repeats=repeats, seed=seed)
+            for what, (features, _file) in spaces.items()}
 
 
 def inception_extractor(precision: str = "fp32"):
@@ -242,15 +277,21 @@ UNITS = {"psnr": "dB", "spectral_distance_db": "dB"}
 
 
 def tables_metrics_doc(results: dict[str, list[dict]], generators: dict[str, dict], curves: dict[str, list[dict]],
-                       encoder, *, source, n: int, profile: str, figure: str = "models_gallery.png") -> dict:
+                       encoder, *, source, n: int, profile: str, figure: str = "models_gallery.png",
+                       real=None, physics: tuple[str, float | None] | None = None,
+                       ids: list[str] | None = None) -> dict:
     """Notebook 30's metrics.json: `<model>.<metric>` (keys `semlab.metrics.keys`: model
     pix2pix, cyclegan, physics, upper_bound; metric `TABLE_METRICS`) with their CIs from
     `evaluate`; `same_distribution.n<n>.fd_sem`, the mean FD_sem of two same-distribution
     sets of n images (`curves`: `sample_size_study` of the SEM encoder). Metrics without a
     value (missing weights) are named in `extra["unavailable"]` with the reason. Headline:
     PSNR and FID (FD_sem without FID weights) of the trained models, else of the physics
-    baseline."""
+    baseline. `real` (a `RealSplit`): the real set scored; `set` then names it with n
+    tiles and n frames of the scored tiles (`ids`; default the whole test split), and
+    `extra` records the set, frames and CI caveat; `physics`: the baseline's (preset,
+    pixel size)."""
     from semlab.metrics import keys as K
+    from semlab.metrics.translators import real_extra
     from semlab.runs import metric, metrics_doc
 
     metrics, unavailable = {}, {}
@@ -278,9 +319,62 @@ def tables_metrics_doc(results: dict[str, list[dict]], generators: dict[str, dic
              "sem_encoder_sha256": encoder.sha256, "sem_encoder": encoder.describe()}
     if unavailable:
         extra[K.UNAVAILABLE] = unavailable
-    return metrics_doc("30_metric_tables", "sim" if UPPER_BOUND in results else "real",
-                       f"{Path(str(source)).name}, test split", n, metrics,
+    if physics is not None:
+        extra["physics_preset"], extra["physics_pixel_nm"] = physics
+    label = f"{Path(str(source)).name}, test split"
+    if real is not None:
+        label = real.label("test", ids)
+        extra.update(real_extra(real, "test", ids))
+    return metrics_doc("30_metric_tables", "real" if real is not None else "sim", label, n, metrics,
                        headline=[k for k in headline if k in metrics][:4], figure=figure, **extra)
+
+
+_DOMAIN_WORDS = {"sim": "simulated domain (target: simulated images)", "real": "real domain (target: real SEM tiles)"}
+
+
+def domain_keys(doc: dict | None = None, metrics=("psnr", "ssim", "fd_sem", "kd_sem", "fid")) -> list[str]:
+    """The keys the side-by-side table shows: each translator and the physics baseline
+    (`<model>.<metric>` for `metrics`), those of `doc` first when given."""
+    from semlab.metrics import keys as K
+
+    keys = [K.key(m, x) for m in (K.PIX2PIX, K.CYCLEGAN, K.PHYSICS) for x in metrics]
+    if doc:
+        return [k for k in keys if k in doc.get("metrics", {})] + [k for k in keys if k not in doc.get("metrics", {})]
+    return keys
+
+
+def domains_markdown(docs: dict[str, dict | None], keys=None, digits: int = 3) -> str:
+    """The simulated and the real domain side by side (Markdown): one row per metric key
+    present in either doc (or `keys`), one column per domain, value [CI] (n); a header
+    naming each domain's set and n, saying which is which. `docs`: {"sim": doc or None,
+    "real": doc or None} (`semlab.runs.domain_doc`)."""
+    from semlab.textfmt import md_escape as esc
+
+    have = {d: doc for d, doc in docs.items() if doc}
+    if not have:
+        return "No metrics of either domain yet."
+    names = list(keys) if keys else list(dict.fromkeys(k for doc in have.values() for k in doc.get("metrics", {})))
+    names = [k for k in names if any(k in doc.get("metrics", {}) for doc in have.values())]
+    cols = list(have)
+
+    def cell(doc, k):
+        m = doc.get("metrics", {}).get(k)
+        if not m or m.get("value") is None:
+            return "-"
+        s = f"{m['value']:.{digits}g}"
+        if m.get("ci_low") is not None and m.get("ci_high") is not None:
+            s += f" [{m['ci_low']:.{digits}g}, {m['ci_high']:.{digits}g}]"
+        return s + (f" {m['unit']}" if m.get("unit") else "")
+
+    lines = ["| metric | " + " | ".join(esc(_DOMAIN_WORDS.get(d, d)) for d in cols) + " |",
+             "|---|" + "---|" * len(cols),
+             "| set, n | " + " | ".join(esc(f"{have[d].get('set')}, n={have[d].get('n')}") for d in cols) + " |"]
+    lines += [f"| {esc(k)} | " + " | ".join(cell(have[d], k) for d in cols) + " |" for k in names]
+    missing = [d for d in docs if not docs[d]]
+    if missing:
+        lines.append("")
+        lines.append("Not run (yet) in this run: " + ", ".join(_DOMAIN_WORDS.get(d, d) for d in missing) + ".")
+    return "\n".join(lines)
 
 
 def inputs_markdown(source, n: int, size: int, generators: dict[str, dict],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -14,7 +14,8 @@ from semlab.metrics import keys as K
 from semlab.metrics.pixel import ci_table, format_ci_table, paired_scores
 from semlab.runs import metric, metrics_doc
 
-__all__ = ["TranslatorScores", "score_translator", "translator_metrics_doc", "UPPER_BOUND_ROW"]
+__all__ = ["TranslatorScores", "score_translator", "translator_metrics_doc", "real_extra", "UPPER_BOUND_ROW",
+           "train_sets", "sets_markdown"]
 
 UPPER_BOUND_ROW = "noise-free image vs simulated (target): upper bound"  # simulated data only
 
@@ -74,12 +75,14 @@ def _m(ci: tuple[float, float, float], n: int, unit: str = "") -> dict:
 
 def translator_metrics_doc(notebook: str, kind: str, scores: TranslatorScores, *, source: str | Path,
                            step_s: dict[str, float] | None = None, figure: str = "test_grid.png",
-                           **extra: Any) -> dict:
+                           real=None, **extra: Any) -> dict:
     """The metrics.json doc of a training notebook: `<kind>.psnr`/`.ssim` against the real
     images, `upper_bound.psnr`/`.ssim`, `<kind>.vs_noise_free.psnr`/`.ssim` (mean and 95%
     bootstrap CI over test images), `psnr_gap_db`/`ssim_gap` (upper bound minus model) and,
     with `step_s` ({"bf16": s, "fp32": s}), the median step times. `extra`: settings
-    (profile, steps, precision, ...)."""
+    (profile, steps, precision, ...). `real` (a `semlab.train.realsets.RealSplit`): the
+    real set scored; the doc's `set` then names it with n tiles and n frames of the test
+    split, and `extra` records the set, its frames and the CI caveat."""
     n, t = len(scores.ids), scores.table
     units = {K.PSNR: "dB", K.SSIM: ""}
     metrics = {K.key(kind, m): _m(t[scores.vs_real][m], n, u) for m, u in units.items()}
@@ -96,5 +99,60 @@ def translator_metrics_doc(notebook: str, kind: str, scores: TranslatorScores, *
         metrics[K.STEP_S_FP32] = metric(step_s["fp32"], unit="s", note="median training step")
     headline = [k for k in (K.key(kind, K.PSNR), K.key(K.UPPER_BOUND, K.PSNR), K.key(kind, K.SSIM), K.PSNR_GAP)
                 if k in metrics]
-    return metrics_doc(notebook, "sim" if scores.has_bound else "real", f"{Path(source).name}, test split", n,
+    label = f"{Path(source).name}, test split"
+    if real is not None:
+        label = real.label("test", scores.ids)
+        extra.update(real_extra(real, "test", scores.ids))
+    return metrics_doc(notebook, "sim" if scores.has_bound else "real", label, n,
                        metrics, headline=headline, figure=figure, **extra)
+
+
+def real_extra(real, split: str = "test", ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """The `extra` facts of a real-domain metrics doc: the set, n tiles, n frames and the
+    frames of the tiles scored (`ids`; default: all of `split`), the frames the models
+    were trained on, and the CI caveat."""
+    from semlab.train.realsets import CI_CAVEAT
+
+    ids = list(real.tiles.get(split, [])) if ids is None else list(ids)
+    frames = real.frames_of(ids)
+    return {"real_set": real.set, "n_tiles": len(ids), "n_frames": len(frames), "frames": frames,
+            "train_frames": real.frames.get("train", []), "ci_note": CI_CAVEAT}
+
+
+def train_sets(cfg, sets: Mapping[str, tuple[Path, Any]], label: str, *, seed: int = 0,
+               progress: bool = False) -> list[dict[str, Any]]:
+    """One model per further real set (`sets`: {set: (dataset, RealSplit)}, from
+    `semlab.train.realsets.other_sets`): `cfg` (a TrainConfig) retrained on each set's
+    dataset into `<cfg.out>-<set>`, scored on the set's held-out test tiles. Rows: set, n
+    tiles, n frames, PSNR and SSIM with 95% CIs, generator path."""
+    from dataclasses import replace
+
+    from semlab.data.datasets import load_dataset
+    from semlab.train import train
+    from semlab.train.checkpoint import latest_checkpoint
+    from semlab.train.generate import Generator
+
+    rows = []
+    for name, (folder, split) in sets.items():
+        c = replace(cfg, dataset=str(folder), out=f"{cfg.out}-{name}")
+        res = train(c, progress=progress)
+        gen = res.generator_path or latest_checkpoint(Path(c.out) / "checkpoints")
+        scores = score_translator(Generator(gen), load_dataset(folder), split.tiles["test"], label, seed=seed)
+        n_tiles, n_frames = split.n("test")
+        rows.append({"set": name, "n_tiles": n_tiles, "n_frames": n_frames, "generator": str(gen),
+                     **{m: [float(x) for x in scores.table[scores.vs_real][m]] for m in (K.PSNR, K.SSIM)}})
+    return rows
+
+
+def sets_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of `train_sets` as Markdown (or a sentence when there are none)."""
+    from semlab.textfmt import md_escape
+
+    if not rows:
+        return "No further real set is trained in this profile and domain (the cpu profile trains the line set only)."
+    lines = ["| real set | test tiles | frames | PSNR (dB) | SSIM |", "|---|---|---|---|---|"]
+    for r in rows:
+        p, s = r[K.PSNR], r[K.SSIM]
+        lines.append(f"| {md_escape(r['set'])} | {r['n_tiles']} | {r['n_frames']} | {p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}] "
+                     f"| {s[0]:.3f} [{s[1]:.3f}, {s[2]:.3f}] |")
+    return "\n".join(lines)
