@@ -96,24 +96,11 @@ def class_iou_ci(seg_root, truth_root, split: str = "test", n_boot: int = 2000, 
     return out
 
 
-def _best_threshold_iou(img: np.ndarray, truth: np.ndarray, window: np.ndarray, core: np.ndarray) -> tuple[int, int]:
-    """(intersection, union) of the best single-threshold region: pixels of the window
-    at or above a level, the connected part that touches the particle's core, over
-    every level present in the window."""
-    best = (0, int(truth.sum()))
-    vals = np.unique(img[window])
-    for t in vals:
-        reg = (img >= t) & window
-        lab, _ = ndi.label(reg)
-        ids = np.unique(lab[core & reg])
-        ids = ids[ids > 0]
-        if not len(ids):
-            continue
-        p = np.isin(lab, ids)
-        i, u = int((p & truth).sum()), int((p | truth).sum())
-        if i * best[1] > best[0] * u:
-            best = (i, u)
-    return best
+def _exact_best(img, truth, window, core):
+    """The oracle's region over every level present in the window (semlab's function, exact)."""
+    from semlab.segment.evaluate import best_threshold_region
+
+    return best_threshold_region(img, truth, window, core, levels=None)
 
 
 def particle_ceiling(truth_root, seg_root, segmenter, split: str = "test", progress: bool = True) -> dict:
@@ -153,8 +140,8 @@ def particle_ceiling(truth_root, seg_root, segmenter, split: str = "test", progr
             ring = (rho > r + 2) & (rho <= r + 4) & (t != labels.DEFECT)
             on = "pattern" if ring.any() and (t[ring] == labels.PATTERN).mean() >= 0.5 else "background"
             pw = pred & window
-            oc = _best_threshold_iou(clean, tj, window, core) if clean is not None else (0, 0)
-            od = _best_threshold_iou(den, tj, window, core)
+            oc = _exact_best(clean, tj, window, core) if clean is not None else (0, 0)
+            od = _exact_best(den, tj, window, core)
             rows.append({"id": i, "area_px": area, "radius_px": r, "dose": dose, "on": on,
                          "found": bool((pw & tj).any()),
                          "pipeline": (int((pw & tj).sum()), int((pw | tj).sum())),

@@ -140,13 +140,15 @@ def object_matches(seg_root, truth_root, split: str = "test", cls: str = "defect
     return out
 
 
-def _best_threshold(img: np.ndarray, truth: np.ndarray, window: np.ndarray, core: np.ndarray,
-                    levels: int = 48) -> tuple[int, int]:
+def best_threshold_region(img: np.ndarray, truth: np.ndarray, window: np.ndarray, core: np.ndarray,
+                          levels: int | None = 48) -> tuple[int, int]:
     """(intersection, union) of the best single-threshold region in `window` that
-    touches `core`, over `levels` thresholds spread over the window's values."""
+    touches `core`, over `levels` thresholds spread over the window's values (None: every
+    value present in the window, exact and slower)."""
     best = (0, int(truth.sum()))
     vals = img[window]
-    for t in np.unique(np.quantile(vals, np.linspace(0, 1, levels))):
+    grid = np.unique(vals) if levels is None else np.unique(np.quantile(vals, np.linspace(0, 1, levels)))
+    for t in grid:
         reg = (img >= t) & window
         lab, _ = ndi.label(reg)
         hit = np.unique(lab[core & reg])
@@ -193,7 +195,7 @@ def defect_oracle(truth_root, segmenter, split: str = "test", n_boot: int = 1000
             yy, xx = np.mgrid[:tj.shape[0], :tj.shape[1]]
             rho = np.hypot(yy - cy, xx - cx)
             core = tj & (rho <= max(1.0, 0.5 * r))
-            rows.append(_best_threshold(den[box], tj, rho <= r + 4, core if core.any() else tj))
+            rows.append(best_threshold_region(den[box], tj, rho <= r + 4, core if core.any() else tj))
         per_image.append(rows)
     if not per_image:
         return {"n": 0}

@@ -246,17 +246,10 @@ def make_real_dataset(real_dir, out_root, *, tile: int, sets: Sequence[str] = ()
     frames of `real_dir` (a folder of sets, or one set's folder) into
     `out_root/<name>-<tile>px/`; `sets` limits a folder of sets to those present. The
     same steps as notebook 10 with `DOMAIN="real"`; both are resumable."""
-    from semlab.data.datasets import import_images
-    from semlab.segment.pipeline import segment_dataset
+    from semlab.segment.pipeline import import_real_sets, segment_dataset
 
-    real_dir = Path(real_dir)
-    if not real_dir.is_dir():
-        raise FileNotFoundError(f"{real_dir}: no such folder of real SEM frames")
-    subs = sorted(p.name for p in real_dir.iterdir() if p.is_dir())
-    chosen = [s for s in sets if s in subs]
-    src = real_dir / chosen[0] if len(chosen) == 1 else real_dir
-    name = f"{src.name}-{tile}px"
-    imported = import_images(src, Path(out_root) / f"{name}-imported", tile=tile, seed=seed, progress=progress)
+    imported = import_real_sets(real_dir, out_root, tile=tile, sets=sets, seed=seed, progress=progress)
+    name = imported.name.removesuffix("-imported")
     return segment_dataset(imported, Path(out_root) / f"{name}-seg", backend="classical", seed=seed,
                            progress=progress)
 
