@@ -6,6 +6,7 @@ Later stages add segment, train, generate, evaluate and contours.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import pickle
 import sys
@@ -597,10 +598,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_bench_parsers(sub)
 
-    from semlab.contours.cli import add_parser as add_contours_parser  # light: no torch import
-
-    add_contours_parser(sub)
+    # commands that live in their own module: each has `add_parser(sub)` and must stay light
+    # (no torch, pandas or seaborn at import; tests/test_cli_help.py checks)
+    for module in EXTRA_COMMANDS:
+        importlib.import_module(module).add_parser(sub)
     return p
+
+
+EXTRA_COMMANDS = ("semlab.contours.cli",)
 
 
 def main(argv: list[str] | None = None) -> int:
