@@ -6,7 +6,7 @@ attribution in `sample_frames/README.md` and machine-readably in `samples.json`:
 
     cdsem-lines     3 Hitachi SU8200 CD-SEM frames of line/space gratings (public domain)
     cdsem-contacts  4 Zeiss SUPRA 55VP CD-SEM frames of contact-hole arrays (public domain)
-    litho-lines     8 desktop-SEM frames of photolithography test patterns (MIT)
+    litho-lines     6 desktop-SEM frames of photolithography test patterns (MIT)
 
 The GPL-2.0 DSA frames are never packaged: `shared_sets()` adds them ("dsa-lines") when
 `../shared/data/real_sem/dsa_lines` exists (`semlab.paths.shared_real_dir`).
