@@ -40,6 +40,7 @@ from pathlib import Path
 from IPython.display import display
 
 from semlab.config import profile_settings
+from semlab.data.samples import real_dir_default
 from semlab.data.simulate import effect_ladder, simulate
 from semlab.data.sources import RealSample, sample_real_tiles
 from semlab.metrics.explore import explore_metrics_doc, format_group_stats, group_stats
@@ -107,16 +108,17 @@ fig
 # %% [markdown]
 # ## 3. Real versus simulated
 #
-# Real crops come from the shared real SEM images (`REAL_DIR`, or `../shared/data/real_sem`):
+# Real crops come from `REAL_DIR`; by default from `../shared/data/real_sem`, or, where that
+# folder does not exist, from the real CD-SEM and litho frames packaged with semlab:
 # each image is read, its data bar removed and cut into tiles of the profile size, at the
 # image's own pixel size. Simulated crops come from the `line-space` preset, simulated at the
 # DSA images' pixel size read from their TIFF tags (so both show the same nm per pixel), and
 # from the `ic-metal` preset at its own field of view.
 
 # %%
-real_dir = Path(REAL_DIR) if REAL_DIR else shared_real_dir()
-if real_dir is None or not Path(real_dir).is_dir():
-    print(f"No real SEM folder found ({REAL_DIR or '../shared/data/real_sem'}): the real side is skipped.")
+real_dir = Path(REAL_DIR) if REAL_DIR else (shared_real_dir() or real_dir_default())
+if not Path(real_dir).is_dir():
+    print(f"No real SEM folder found ({real_dir}): the real side is skipped.")
     sample = RealSample()
 else:
     sample = sample_real_tiles(real_dir, SIZE, per_frame=3)
@@ -124,9 +126,10 @@ else:
 real, real_px = sample.tiles, sample.pixel_nm
 
 # %%
-# line-space is simulated at the DSA images' own pixel size (from their TIFF tags), so both
+# line-space is simulated at the DSA images' own pixel size (from their TIFF tags; the
+# packaged CD-SEM lines' where ../shared is missing), so both
 # sides show the same nm per pixel; ic-metal keeps its preset field of view.
-dsa_px = real_px.get("dsa_lines")
+dsa_px = real_px.get("dsa_lines") or real_px.get("cdsem-lines")  # the packaged lines without ../shared
 ls_name = f"line-space @ {dsa_px:.2f} nm/px" if dsa_px else "line-space"
 sim = {
     ls_name: [simulate("line-space", size=SIZE, seed=SEED + 1000 + i, pixel_nm=dsa_px, vertical=True).image

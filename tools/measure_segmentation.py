@@ -42,11 +42,13 @@ from scipy import ndimage as ndi
 from semlab import io, labels
 from semlab.data.datasets import load_dataset, simulate_dataset
 from semlab.segment.canonical import CanonicalRules
-from semlab.segment.classical import particle_settings
-from semlab.segment.evaluate import calibrate_on_dataset, score_against_truth
+from semlab.metrics.objects import detection_scores, size_table
+from semlab.segment.classical import particle_settings, particles_settings
+from semlab.segment.evaluate import calibrate_on_dataset, object_matches, score_against_truth
 from semlab.segment.pipeline import make_segmenter, segment_dataset
 
 RADIUS_BINS_PX = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, math.inf)
+PARTICLES_DEFECT_ABOVE_PATTERN = 0.3  # particles preset: debris must be this x gap above the particles
 
 
 def _parse_radius(text: str) -> tuple[float, float] | None:
@@ -222,13 +224,19 @@ def measure(*, preset: str = "ic-metal", size: int = 256, n: int = 1000, seed: i
     ds = load_dataset(src)
     px = ds.info.get("pixel_size_nm")
     cfg = dict(settings or {})
-    if particle_radius_nm is not None:
+    extra_rules = {}
+    if preset == "particles":  # particles are the pattern; debris (brighter still) the defects
+        if not px:
+            raise ValueError(f"{src}: no pixel size in dataset.json")
+        cfg = {**particles_settings(float(px)), **cfg}
+        extra_rules = {"defect_above_pattern": PARTICLES_DEFECT_ABOVE_PATTERN}
+    elif particle_radius_nm is not None:
         if not px:
             raise ValueError(f"{src}: no pixel size in dataset.json; use --particle-radius-nm none")
         cfg = {**particle_settings(float(px), particle_radius_nm), **cfg}
     seg = make_segmenter("classical", **cfg)
     classes = tuple(c["name"] for c in ds.info.get("classes", [])) or CanonicalRules().classes
-    rules = CanonicalRules(classes=classes)
+    rules = CanonicalRules(classes=classes, polarity="auto", **extra_rules)
     t0 = time.perf_counter()
     offset, cal = calibrate_on_dataset(src, seg, rules, split="train", n=calibrate_n)
     t_cal = time.perf_counter() - t0
@@ -245,9 +253,46 @@ def measure(*, preset: str = "ic-metal", size: int = 256, n: int = 1000, seed: i
               "segmenter": seg.describe(), "rules": rules.describe(),
               "dataset": str(src), "segmented": str(seg_root),
               "seconds": {"calibrate": round(t_cal, 1), "segment": round(t_seg, 1)}, "score": score, "ci": ci}
+    result["objects"] = object_scores(seg_root, src, preset)
     if ceiling:
         result["ceiling"] = particle_ceiling(src, seg_root, seg, "test", progress=progress)
     return result
+
+
+def object_scores(seg_root, truth_root, preset: str, split: str = "test") -> dict:
+    """Object scores of the must-show list (issue 19): `defect` objects (all sizes and
+    radius >= 3 px) and, on `particles`, `pattern` objects (the simulated particles as
+    instances, the backend's regions as predictions), each with a per-size table; CIs
+    resample whole images (`semlab.metrics.objects`)."""
+    out = {}
+    m = object_matches(seg_root, truth_root, split, cls="defect")
+    if m and sum(x.n_true + x.n_pred for x in m):
+        out["defect"] = {"all": detection_scores(m), "min_radius_3px": detection_scores(m, min_radius_px=3.0),
+                         "by_size": size_table(m)}
+    if preset == "particles":
+        m = object_matches(seg_root, truth_root, split, cls="pattern", instances=True)
+        if m:
+            out["pattern"] = {"all": detection_scores(m), "by_size": size_table(m)}
+    return out
+
+
+def objects_markdown(objects: dict) -> str:
+    """The object scores as Markdown: one line per class and a per-size table."""
+    def ci(d):
+        return f"{d['value']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
+    lines = []
+    for cls, d in objects.items():
+        for key in ("all", "min_radius_3px"):
+            if key in d:
+                s = d[key]
+                lines.append(f"- {cls} objects ({key}): F1 {ci(s['f1'])}, precision {ci(s['precision'])}, "
+                             f"recall {ci(s['recall'])}")
+        lines += ["", f"| {cls} radius | n true | n pred | precision | recall | F1 |", "|---|---|---|---|---|---|"]
+        for r in d["by_size"]:
+            lines.append(f"| {r['bin']} | {r.get('n_true', '')} | {r.get('n_pred', '')} | {ci(r['precision'])} | "
+                         f"{ci(r['recall'])} | {ci(r['f1'])} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                   progress=not a.quiet)
     print(markdown_tables(res))
     print()
+    print(objects_markdown(res.get("objects", {})))
     text = json.dumps(res, indent=1, default=io.json_default)
     print(text)
     if a.json:
