@@ -44,16 +44,16 @@ class TrainStageConfig:
     linear decay, batch); `compare_epochs`: the fp32-vs-bf16 comparison run (0: skip);
     `cyclegan_steps`: a CPU step budget for CycleGAN (None: the whole schedule)."""
 
-    # cpu: 6+6 epochs, a 2-epoch comparison and 300 CycleGAN steps take 406 s and 382 s on an
-    # idle 2-core machine (README), over the caps of design.md §9 (3 and 2 min once the real
-    # domain runs beside them); the cut to 2+2 / 1 / 80 waits for `make report --domain both`
-    train_epochs: int = 6
-    train_epochs_decay: int = 6
+    # cpu: 6+6 epochs, a 2-epoch comparison and 300 CycleGAN steps took 406 s and 382 s on an
+    # idle 2-core machine, over the caps of design.md §9 (sim 3 and 2 min, the real domain
+    # runs beside them): cut to 2+2 epochs, a 1-epoch comparison and 80 CycleGAN steps
+    train_epochs: int = 2
+    train_epochs_decay: int = 2
     train_batch: int = 8
-    compare_epochs: int = 2
+    compare_epochs: int = 1
     cyclegan_epochs: int = 2
     cyclegan_epochs_decay: int = 2
-    cyclegan_steps: int | None = 300
+    cyclegan_steps: int | None = 80
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ class ForensicsConfig:
     splits: tuple[str, ...] = ("val", "test")
     max_pairs: int | None = None
     detector: DetectorTrainConfig = DetectorTrainConfig()
-    upsample_epochs: int = 2  # cpu: notebook 40 takes 152 s (cap 2 min for both domains): to cut with --domain both
-    upsample_epochs_decay: int = 2
+    upsample_epochs: int = 1  # cpu: 2+2 took 152 s of notebook 40 (cap 2 min for both domains)
+    upsample_epochs_decay: int = 1
     upsample_batch: int = 8
     upsample_ngf: int = 32
     upsample_precision: str = "bf16"
