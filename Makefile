@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.semlab-installed
 PROFILE ?= cpu
+DOMAIN  ?= both
 
 .PHONY: help venv test test-fast report data bench lab clean-venv
 
@@ -27,9 +28,9 @@ test-fast: $(STAMP)  ## the tests without the slow ones (notebooks)
 data: $(STAMP)  ## build the embedded simulated datasets for PROFILE (default cpu)
 	$(VENV)/bin/semlab make-data --profile $(PROFILE)
 
-report: $(STAMP)  ## the main job: build data, run all notebooks (PROFILE=cpu), write reports/index.html
+report: $(STAMP)  ## the main job: build data, run all notebooks (PROFILE=cpu, DOMAIN=both), write reports/index.html
 	$(VENV)/bin/semlab make-data --profile $(PROFILE) --quiet
-	$(VENV)/bin/semlab run --profile $(PROFILE)
+	$(VENV)/bin/semlab run --profile $(PROFILE) --domain $(DOMAIN)
 
 bench: $(STAMP)  ## print throughput of the simulator as JSON lines
 	$(VENV)/bin/semlab bench simulate --preset ic-metal --size 256 --n 500 --json

@@ -586,3 +586,22 @@ def test_reports_index_lists_status_duration_and_step_counts(tmp_path):
     assert cols["duration"] == ("4.2 s", "2 min 11 s")  # the steps so far; the wall clock once finished
     assert cols["steps ok"] == ("1/2", "3/5")  # a running run counts its pending notebooks
     assert cols["failed"] == ("0", "1: 40_fail") and cols["skipped"] == ("0", "1")
+
+
+def test_dashboard_real_sem_section_lists_the_real_steps(tmp_path):
+    """The "Real SEM" section names each step that ran on real frames, links its card and
+    shows its data line and headline; a run without real steps says how to get them."""
+    run, _ = _dashboard_run(tmp_path)
+    root = _parse(reports.write_run_index(run).read_text())
+    h2 = [h.all_text() for h in root.find_all("h2")]
+    assert h2.index("Real SEM") < h2.index("Notebooks")
+    table = next(t for t in root.find_all("table") if "headline" in t.all_text() and "step" in t.all_text())
+    rows = [tr for tr in table.find_all("tr") if tr.find_all("td")]
+    assert len(rows) == 1  # 30_real[real]; the unsupported 45_unsup[real] did not run on real frames
+    cells = [td.all_text() for td in rows[0].find_all("td")]
+    assert cells[0] == "30_real[real]" and rows[0].find_all("a")[0].attrs["href"] == "#step-30_real[real]"
+    assert cells[2] == "real data \u00b7 set sem-lines \u00b7 n = 7" and "epe_nm: 1.25 [1, 1.5] nm" in cells[3]
+    meta = json.loads((run / "run.json").read_text())
+    meta["steps"] = [s for s in meta["steps"] if "[real]" not in s["name"]]
+    page = reports.render_run_index(meta, run)
+    assert "No step of this run ran on real SEM frames" in page and "--domain both" in page
