@@ -1,0 +1,278 @@
+"""Residual-noise injection against a retrained detector (notebook 45).
+
+The question: once real SEM noise is put on generated images (`semlab.noise` models),
+can a detector that is *retrained* on the injected images still tell them from real
+ones? A detector trained before injection proves nothing: it learned the old tells.
+
+The protocol, per domain ("real": the real set's tiles are the real side; "sim": the
+simulator's images, "simulated (target)", are the real side and their noise-free images
+exist):
+
+1. **Fit** every noise model on the *train* split's real tiles (with the noise-free
+   images in the simulated domain, a denoiser's estimate otherwise).
+2. **Choose** one model per generator on the *validation* split: inject every model into
+   the generator's validation images and score each against the real validation tiles
+   with `semlab.realism`'s `stats` detector (grouped cross-validation); the model with the
+   lowest balanced accuracy wins. Nothing is chosen on test.
+3. **Report** on the *test* split only, before and after injection with the chosen
+   model: the CNN detector retrained from scratch (grouped k-fold, as notebook 40), the
+   spectrum-only detector and the `stats` detector, each with a 95% CI; PSNR and SSIM
+   against the noise-free image where it exists; the log-spectrum distance to the real
+   tiles; FD_sem / KD_sem when the run has notebook 30's SEM encoder.
+
+`inject` is the one place images get noise: `mode="add"` puts model noise on the
+image; `mode="replace"` first removes the image's own pseudo-noise (non-local means with
+the noise level estimated from the image) and then adds model noise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from semlab.forensics.study_types import FakeSets
+
+__all__ = ["MODES", "NoiseTrainingData", "InjectionStudy", "noise_training_data", "fit_noise_models", "inject",
+           "split_sets", "choose_models", "injection_study"]
+
+MODES = ("add", "replace")
+
+
+@dataclass
+class NoiseTrainingData:
+    """What the noise models are fitted on: the train split's real tiles (and their
+    noise-free images in the simulated domain), with the pixel size and provenance."""
+
+    images: np.ndarray
+    clean: np.ndarray | None
+    pixel_nm: float | None
+    label: str
+    n_frames: int
+
+    def describe(self) -> str:
+        c = "with their noise-free images" if self.clean is not None else "clean images estimated by a denoiser"
+        px = f" at {self.pixel_nm:.3g} nm/px" if self.pixel_nm else ""
+        return f"{len(self.images)} tiles of {self.n_frames} frame(s) of {self.label}{px}, {c}"
+
+
+def noise_training_data(dataset, real=None, *, max_images: int = 64, seed: int = 0) -> NoiseTrainingData:
+    """The train split of `dataset`: every tile of the real set's train frames (`real`: a
+    `semlab.train.realsets.RealSplit`), or in the simulated domain the simulated targets
+    and their noise-free images. At most `max_images`, spread evenly."""
+    from semlab.data.datasets import load_dataset
+
+    ds = load_dataset(dataset)
+    ids = list(real.tiles.get("train", [])) if real is not None else list(ds.split("train"))
+    if not ids:
+        raise ValueError(f"{dataset}: no train tiles to fit noise models on")
+    if len(ids) > max_images:
+        keep = np.linspace(0, len(ids) - 1, int(max_images)).round().astype(int)
+        ids = [ids[k] for k in keep]
+    images = np.stack([ds.image(i) for i in ids]).astype(np.float32)
+    clean = None
+    if real is None:
+        cl = [ds.clean(i) for i in ids]
+        clean = np.stack(cl).astype(np.float32) if all(c is not None for c in cl) else None
+    if real is not None:
+        from semlab.train.realsets import set_pixel_nm
+
+        px, label, nf = set_pixel_nm(ds, real.set), f"{real.set} (real), train split", len(real.frames["train"])
+    else:
+        px, label, nf = ds.info.get("pixel_size_nm"), f"{Path(dataset).name} (simulated), train split", len(ids)
+    return NoiseTrainingData(images, clean, px, label, nf)
+
+
+def fit_noise_models(kinds: Sequence[str], data: NoiseTrainingData, *, seed: int = 0,
+                     options: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """({kind: fitted model}, {kind: why it could not be fitted}) for the registered
+    `semlab.noise` models named in `kinds`; `options[kind]` are passed to its `fit`."""
+    from semlab.noise import registry
+
+    models, failed = {}, {}
+    for kind in kinds:
+        try:
+            cls = registry.get(kind)
+            kw = dict((options or {}).get(kind, {}))
+            if kind == "learned":
+                kw.setdefault("seed", seed)
+            models[kind] = cls.fit(list(data.images), None if data.clean is None else list(data.clean),
+                                   pixel_nm=data.pixel_nm, **kw)
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            failed[kind] = f"{type(exc).__name__}: {exc}"
+    return models, failed
+
+
+def _denoise(img: np.ndarray) -> np.ndarray:
+    from skimage.restoration import denoise_nl_means
+
+    from semlab.noise import immerkaer_sigma
+
+    sigma = float(immerkaer_sigma(img))
+    if sigma <= 0:
+        return img
+    return denoise_nl_means(img, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6,
+                            fast_mode=True).astype(np.float32)
+
+
+def inject(model, images: np.ndarray, *, mode: str = "add", seed: int = 0) -> np.ndarray:
+    """`images` (N, H, W) in [0, 1] with `model`'s noise: `add` on top of them, `replace`
+    after removing their own pseudo-noise (non-local means). Deterministic per seed: image
+    k draws from the generator seeded (seed, k)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    out = np.empty_like(np.asarray(images, dtype=np.float32))
+    for k, img in enumerate(np.asarray(images, dtype=np.float32)):
+        base = _denoise(img) if mode == "replace" else img
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4513, k]))
+        out[k] = np.clip(model.sample(base, rng), 0.0, 1.0)
+    return out
+
+
+def split_sets(sets: FakeSets, dataset, real=None) -> dict[str, FakeSets]:
+    """`sets` cut into its validation and test parts ({"val": ..., "test": ...}), by the
+    split of each tile in the dataset (real domain: the real set's split)."""
+    from semlab.data.datasets import load_dataset
+
+    if real is not None:
+        of = {i: s for s, ids in real.tiles.items() for i in ids}
+    else:
+        ds = load_dataset(dataset)
+        of = {i: s for s in ("train", "val", "test") for i in ds.split(s)}
+    out = {}
+    for split in ("val", "test"):
+        idx = [k for k, i in enumerate(sets.ids) if of.get(i) == split]
+        if not idx:
+            continue
+        g = None if sets.fold_groups is None else [sets.fold_groups[k] for k in idx]
+        out[split] = replace(sets, splits=(split,), ids=[sets.ids[k] for k in idx], real=sets.real[idx],
+                             masks=sets.masks[idx], fakes={n: f[idx] for n, f in sets.fakes.items()}, fold_groups=g)
+    return out
+
+
+def _sides(sets: FakeSets, fake: np.ndarray, name: str):
+    """realism Sides (real, generated) whose groups are the study's fold groups."""
+    from semlab.realism import Side
+
+    g = sets.groups
+    zeros = np.zeros((len(g), 2), np.int64)
+    # one side name, so that a real tile and the image generated from its mask share a fold
+    real = Side("pair", str(sets.dataset), sets.real, np.asarray(g), zeros, None)
+    gen = Side("pair", name, fake, np.asarray(g), zeros, None)
+    return real, gen
+
+
+def _stats(sets: FakeSets, fake: np.ndarray, name: str, *, detectors=("stats", "spectrum"), seed: int = 0,
+           n_splits: int = 5, n_boot: int = 500) -> dict[str, dict[str, Any]]:
+    from semlab.realism import cross_validate
+
+    real, gen = _sides(sets, fake, name)
+    return cross_validate(real, gen, grouping="frame", detectors=detectors, n_splits=n_splits, seed=seed,
+                          n_boot=n_boot)
+
+
+def choose_models(val: FakeSets, models: Mapping[str, Any], *, mode: str = "add", seed: int = 0,
+                  n_splits: int = 5, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Per generator of `val`: {"chosen": kind, "scores": {kind: stats-detector result}},
+    the model whose injected validation images the `stats` detector separates least from
+    the real validation tiles (lowest balanced accuracy; ties: the first in order)."""
+    out = {}
+    items = [(g, k) for g in val.models for k in models]
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(items, desc="choose noise models (val)")
+    scores: dict[str, dict[str, Any]] = {g: {} for g in val.models}
+    for g, kind in items:
+        fake = inject(models[kind], val.fakes[g], mode=mode, seed=seed)
+        scores[g][kind] = _stats(val, fake, g, detectors=("stats",), seed=seed, n_splits=n_splits)["stats"]
+    for g, s in scores.items():
+        if s:
+            best = min(s, key=lambda k: s[k]["balanced_accuracy"])
+            out[g] = {"chosen": best, "scores": s}
+    return out
+
+
+@dataclass
+class InjectionStudy:
+    """Everything notebook 45 shows for one domain."""
+
+    domain: str
+    data: NoiseTrainingData
+    fit_failed: dict[str, str]
+    mode: str
+    selection: dict[str, dict[str, Any]]
+    test: FakeSets
+    injected: FakeSets
+    before: dict[str, Any]
+    after: dict[str, Any]
+    stats_before: dict[str, dict[str, Any]]
+    stats_after: dict[str, dict[str, Any]]
+    quality: dict[str, dict[str, dict[str, float]]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def chosen(self) -> dict[str, str]:
+        return {g: s["chosen"] for g, s in self.selection.items()}
+
+
+def _quality(test: FakeSets, fake: np.ndarray, clean: np.ndarray | None, encoder=None) -> dict[str, float]:
+    from semlab.metrics.pixel import bootstrap_ci, psnr, ssim
+    from semlab.metrics.spectral import log_spectrum_distance
+
+    q: dict[str, float] = {"log_spectrum_distance": float(log_spectrum_distance(list(fake), list(test.real)))}
+    if clean is not None:
+        for name, fn in (("psnr_db", psnr), ("ssim", ssim)):
+            v, lo, hi = bootstrap_ci(np.array([fn(f, c) for f, c in zip(fake, clean)]))
+            q.update({name: v, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+    if encoder is not None:
+        from semlab.metrics.sem_encoder import compute_fd_sem
+
+        r = compute_fd_sem(test.real, fake, encoder, kid_subset_size=min(100, len(fake)))
+        q.update({k: float(v) for k, v in r.items() if isinstance(v, (int, float))})
+    return q
+
+
+def injection_study(domain: str, dataset, real, sets: FakeSets, *, kinds: Sequence[str], mode: str = "add",
+                    profile: str = "cpu", seed: int = 0, max_fit: int = 64, encoder=None,
+                    progress: bool = False) -> InjectionStudy:
+    """Fit, choose on validation, report on test (see the module doc). `sets`: the
+    generated images of the held-out val and test masks (`domain_fake_sets`)."""
+    from semlab.data.datasets import load_dataset
+    from semlab.forensics.study import run_detectors
+
+    t0 = time.perf_counter()
+    data = noise_training_data(dataset, real, max_images=max_fit, seed=seed)
+    models, failed = fit_noise_models(kinds, data, seed=seed)
+    if not models:
+        raise ValueError(f"no noise model could be fitted on {data.describe()}: {failed}")
+    t_fit = time.perf_counter() - t0
+    parts = split_sets(sets, dataset, real)
+    if "val" not in parts or "test" not in parts:
+        raise ValueError(f"{dataset}: the study needs held-out val and test tiles; it has {sorted(parts)}")
+    selection = choose_models(parts["val"], models, mode=mode, seed=seed, progress=progress)
+    t_choose = time.perf_counter() - t0 - t_fit
+    test = parts["test"]
+    injected = replace(test, fakes={g: inject(models[selection[g]["chosen"]], f, mode=mode, seed=seed + 1)
+                                    for g, f in test.fakes.items() if g in selection})
+    before = run_detectors(test, profile=profile, seed=seed, progress=progress)
+    after = run_detectors(injected, profile=profile, seed=seed, progress=progress)
+    ds = load_dataset(dataset)
+    clean = None
+    if real is None:
+        cl = [ds.clean(i) for i in test.ids]
+        clean = np.stack(cl).astype(np.float32) if all(c is not None for c in cl) else None
+    stats_before, stats_after, quality = {}, {}, {}
+    for g in injected.fakes:
+        stats_before[g] = _stats(test, test.fakes[g], g, seed=seed)
+        stats_after[g] = _stats(test, injected.fakes[g], g, seed=seed)
+        quality[g] = {"before": _quality(test, test.fakes[g], clean, encoder),
+                      "after": _quality(test, injected.fakes[g], clean, encoder)}
+    if clean is not None:  # what real noise costs: the simulated target against its own noise-free image
+        quality["simulated (target)"] = {"before": _quality(test, test.real, clean, encoder)}
+    return InjectionStudy(domain, data, failed, mode, selection, test, injected, before, after, stats_before,
+                          stats_after, quality, {"fit": t_fit, "choose": t_choose,
+                                                 "total": time.perf_counter() - t0})
