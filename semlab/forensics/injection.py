@@ -36,8 +36,8 @@ import numpy as np
 
 from semlab.forensics.study_types import FakeSets
 
-__all__ = ["MODES", "NoiseTrainingData", "InjectionStudy", "noise_training_data", "fit_noise_models", "inject",
-           "split_sets", "choose_models", "injection_study"]
+__all__ = ["MODES", "NoiseTrainingData", "InjectionStudy", "noise_training_data", "fit_noise_models", "denoise",
+           "inject", "split_sets", "choose_models", "injection_study"]
 
 MODES = ("add", "replace")
 
@@ -106,7 +106,9 @@ def fit_noise_models(kinds: Sequence[str], data: NoiseTrainingData, *, seed: int
     return models, failed
 
 
-def _denoise(img: np.ndarray) -> np.ndarray:
+def denoise(img: np.ndarray) -> np.ndarray:
+    """Non-local means with the noise level estimated from the image itself (Immerkaer);
+    the clean estimate of `replace` mode and of the residual figures."""
     from skimage.restoration import denoise_nl_means
 
     from semlab.noise import immerkaer_sigma
@@ -126,7 +128,7 @@ def inject(model, images: np.ndarray, *, mode: str = "add", seed: int = 0) -> np
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     out = np.empty_like(np.asarray(images, dtype=np.float32))
     for k, img in enumerate(np.asarray(images, dtype=np.float32)):
-        base = _denoise(img) if mode == "replace" else img
+        base = denoise(img) if mode == "replace" else img
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4513, k]))
         out[k] = np.clip(model.sample(base, rng), 0.0, 1.0)
     return out
