@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["PROFILE_NAMES", "DOMAINS", "DataConfig", "TrainStageConfig", "RealConfig", "TablesConfig",
-           "DetectorTrainConfig", "ForensicsConfig", "SegsemConfig", "Profile", "load_profile", "profile_settings",
+           "DetectorTrainConfig", "ForensicsConfig", "SegsemConfig", "DownstreamConfig", "Profile", "load_profile", "profile_settings",
            "real_settings", "domain_settings"]
 
 PROFILE_NAMES = ("smoke", "cpu", "full")
@@ -158,6 +158,56 @@ class SegsemConfig:
 
 
 @dataclass(frozen=True)
+class DownstreamConfig:
+    """Notebook 60 / `semlab downstream`: the segmenter (U-Net `width`, `depth`), its budget
+    (`steps` x `batch`, the same for every training set; `lr`, validation every `val_every`
+    steps), the tile size (px), the seeds, the real-tile counts N (`ns`; 0 = all), the
+    synthetic sources of each domain (training-set specs of `semlab.downstream.data`), the
+    synthetic tiles rendered per source, the mixes (`best`: real N + the best source on
+    validation; `all`; `none`), the simulated domain's preset and split sizes, and
+    bootstrap resamples."""
+
+    tile: int = 128
+    steps: int = 120
+    batch: int = 8
+    lr: float = 3e-3
+    val_every: int = 40
+    width: int = 16
+    depth: int = 3
+    precision: str = "bf16"
+    seeds: tuple[int, ...] = (0, 1)
+    ns: tuple[int, ...] = (10, 0)
+    sources_sim: tuple[str, ...] = ("preset:line-space", "render:line-space",
+                                    "preset:line-space:dose=30..400,psf_sigma_nm=1.5..4.5")
+    sources_real: tuple[str, ...] = ("preset:line-space", "render:line-space",
+                                     "preset:line-space:dose=30..400,psf_sigma_nm=1.5..4.5")
+    n_synthetic: int = 160
+    mixes: str = "best"
+    sim_preset: str = "line-space"
+    sim_n_train: int = 160
+    sim_n_val: int = 24
+    sim_n_test: int = 48
+    n_boot: int = 500
+
+
+@dataclass(frozen=True)
+class NoiseStudyConfig:
+    """Notebook 45 (residual-noise injection): the `semlab.noise` models fitted on the train
+    split (`kinds`), the injection `mode` (add / replace), the most train tiles fitted on
+    (`max_fit`), the most held-out val+test pairs (`max_pairs`), the generators studied, and
+    the retrained detector's folds and epochs (the forensics detector otherwise)."""
+
+    kinds: tuple[str, ...] = ("poisson-gaussian", "spectral", "patch-bank", "spectrum-match")
+    mode: str = "add"
+    max_fit: int = 48
+    max_pairs: int | None = 96
+    generators: tuple[str, ...] = ("Pix2Pix", "CycleGAN", "simulator (physics baseline)")
+    n_splits: int = 4
+    epochs: int = 6
+    saliency: bool = True
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything a run's size depends on. Build it with `load_profile`."""
 
@@ -171,6 +221,8 @@ class Profile:
     tables: TablesConfig = TablesConfig()
     forensics: ForensicsConfig = ForensicsConfig()
     segsem: SegsemConfig = SegsemConfig()
+    downstream: DownstreamConfig = DownstreamConfig()
+    noise: NoiseStudyConfig = NoiseStudyConfig()
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -197,6 +249,11 @@ def _smoke() -> Profile:
         segsem=SegsemConfig(size=64, n_per_preset=4, folds=2, n_val=2, ood_n=2, ood_variants=("low_dose", "blur"),
                             sam2_steps=1, sam2_epochs=1, sam2_max_prompts=4, n_boot=200, sweep_points=11,
                             real_tile=128, real_tiles=1, gallery=2),
+        downstream=DownstreamConfig(tile=64, steps=12, batch=4, val_every=6, width=8, depth=3, seeds=(0,), ns=(10, 0),
+                                    n_synthetic=16, sim_n_train=24, sim_n_val=6, sim_n_test=8, n_boot=100,
+                                    sources_sim=("preset:line-space",), sources_real=("preset:line-space",)),
+        noise=NoiseStudyConfig(kinds=("poisson-gaussian", "spectrum-match"), max_fit=12, max_pairs=24, n_splits=3,
+                               epochs=2, saliency=False),
     )
 
 
@@ -218,6 +275,11 @@ def _full() -> Profile:
             n_correct=3, n_wrong=3, n_attr_per_class=200),
         segsem=SegsemConfig(size=512, ood_n=60, sam2_image_size=1024, sam2_steps=None, sam2_max_prompts=16,
                             sam2_bf16=False, n_boot=2000, sweep_points=41, real_tile=1024, real_tiles=4, gallery=6),
+        downstream=DownstreamConfig(tile=256, steps=2000, batch=16, val_every=200, width=16, depth=4, seeds=(0, 1, 2),
+                                    ns=(10, 30, 100, 0), n_synthetic=2000, sim_n_train=2000, sim_n_val=200,
+                                    sim_n_test=400, mixes="all", n_boot=2000),
+        noise=NoiseStudyConfig(kinds=("poisson-gaussian", "spectral", "patch-bank", "spectrum-match", "learned"),
+                               max_fit=256, max_pairs=None, n_splits=5, epochs=15),
     )
 
 

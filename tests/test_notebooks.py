@@ -72,6 +72,7 @@ PARAMETERS = {
                             "FID_INF", "LPIPS_NET", "SEM_STEPS"],
     "40_real_vs_fake.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET", "PRESET", "TRAIN_UPSAMPLING",
                            "MAX_PAIRS"],
+    "45_residual_noise.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET", "PRESET", "MODE", "KINDS"],
     "50_segsem_contours.py": ["PROFILE", "RUN_DIR", "SEED", "SAM2_MODEL", "SAM2_CHECKPOINT", "SAM2_STEPS",
                                  "REAL_DIR"],
 }

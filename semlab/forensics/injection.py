@@ -240,9 +240,11 @@ def _quality(test: FakeSets, fake: np.ndarray, clean: np.ndarray | None, encoder
 
 def injection_study(domain: str, dataset, real, sets: FakeSets, *, kinds: Sequence[str], mode: str = "add",
                     profile: str = "cpu", seed: int = 0, max_fit: int = 64, encoder=None,
-                    progress: bool = False) -> InjectionStudy:
+                    detector: Mapping[str, Any] | None = None, progress: bool = False) -> InjectionStudy:
     """Fit, choose on validation, report on test (see the module doc). `sets`: the
-    generated images of the held-out val and test masks (`domain_fake_sets`)."""
+    generated images of the held-out val and test masks (`domain_fake_sets`); `detector`:
+    overrides of the profile's CNN detector settings (n_splits, epochs, ...), the same
+    before and after injection."""
     from semlab.data.datasets import load_dataset
     from semlab.forensics.study import run_detectors
 
@@ -260,8 +262,9 @@ def injection_study(domain: str, dataset, real, sets: FakeSets, *, kinds: Sequen
     test = parts["test"]
     injected = replace(test, fakes={g: inject(models[selection[g]["chosen"]], f, mode=mode, seed=seed + 1)
                                     for g, f in test.fakes.items() if g in selection})
-    before = run_detectors(test, profile=profile, seed=seed, progress=progress)
-    after = run_detectors(injected, profile=profile, seed=seed, progress=progress)
+    det = dict(detector or {})
+    before = run_detectors(test, profile=profile, seed=seed, progress=progress, **det)
+    after = run_detectors(injected, profile=profile, seed=seed, progress=progress, **det)
     ds = load_dataset(dataset)
     clean = None
     if real is None:
