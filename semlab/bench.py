@@ -313,3 +313,22 @@ def bench_gds(window_um: float = 10.0, pixel_nm: float = 1.0, tile: int = 1000, 
 
 
 BENCHES["gds"] = bench_gds
+
+
+def _bench_inject(**opts) -> list[dict]:
+    from semlab.noise.inject import bench_inject
+
+    return bench_inject(**opts)
+
+
+BENCHES["inject"] = _bench_inject
+
+
+def _bench_downstream(**opts) -> list[dict]:
+    """Downstream segmenter vs Pix2Pix U-Net generator training images/s (`semlab.downstream.bench`)."""
+    from semlab.downstream.bench import bench_downstream
+
+    return bench_downstream(**opts)
+
+
+BENCHES["downstream"] = _bench_downstream

@@ -80,17 +80,27 @@ def cmd_simulate(a) -> int:
 
     if a.gds is not None and (a.n is not None or a.size is not None):
         raise ValueError("--n and --size do not apply with --gds: the window, --pixel-nm and --tile set the images")
+    if a.gds is not None and a.preset_file is not None:
+        raise ValueError("--preset-file does not apply with --gds (yet): use --preset")
     clip = _gds_clip(a)
     if clip is not None:
         from semlab.data.gds import simulate_gds
 
-        out = simulate_gds(a.out, clip, preset=a.preset, seed=a.seed, splits=_splits(a.splits),
+        out = simulate_gds(a.out, clip, preset=a.preset or "ic-metal", seed=a.seed, splits=_splits(a.splits),
                            progress=not a.quiet, **_overrides(a.set))
         print(f"dataset ready: {out} ({len(clip.tiles)} tile(s) of {clip.layout.cell}, layers "
               f"{clip.describe()['layers']})")
         return 0
-    out = simulate_dataset(a.out, preset=a.preset, n=a.n or 2000, size=a.size or 256, seed=a.seed,
-                           pixel_nm=a.pixel_nm, splits=_splits(a.splits), progress=not a.quiet, **_overrides(a.set))
+    preset, pixel_nm = a.preset or "ic-metal", a.pixel_nm
+    if a.preset_file is not None:  # fitted parameters (semlab fit-sim), at the fitted pixel size by default
+        from semlab.data.presetfile import load_preset_file, pixel_nm_of
+
+        if a.preset is not None:
+            raise ValueError("--preset and --preset-file exclude each other (the file names its base preset)")
+        preset = load_preset_file(a.preset_file)
+        pixel_nm = pixel_nm or pixel_nm_of(preset)
+    out = simulate_dataset(a.out, preset=preset, n=a.n or 2000, size=a.size or 256, seed=a.seed,
+                           pixel_nm=pixel_nm, splits=_splits(a.splits), progress=not a.quiet, **_overrides(a.set))
     print(f"dataset ready: {out}")
     return 0
 
@@ -128,14 +138,33 @@ def cmd_import(a) -> int:
     bar = a.crop_databar
     if bar not in ("auto", "none"):
         bar = int(bar)
-    out = import_images(a.src, a.out, tile=a.tile, overlap=a.overlap, crop_databar=bar, seed=a.seed,
-                        splits=_splits(a.splits), progress=not a.quiet,
-                        native_pixel_nm=a.native_pixel_nm, pixel_nm=a.pixel_nm)
+    # a zero fraction means no such split (0,0,1: a test set only), not a split of one frame
+    splits = {k: v for k, v in (_splits(a.splits) or {}).items() if v > 0} or None
+    kw = dict(tile=a.tile, overlap=a.overlap, crop_databar=bar, seed=a.seed, splits=splits,
+              progress=not a.quiet, native_pixel_nm=a.native_pixel_nm, pixel_nm=a.pixel_nm)
+    if a.masks:
+        import warnings
+
+        from semlab.data.masks_import import import_labelled
+
+        with warnings.catch_warnings():  # the mismatches are printed below, from dataset.json
+            warnings.filterwarnings("ignore", message=r"\d+ (image|mask)")
+            out = import_labelled(a.src, a.masks, a.out, mask_pattern=a.mask_pattern or "{stem}",
+                                  mask_class=a.mask_class or "pattern", missing=a.missing_mask or "error", **kw)
+    elif a.mask_pattern or a.mask_class or a.missing_mask:
+        raise ValueError("--mask-pattern, --mask-class and --missing-mask need --masks DIR")
+    else:
+        out = import_images(a.src, a.out, **kw)
     summary, n_failed = batch_summary(out)
     meta = json.loads((Path(out) / "dataset.json").read_text())
     px = meta.get("pixel_size_nm")
     print(f"pixel size: {f'{px:.6g} nm' if px else 'unknown or per set'}"
           + (f" ({meta['pixel_size_note']})" if meta.get("pixel_size_note") else ""))
+    if a.masks:
+        from semlab.data.masks_import import mask_report
+
+        for line in mask_report(meta):
+            print(line)
     print(f"dataset ready: {out}: {summary}")
     return 1 if n_failed else 0
 
@@ -177,12 +206,46 @@ def cmd_segment(a) -> int:
             classes=tuple(c.strip() for c in a.classes.split(",")) if a.classes else base.classes,
             polarity=a.polarity or "auto",
             edge_offset_px=a.edge_offset_px if a.edge_offset_px is not None else 0.0)
-    out = segment_dataset(a.dataset, a.out, backend=a.backend, settings=settings, rules=rules,
+    backend, extra = a.backend, None
+    if a.calibrate_on:
+        backend, extra = _calibrated_backend(a, settings, rules)
+    elif a.backend == "hybrid":
+        from semlab.segment.hybrid import make_hybrid_segmenter
+
+        backend, note = make_hybrid_segmenter(model=a.model or "sam2.1_hiera_tiny", checkpoint=a.checkpoint,
+                                              image_size=a.image_size or 512, classical=settings,
+                                              fallback=not a.no_fallback)
+        extra = {"hybrid": note}
+    out = segment_dataset(a.dataset, a.out, backend=backend, settings=settings, rules=rules,
                           shard=parse_shard(a.shard), fallback=not a.no_fallback, progress=not a.quiet,
-                          limit=a.limit)
+                          limit=a.limit, info_extra=extra)
     summary, n_failed = batch_summary(out)
     print(f"segmented dataset: {out}: {summary}")
     return 1 if n_failed else 0
+
+
+def _calibrated_backend(a, settings: dict, rules):
+    """`--calibrate-on DATASET`: the classical settings fitted on a few labelled images
+    (`semlab.segment.calibrate`), as a segmenter, and the record for dataset.json."""
+    from semlab.segment.calibrate import calibrate
+    from semlab.segment.canonical import CanonicalRules
+    from semlab.segment.classical import ClassicalSegmenter, ClassicalSettings
+
+    if a.backend != "classical":
+        raise ValueError(f"--calibrate-on fits the classical backend's settings; got --backend {a.backend}")
+    if a.edge_offset_px is not None:
+        raise ValueError("--calibrate-on fits the edge offset itself: drop --edge-offset-px")
+    if rules is None:  # the rules segment_dataset will use: the source's classes, polarity per frame
+        from semlab.segment.pipeline import source_items
+
+        classes = source_items(a.dataset)[1].get("classes") or CanonicalRules().classes
+        rules = CanonicalRules(classes=tuple(classes), polarity="auto")
+    fitted, record = calibrate(a.calibrate_on, ClassicalSettings(**settings), rules,
+                               split=a.calibrate_split, n=a.calibrate_n, progress=not a.quiet)
+    if not a.quiet:
+        print(f"calibrated on {record['n']} {record['split']} images of {a.calibrate_on}: {record['fitted']} "
+              f"(structure IoU {record['iou_before']:.3f} -> {record['iou_after']:.3f})")
+    return ClassicalSegmenter(fitted), {"calibration": record}
 
 
 def cmd_run(a) -> int:
@@ -387,6 +450,19 @@ def _add_bench_parsers(sub) -> None:
         ("--precision", {"default": None, "choices": ["fp32", "bf16"], "help": "default: both"}),
         ("--steps", {"type": positive_int, "default": 3, "help": "timed fine-tuning steps"}),
     ])
+    add("inject", "noise injection (each parametric model) vs Pix2Pix generation, images/s and their ratio", [
+        ("--size", {"type": size_px, "default": 256, "help": "image side in px"}),
+        ("--n", {"type": positive_int, "default": 20, "help": "images per measurement"}),
+        ("--precision", {"default": "both", "choices": ["fp32", "bf16", "both"], "help": "Pix2Pix precision"}),
+    ])
+    add("downstream", "downstream segmenter vs Pix2Pix U-Net generator training images/s and their ratio", [
+        ("--size", {"type": size_px, "default": 256, "help": "image side in px"}),
+        ("--batch-size", {"type": positive_int, "default": 8, "help": "tiles per step (both networks)"}),
+        ("--steps", {"type": positive_int, "default": 5, "help": "timed steps per network (alternating)"}),
+        ("--width", {"type": positive_int, "default": 16, "help": "segmenter base width"}),
+        ("--depth", {"type": positive_int, "default": 3, "help": "segmenter levels"}),
+        ("--precision", {"default": "bf16", "choices": ["fp32", "bf16"], "help": "autocast precision"}),
+    ])
 
 
 # `semlab train` flags that differ from --<field-name-with-dashes>, and argparse types that
@@ -445,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a simulated paired dataset (resumable)",
                        description="Write a simulated paired dataset (resumable): procedural layouts of a preset, "
                                    "or with --gds a GDSII layout clip rendered with the preset's imaging.")
-    s.add_argument("--preset", default="ic-metal", help="ic-metal, line-space, contacts, comb")
+    s.add_argument("--preset", default=None, help="ic-metal (default), line-space, contacts, comb")
+    s.add_argument("--preset-file", default=None, metavar="FILE",
+                   help="a preset file of fitted parameters (semlab fit-sim); --pixel-nm defaults to its pixel size")
     s.add_argument("--n", type=positive_int, default=None, help="images (default 2000; not with --gds)")
     s.add_argument("--size", type=size_px, default=None, help="image side in px (default 256; not with --gds)")
     s.add_argument("--seed", type=int, default=0)
@@ -458,10 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gds_flags(s)
     s.set_defaults(fn=cmd_simulate)
 
-    s = sub.add_parser("import-images", help="build an unlabeled dataset from real SEM images",
-                       description="Build an unlabeled dataset from real SEM images (resumable). A file that "
-                                   "cannot be read is recorded in the manifest (status error) and the rest go on; "
-                                   "exit code 1 if any failed (a re-run retries them), 2 on a usage error.")
+    s = sub.add_parser("import-images", help="build a dataset from real SEM images (labelled with --masks)",
+                       description="Build an unlabeled dataset from real SEM images, or with --masks a labelled "
+                                   "one (resumable). A file that cannot be read, or an image without a valid mask, "
+                                   "is recorded in the manifest (status error) and the rest go on; exit code 1 if "
+                                   "any failed (a re-run retries them), 2 on a usage error.")
     s.add_argument("src")
     s.add_argument("--out", required=True)
     s.add_argument("--tile", type=size_px, default=None)
@@ -474,8 +553,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resample every frame (anti-aliased, after the data-bar crop) to this pixel size in nm; "
                         "needed to import frames of one folder whose pixel sizes differ by more than 2%%")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--splits", default=None)
+    s.add_argument("--splits", default=None, metavar="TRAIN,VAL,TEST",
+                   help="split fractions per frame (default 0.8,0.1,0.1); a zero means no such split: "
+                        "0,0,1 makes a test set")
     s.add_argument("--quiet", action="store_true")
+    g = s.add_argument_group("masks (a labelled dataset)")
+    g.add_argument("--masks", default=None, metavar="DIR",
+                   help="folder of masks matched to the images by name: canonical palette/RGB, gray class ids "
+                        "0..3, or binary 0/255 or 0/1 (foreground = --mask-class)")
+    g.add_argument("--mask-pattern", default=None, metavar="PATTERN",
+                   help="a mask's name from its image's stem, e.g. '{stem}_m' (default '{stem}': the same name)")
+    g.add_argument("--mask-class", default=None, choices=["pattern", "hole", "defect"],
+                   help="the class of a binary mask's foreground (default pattern; defect for anomaly masks)")
+    g.add_argument("--missing-mask", default=None, choices=["error", "skip"],
+                   help="an image without a mask: a failed item (error, the default) or left out (skip); "
+                        "both are listed by name")
     s.set_defaults(fn=cmd_import)
 
     s = sub.add_parser("make-data", help="build the embedded simulated datasets of a profile")
@@ -504,7 +596,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "on; exit code 1 if any failed (a re-run retries them), 2 on a usage error.")
     s.add_argument("dataset", help="a semlab dataset folder or any folder of images")
     s.add_argument("--out", default=None, help="output dataset folder (default: DATASET-seg-BACKEND)")
-    s.add_argument("--backend", default="classical", choices=["classical", "sam2"])
+    s.add_argument("--backend", default="classical", choices=["classical", "sam2", "hybrid"],
+                   help="hybrid: SAM2 prompted with points and boxes from the classical masks")
+    s.add_argument("--calibrate-on", default=None, metavar="LABELLED",
+                   help="fit the classical threshold, edge offset and morphology on a few labelled images of "
+                        "this semlab dataset (recorded in the output's dataset.json)")
+    s.add_argument("--calibrate-n", type=positive_int, default=3, help="labelled images to calibrate on (default 3)")
+    s.add_argument("--calibrate-split", default="train", choices=["train", "val"], help="split to calibrate on")
     s.add_argument("--shard", default=None, help="i/n: process the i-th of n shards (0-based)")
     s.add_argument("--merge", action="store_true", help="merge the shard manifests of DATASET (an output folder)")
     s.add_argument("--no-fallback", action="store_true", help="fail if SAM2 weights are missing instead of using classical")
@@ -605,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-EXTRA_COMMANDS = ("semlab.contours.cli",)
+EXTRA_COMMANDS = ("semlab.contours.cli", "semlab.noise.cli", "semlab.downstream.cli", "semlab.data.fit_cli")
 
 
 def main(argv: list[str] | None = None) -> int:

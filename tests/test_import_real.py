@@ -301,16 +301,11 @@ def test_a_folder_of_frames_all_smaller_than_one_tile(tmp_path, capsys):
 
     Image.fromarray(_frame(10, (30, 70))).save(src / "c.jpg")
     rc = main(["import-images", str(src), "--out", str(tmp_path / "ds"), "--tile", "64", "--quiet"])
-    printed = capsys.readouterr().out
-    assert rc == 1
-    assert "0 ok, 3 failed" in printed
-    rows = {Path(r["source"]).name: r for r in _rows(tmp_path / "ds")}
-    assert set(rows) == {"a.png", "b.tif", "c.jpg"}
-    for name, size in (("a.png", "20x30"), ("b.tif", "40x50"), ("c.jpg", "30x70")):
-        r = rows[name]
-        assert r["status"] == "error" and str(src / name) in r["reason"], r
-        assert f"{size} px (frame {size} px) is smaller than one 64x64 tile" in r["reason"]
-        assert "\n" not in r["reason"]
+    err = capsys.readouterr().err
+    # nothing importable: one clear error naming every file and its size, nothing written
+    assert rc == 2 and err.count("\n") == 1 and "every image is smaller than one 64x64 tile" in err
+    assert "a.png 20x30 px" in err and "b.tif 40x50 px" in err and "c.jpg 30x70 px" in err
+    assert "nothing written" in err and not (tmp_path / "ds").exists()
 
 
 def test_a_frame_too_small_after_resampling_fails_alone(tmp_path, capsys):

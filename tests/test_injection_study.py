@@ -19,6 +19,11 @@ class Gauss:
     def __init__(self, sigma: float):
         self.sigma = sigma
 
+    kind = "test-gauss"
+
+    def check_use(self, **kw):
+        return []
+
     def sample(self, clean, rng):
         return np.clip(clean + rng.normal(0.0, self.sigma, clean.shape), 0, 1).astype(np.float32)
 

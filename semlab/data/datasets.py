@@ -253,10 +253,13 @@ class DatasetWriter:
             self.lock.release()
 
 
-def _run(writer: DatasetWriter, items: Iterable, n: int | None, desc: str, work: Callable, progress: bool) -> Path:
+def _run(writer: DatasetWriter, items: Iterable, n: int | None, desc: str, work: Callable, progress: bool,
+         finish: Callable[[], dict] | None = None) -> Path:
     try:
         for it in tqdm(items, total=n, desc=desc, disable=not progress, unit="img"):
             work(it)
+        if finish is not None:  # dataset.json entries known only at the end (the classes of imported masks)
+            writer.info.update(finish())
     except BaseException:
         writer.abort()
         raise
@@ -269,12 +272,17 @@ def simulate_dataset(out, *, preset: str = "ic-metal", n: int = 2000, size: int 
     """Write `n` simulated items into `out` (resumable; re-running skips finished items)."""
     from semlab.data.simulate import SIMULATOR_VERSION, get_preset, simulate
 
+    from semlab.data.simulate import PRESETS
+
     pre = get_preset(preset)
+    preset = pre.name  # a Preset object (e.g. from a preset file) is recorded by name and parameters
     splits = dict(splits or DEFAULT_SPLITS)
     px = float(pixel_nm) if pixel_nm else pre.field_of_view_nm / size
     identity = {"generator": "semlab.simulate", "simulator_version": SIMULATOR_VERSION,
                 "preset": preset, "size": size, "seed": seed,
                 "pixel_nm": px, "splits": splits, "overrides": overrides}
+    if PRESETS.get(preset) is not pre:
+        identity["preset_params"] = repr(sorted(pre.params.items()))
     used = [labels.BACKGROUND, labels.PATTERN, labels.DEFECT]
     if pre.layout == "contacts":
         used.insert(2, labels.HOLE)
@@ -288,7 +296,7 @@ def simulate_dataset(out, *, preset: str = "ic-metal", n: int = 2000, size: int 
         item_id = f"{i:06d}"
         if w.done(item_id):
             return
-        r = simulate(preset, size, (seed, i), pixel_nm=px, **overrides)
+        r = simulate(pre, size, (seed, i), pixel_nm=px, **overrides)
         w.add(item_id, r.image, split=assign_split(seed, item_id, splits), group=item_id,
               source=f"simulate:{preset}:{seed}:{i}", mask=r.mask, clean=r.clean,
               contours=r.contours, params=r.params)
@@ -438,10 +446,42 @@ def _resample(img: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def _resample_labels(lab: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A label map brought to `shape` by nearest neighbour (the frame's resampling;
+    labels are never blended)."""
+    from skimage.transform import resize
+
+    if lab.shape == tuple(shape):
+        return lab
+    out = resize(lab, shape, order=0, mode="edge", anti_aliasing=False, preserve_range=True)
+    return np.asarray(out).round().astype(np.uint8)
+
+
+def _refuse_all_too_small(metas: dict, tile, used_nm: dict, src: Path) -> None:
+    """DatasetError, before anything is written, when every readable frame is smaller than
+    one tile by its header (after resampling to `used_nm`): the files and their sizes."""
+    th, tw = (tile, tile) if isinstance(tile, (int, np.integer)) else tile
+    sizes = []
+    for f, m in metas.items():
+        if m is None or not m.get("shape"):
+            continue
+        h, w = m["shape"][:2]
+        native, target = m.get("pixel_size_nm"), used_nm.get(f)
+        if native and target:
+            h, w = round(h * float(native) / float(target)), round(w * float(native) / float(target))
+        if h >= th and w >= tw:
+            return
+        sizes.append(f"{f.name} {h}x{w} px")
+    if sizes:
+        listed = ", ".join(sizes[:10]) + (f" ... ({len(sizes) - 10} more)" if len(sizes) > 10 else "")
+        raise DatasetError(f"{src}: every image is smaller than one {th}x{tw} tile (height x width): {listed}; "
+                           "choose a smaller --tile (nothing written)")
+
+
 def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_databar="auto",
                   seed: int = 0, splits: dict[str, float] | None = None, progress: bool = True,
                   split_by: str = "frame", native_pixel_nm: float | None = None,
-                  pixel_nm: float | None = None) -> Path:
+                  pixel_nm: float | None = None, masks=None) -> Path:
     """Build an unlabeled dataset from a folder of real SEM images (MIIC layout included).
 
     Each frame is read (TIFF/PNG/JPEG, 8/16-bit, palette; 16-bit scaled by 65535, never
@@ -461,6 +501,16 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
     (`unique_ids`, with a SemlabWarning; manifest column `renamed_from`). A file that
     cannot be read, or is smaller than one tile, is a failed item (manifest status
     "error" and its reason; see `batch_summary`) and the batch goes on; a re-run retries it.
+    When every readable frame is smaller than one tile (by its header, after resampling),
+    DatasetError lists the files and sizes before anything is written.
+
+    `masks` makes a labelled dataset (`semlab.data.masks_import.import_labelled`, which
+    builds it): an object with `identity` (a dict, part of the dataset's identity),
+    `select(files)` (the frames to import), `read(file)` (the frame's label map, the
+    frame's size; ValueError makes the item a failed one), `source(file)` (the mask's
+    path, item params `mask_source`) and `info()` (dataset.json entries, asked at the
+    end). Each mask gets its frame's data-bar crop, is resampled by nearest neighbour to
+    the frame's resampled size and tiled at the same positions.
     """
     import warnings
 
@@ -473,10 +523,14 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
             raise ValueError(f"{name} must be a positive number of nm, got {v!r}")
     src = Path(src)
     files = sources.list_images(src)
+    if masks is not None:
+        files = masks.select(files)
     ids, clashes = unique_ids(files, src)
     if clashes:
         warnings.warn(clash_warning(clashes, ids, src), io.SemlabWarning, stacklevel=2)
     metas, used_nm, px_info = _import_pixel_sizes(files, src, native_pixel_nm, pixel_nm)
+    if tile:
+        _refuse_all_too_small(metas, tile, used_nm if pixel_nm is not None else {}, src)
     base_of = {r: b for b, rels in clashes.items() for r in rels}
     renamed = {ids[f]: base_of.get((f.relative_to(src) if src.is_dir() else Path(f.name)).as_posix(), "")
                for f in files}
@@ -485,10 +539,14 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
     identity = {"generator": "semlab.import-images", "source": str(src.resolve()), "tile": tile,
                 "overlap": overlap, "crop_databar": crop_databar, "seed": seed, "splits": splits,
                 "split_by": split_by}
+    if masks is not None:
+        identity["masks"] = masks.identity
     identity.update({k: float(v) for k, v in (("native_pixel_nm", native_pixel_nm), ("pixel_nm", pixel_nm))
                      if v is not None})
     info = {"name": Path(out).name, "description": f"real SEM images imported from {src}",
             "classes": [], "provenance": str(src.resolve()), **px_info}
+    if masks is not None:
+        info["description"] = f"real SEM images imported from {src} with their masks"
     w = DatasetWriter(out, kind="imported", identity=identity, info=info,
                       extra_fields=("status", "reason", "renamed_from", "bit_depth"))
     th, tw = (tile, tile) if isinstance(tile, (int, np.integer)) else (tile or (0, 0))
@@ -500,13 +558,19 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
         if not tile and w.done(group):
             return
         try:
+            lab = masks.read(f) if masks is not None else None
             meta = metas.get(f) or io.read_image_meta(f)
             extra["bit_depth"] = meta.get("bit_depth", "")
             img = io.read_image(f)
+            if lab is not None and lab.shape != img.shape:
+                raise ValueError(f"{f}: its mask is {lab.shape[1]}x{lab.shape[0]} px but the image is "
+                                 f"{img.shape[1]}x{img.shape[0]} px (width x height)")
             img, bar = sources.crop_databar(img, crop_databar)
             native = meta.get("pixel_size_nm")
             if pixel_nm is not None and native:
                 img = _resample(img, float(native) / float(pixel_nm))
+            if lab is not None:  # the frame's crop, then nearest-neighbour to the frame's (resampled) size
+                lab = _resample_labels(lab[:bar] if bar is not None else lab, img.shape)
             if tile and (img.shape[0] < th or img.shape[1] < tw):
                 how = [f"frame {meta['shape'][0]}x{meta['shape'][1]} px"]
                 if bar is not None:
@@ -516,6 +580,8 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
                 raise ValueError(f"{f}: {img.shape[0]}x{img.shape[1]} px ({', '.join(how)}) is smaller "
                                  f"than one {th}x{tw} tile")
             pieces = sources.tile_image(img, tile, overlap) if tile else [(0, 0, img)]
+            lab_pieces = ([t for _, _, t in sources.tile_image(lab, tile, overlap)] if tile else [lab]) \
+                if lab is not None else [None] * len(pieces)
         except (ValueError, OSError) as e:  # ImageReadError (corrupt, too large...), too small: one failed item
             w.add_failed(group, split=split, group=group, source=str(f),
                          extra={**extra, "status": "error", "reason": str(e) if str(f) in str(e) else f"{f}: {e}"})
@@ -527,14 +593,16 @@ def import_images(src, out, *, tile: int | None = None, overlap: int = 0, crop_d
                   "native_pixel_size_nm": native, "pixel_size_source": meta.get("pixel_size_source")}
         if pixel_nm is not None and native:
             params["resample_factor"] = float(native) / float(pixel_nm)
-        for (r, c, t) in pieces:
+        if masks is not None:
+            params["mask_source"] = masks.source(f)
+        for (r, c, t), m in zip(pieces, lab_pieces):
             item_id = f"{group}_r{r:05d}_c{c:05d}" if tile else group
             if w.done(item_id):
                 continue
-            w.add(item_id, t, split=split, group=group, source=str(f), extra=extra,
+            w.add(item_id, t, split=split, group=group, source=str(f), extra=extra, mask=m,
                   params={**params, "row": r, "col": c})
 
-    return _run(w, files, len(files), "import", work, progress)
+    return _run(w, files, len(files), "import", work, progress, finish=masks.info if masks is not None else None)
 
 
 class Dataset:

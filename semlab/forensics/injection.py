@@ -107,31 +107,21 @@ def fit_noise_models(kinds: Sequence[str], data: NoiseTrainingData, *, seed: int
 
 
 def denoise(img: np.ndarray) -> np.ndarray:
-    """Non-local means with the noise level estimated from the image itself (Immerkaer);
-    the clean estimate of `replace` mode and of the residual figures."""
-    from skimage.restoration import denoise_nl_means
+    """The clean estimate of `replace` mode and of the residual figures
+    (`semlab.noise.models.denoise`: non-local means, noise level from the image)."""
+    from semlab.noise.models import denoise as nlm
 
-    from semlab.noise import immerkaer_sigma
-
-    sigma = float(immerkaer_sigma(img))
-    if sigma <= 0:
-        return img
-    return denoise_nl_means(img, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6,
-                            fast_mode=True).astype(np.float32)
+    return nlm(img)
 
 
-def inject(model, images: np.ndarray, *, mode: str = "add", seed: int = 0) -> np.ndarray:
-    """`images` (N, H, W) in [0, 1] with `model`'s noise: `add` on top of them, `replace`
-    after removing their own pseudo-noise (non-local means). Deterministic per seed: image
-    k draws from the generator seeded (seed, k)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    out = np.empty_like(np.asarray(images, dtype=np.float32))
-    for k, img in enumerate(np.asarray(images, dtype=np.float32)):
-        base = denoise(img) if mode == "replace" else img
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4513, k]))
-        out[k] = np.clip(model.sample(base, rng), 0.0, 1.0)
-    return out
+def inject(model, images: np.ndarray, *, mode: str = "add", seed: int = 0, pixel_nm: float | None = None) -> np.ndarray:
+    """`images` (N, H, W) in [0, 1] with `model`'s noise (`semlab.noise.inject.inject_images`:
+    `add` on top of them, `replace` after removing their own pseudo-noise), as one array.
+    Deterministic per seed."""
+    from semlab.noise.inject import inject_images
+
+    out = inject_images(model, list(np.asarray(images, dtype=np.float32)), mode=mode, seed=seed, pixel_nm=pixel_nm)
+    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
 
 
 def split_sets(sets: FakeSets, dataset, real=None) -> dict[str, FakeSets]:

@@ -5,6 +5,12 @@
 * `semlab.noise.registry`: the residual-noise model interface (`NoiseModel`: `fit`,
   `sample`, `save`, `load`) and the registry of named models (`get`, `names`). The models
   register themselves when their module is imported; `get` imports them on demand.
+* `semlab.noise.models`: the parametric models ``poisson-gaussian``, ``spectral``,
+  ``patch-bank`` and ``spectrum-match``, and the denoiser that gives clean estimates.
+* `semlab.noise.inject`: `inject_images` / `inject_folder` (``semlab inject``: add or
+  replace mode, never writing into the input, resumable), `select_model` (each model
+  fitted on the val split and scored by `semlab.realism`'s stats detector) and the
+  ``semlab bench inject`` measurement. Figures: `semlab.viz.noise`.
 """
 
 from semlab.noise.estimate import (FrameDifferenceNoise, frame_difference_sigma, immerkaer_sigma, noise_sigma,
