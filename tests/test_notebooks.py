@@ -289,7 +289,7 @@ def merge_outputs(run_dir: Path, step: str) -> None:
 
 
 @pytest.mark.slow
-def test_real_domain_notebooks_20_21_30_40_run_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
+def test_real_domain_notebooks_20_21_30_40_45_run_in_smoke_profile(tmp_path, monkeypatch, run_notebook):
     """DOMAIN="real" through training, metric tables and the detector, on the packaged
     cdsem-lines frames (train frame Test03, val Test01, test Test02): each notebook writes a
     valid real-domain metrics doc naming the set, n tiles and n frames; no test frame was
@@ -304,7 +304,7 @@ def test_real_domain_notebooks_20_21_30_40_run_in_smoke_profile(tmp_path, monkey
     (run_dir / "manifest.json").write_text(json.dumps({"outputs": {"10_make_dataset[real]": {"dataset": str(ds)}}}))
     params = {"PROFILE": "smoke", "RUN_DIR": str(run_dir), "DOMAIN": "real"}
     docs = {}
-    for nb in ("20_train_pix2pix", "21_train_cyclegan", "30_metric_tables", "40_real_vs_fake"):
+    for nb in ("20_train_pix2pix", "21_train_cyclegan", "30_metric_tables", "40_real_vs_fake", "45_residual_noise"):
         run = run_notebook(f"{nb}.ipynb", params)
         step = f"{nb}[real]"
         docs[nb] = doc = metrics_doc_of(run_dir, step)
@@ -319,7 +319,14 @@ def test_real_domain_notebooks_20_21_30_40_run_in_smoke_profile(tmp_path, monkey
 
     for kind in ("pix2pix", "cyclegan"):
         assert Path(find_generator(kind, "real", run_dir, "smoke")).is_file()
-    p2p, cyc, tab, det = (docs[nb] for nb in sorted(docs))
+    p2p, cyc, tab, det, inj = (docs[nb] for nb in sorted(docs))
+    # 45: noise fitted on the train frame, chosen on the val frame, reported on the test frame only
+    assert inj["extra"]["frames"] == ["Test02"] and set(inj["extra"]["chosen"]) <= {"Pix2Pix", "CycleGAN",
+                                                                                    "simulator (physics baseline)"}
+    assert "Pix2Pix" in inj["extra"]["chosen"] and "train split" in inj["extra"]["fit_data"]
+    for state in ("before", "injected"):
+        e = inj["metrics"][K.key(K.PIX2PIX, state, K.DETECTOR_BALANCED_ACCURACY)]
+        assert e["ci_low"] <= e["value"] <= e["ci_high"] and e["n"] == inj["n"]
     assert p2p["extra"]["n_frames"] == 1 and p2p["set"].endswith(f"{p2p['n']} tiles of 1 frame")
     assert p2p["extra"]["frames"] == ["Test02"] and p2p["extra"]["train_frames"] == ["Test03"]
     assert p2p["metrics"][K.key(K.PIX2PIX, K.PSNR)]["ci_low"] is not None

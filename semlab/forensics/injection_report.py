@@ -147,7 +147,8 @@ def injection_metrics_doc(study: InjectionStudy, *, profile: str, label: str, se
         from semlab.train.realsets import CI_CAVEAT
 
         frames = real.frames_of(study.test.ids)
-        extra.update(real_set=real.set, n_tiles=n, n_frames=len(frames), frames=frames, ci_note=CI_CAVEAT)
+        extra.update(real_set=real.set, n_tiles=n, n_frames=len(frames), frames=frames,
+                     train_frames=real.frames.get("train", []), ci_note=CI_CAVEAT)
     return metrics_doc("45_residual_noise", study.domain, label, n, metrics, headline=headline, figure=figure,
                        **extra)
 

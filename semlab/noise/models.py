@@ -77,7 +77,9 @@ def residuals(images, cleans=None) -> tuple[list[np.ndarray], list[np.ndarray], 
 
 def variance_curve(cleans, resid, *, bins: int = 16, min_count: int = 200) -> dict[str, Any]:
     """Residual variance against the clean level: per bin of the clean level (equal width
-    between its 0.5 and 99.5 percentiles) the robust variance (1.4826 MAD)^2, then
+    between its 0.5 and 99.5 percentiles) a robust variance, the larger of (1.4826 MAD)^2
+    and the squared trimmed mean absolute deviation x sqrt(pi/2) (which does not collapse
+    to 0 on quantized residuals), then
     weighted least squares ``var = a * clean + b`` (weights n / var^2, the inverse
     variance of a variance estimate), with a, b >= 0. Returns a, b and the per-bin
     `level`, `var`, `count` (lists)."""
@@ -95,9 +97,14 @@ def variance_curve(cleans, resid, *, bins: int = 16, min_count: int = 200) -> di
         if len(members) < min_count:
             continue
         rb = r[members]
-        mad = np.median(np.abs(rb - np.median(rb)))
+        dev = np.abs(rb - np.median(rb))
+        mad = 1.4826 * np.median(dev)
+        # On 8-bit images with sub-gray-level noise the MAD collapses to 0 (most residuals are
+        # one quantum apart); the mean absolute deviation (x sqrt(pi/2), Gaussian; the top 1%
+        # trimmed against edge outliers, x 1.027 for the trim) does not. The larger of the two.
+        mean_abs = np.sqrt(np.pi / 2) * 1.027 * float(dev[dev <= np.quantile(dev, 0.99)].mean())
         level.append(float(c[members].mean()))
-        var.append(float((1.4826 * mad) ** 2))
+        var.append(float(max(mad, mean_abs) ** 2))
         count.append(int(len(members)))
     if not level:
         raise ValueError(f"noise fit: fewer than {min_count} pixels in every signal bin; use larger images")
