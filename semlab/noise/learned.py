@@ -48,6 +48,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from semlab.io import atomic_write
+from semlab.noise.estimate import noise_sigma
 from semlab.noise.registry import ModelMeta, NoiseModel, register
 
 __all__ = ["LearnedNoise", "clean_estimate", "fit", "PROFILE_OPTIONS", "DEFAULTS", "MAX_PARAMS", "STATE_FILE"]
@@ -77,12 +78,16 @@ _PARAM_KEYS = {"width", "kernel", "steps_done", "seconds", "gain_nll", "colour_n
 
 
 def clean_estimate(image: np.ndarray) -> np.ndarray:
-    """A noise-free estimate of one frame, the same as the other noise models use
-    (`semlab.noise.models.denoise`: scikit-image's non-local means, h = 0.8 sigma).
+    """A noise-free estimate of one frame: the other models' non-local means
+    (`semlab.noise.models.denoise`, h = 0.8 sigma), with sigma from the spectral
+    `semlab.noise.noise_sigma`, which counts correlated noise fully. With the high-pass
+    (Immerkaer) sigma, the default of `denoise`, the residual of the litho-lines repeated
+    scans holds 45% of their frame-difference noise level; with this one, 86%.
     float32 in [0, 1], same shape."""
     from semlab.noise.models import denoise
 
-    return np.clip(denoise(np.asarray(image, dtype=np.float32)), 0.0, 1.0).astype(np.float32)
+    x = np.asarray(image, dtype=np.float32)
+    return np.clip(denoise(x, sigma=float(noise_sigma(x))), 0.0, 1.0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- the network

@@ -1,0 +1,257 @@
+"""`semlab fit-sim` (semlab.data.fit) and preset files (semlab.data.presetfile).
+
+The fit sees plain folders of simulated PNGs (no manifest, no parameters) and must
+recover the generating parameters; preset files are untrusted input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from semlab import io
+from semlab.data import presetfile
+from semlab.data.fit import PRIORS, fit_sim
+from semlab.data.simulate import PRESETS, Preset, get_preset, simulate
+
+PX = 1.0  # nm per pixel of the test images
+# everything the sweeps do not vary, fixed; the priors of the fit held at their values
+BASE = dict(sidewall_nm=PRIORS["sidewall_nm"], rim_width_nm=PRIORS["rim_width_nm"],
+            rim_offset_nm=PRIORS["rim_offset_nm"], texture_amp=0.0, charging_amp=0.0, drift_px=0.0,
+            defect_prob=0.0, line_end_prob=0.0, vertical=True, scan_asymmetry=0.0, brightness=0.0, contrast=1.0,
+            scanline_sigma=0.0, rim_amp=0.3, halo_amp=0.04, halo_width_nm=5.0, background_level=0.2,
+            pattern_level=0.5, ler_corr_nm=12.0, pitch_nm=40.0, width_frac=0.5, detector_sigma=0.02,
+            noise_corr_px=0.6, psf_sigma_nm=2.0, dose=150.0, ler_sigma_nm=1.4)
+
+
+def _folder(tmp_path, n=2, size=256, seed=5, **kw):
+    """A plain folder of simulated 8-bit PNGs (nothing else) and the noise truth."""
+    p = {**BASE, **kw}
+    folder = tmp_path / "frames"
+    folder.mkdir(parents=True)
+    truth = []
+    for i in range(n):
+        r = simulate("line-space", size, (seed, i), pixel_nm=PX, with_contours=False, **p)
+        io.write_image(folder / f"f{i}.png", r.image)
+        truth.append(math.sqrt(float(r.clean.mean()) / p["dose"] + p["detector_sigma"] ** 2))
+    return folder, p, float(np.mean(truth))
+
+
+SWEEPS = [("dose", [60.0, 150.0, 400.0]), ("psf_sigma_nm", [1.5, 2.5, 3.5]),
+          ("ler_sigma_nm", [0.8, 1.4, 2.0]), ("pitch_nm", [30.0, 42.0, 55.0])]
+
+
+@pytest.mark.parametrize("key,values", SWEEPS, ids=[k for k, _ in SWEEPS])
+def test_fit_recovers_known_parameters(tmp_path, key, values):
+    for j, v in enumerate(values):
+        folder, p, noise_truth = _folder(tmp_path / str(j), **{key: v})
+        fit = fit_sim(folder, "line-space", pixel_nm=PX, refine=0)  # the direct estimators
+        assert fit.n_frames == 2 and not list(folder.glob("*.yaml"))
+        noise = np.mean([f["noise_sigma"] for f in fit.per_frame])
+        assert noise == pytest.approx(noise_truth, rel=0.10), (key, v)
+        psf = np.mean([f["psf_sigma_nm"] for f in fit.per_frame])
+        assert psf == pytest.approx(p["psf_sigma_nm"], rel=0.15), (key, v)
+        assert fit.params["ler_sigma_nm"] == pytest.approx(p["ler_sigma_nm"], rel=0.15), (key, v)
+        assert fit.params["pitch_nm"] == pytest.approx(p["pitch_nm"], rel=0.02), (key, v)
+        assert 0 <= fit.uncertainty["pitch_nm"][0] < 0.02 * p["pitch_nm"]
+
+
+def test_contacts_fit_recovers_pitch_and_levels(tmp_path):
+    kw = dict(pitch_nm=50.0, width_frac=0.5, hole_jitter=0.0, missing_prob=0.0, stagger=False, defect_prob=0.0,
+              texture_amp=0.0, charging_amp=0.0, drift_px=0.0, brightness=0.0, contrast=1.0, pattern_level=0.45,
+              hole_level=0.1, psf_sigma_nm=2.0, dose=200.0, detector_sigma=0.02, scanline_sigma=0.0,
+              rim_amp=0.2, halo_amp=0.03, sidewall_nm=PRIORS["sidewall_nm"], rim_width_nm=PRIORS["rim_width_nm"],
+              rim_offset_nm=PRIORS["rim_offset_nm"])
+    ims = [simulate("contacts", 256, (3, i), pixel_nm=PX, with_contours=False, **kw).image for i in range(2)]
+    fit = fit_sim(ims, "contacts", pixel_nm=PX, refine=0)
+    assert fit.params["pitch_nm"] == pytest.approx(50.0, rel=0.02)
+    assert fit.params["hole_level"] == pytest.approx(0.1, abs=0.03)
+    assert fit.params["pattern_level"] == pytest.approx(0.45, abs=0.03)
+    assert fit.params["psf_sigma_nm"] == pytest.approx(2.0, rel=0.25)
+
+
+def test_no_edges_is_refused_and_nothing_written(tmp_path):
+    from semlab.cli import main
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        io.write_image(flat / f"n{i}.png", np.clip(0.4 + 0.05 * rng.standard_normal((128, 128)), 0, 1))
+    with pytest.raises(ValueError, match="could not estimate"):
+        fit_sim(flat, "line-space", pixel_nm=1.0)
+    out = tmp_path / "out.yaml"
+    assert main(["fit-sim", str(flat), "--kind", "line-space", "--pixel-nm", "1", "--out", str(out)]) == 2
+    assert not out.exists() and not list(tmp_path.glob(".out.yaml*"))
+
+
+def test_pixel_sizes_within_and_beyond_two_percent(tmp_path, monkeypatch):
+    from semlab.data import fit as fitmod
+
+    folder, _, _ = _folder(tmp_path, n=2, size=128)
+    sizes = {"f0.png": 0.752, "f1.png": 0.744}  # the DSA frames: within 2%
+    real_meta = io.read_image_meta
+    monkeypatch.setattr(io, "read_image_meta", lambda p, **k: {**real_meta(p, **k),
+                                                                 "pixel_size_nm": sizes[p.name]})
+    frames, px, notes = fitmod.load_frames(folder)
+    assert px == pytest.approx(np.median(list(sizes.values())))
+    assert any("within 2%" in n for n in notes)
+    sizes["f1.png"] = 0.80  # 6% apart
+    with pytest.raises(ValueError, match=r"more than 2%.*f0\.png: 0\.752 nm.*f1\.png: 0\.8 nm"):
+        fitmod.load_frames(folder)
+    out = tmp_path / "p.yaml"
+    from semlab.cli import main
+
+    assert main(["fit-sim", str(folder), "--kind", "line-space", "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def _doc(**params):
+    return {"version": 1, "units": {"length": "nm", "gray": "[0, 1]"}, "kind": "line-space", "pixel_nm": 1.0,
+            "params": params or {"pitch_nm": 40.0}, "provenance": {"semlab_version": "x"}}
+
+
+def _write(tmp_path, doc, name="p.yaml"):
+    import yaml
+
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(doc) if name.endswith(".yaml") else json.dumps(doc))
+    return p
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"params": {"pitch_nm": 40.0, "frame": [[0.1] * 100] * 100}}, r"params\.frame"),  # pixels and unknown
+    ({"params": {"pitch_nm": 40.0}, "noise_spectrum": [[0.0] * 65] * 65}, "noise_spectrum"),
+    ({"params": {"pitch_nm": 40.0}, "edge_profile": [0.1] * 500}, "(a list of 500 numbers|unknown key)"),
+    ({"params": {"pitch_nm": 40.0}, "provenance": {"pixels": list(range(200))}}, "list of 200 numbers"),
+    ({"params": {"not_a_parameter": 1.0}}, r"params\.not_a_parameter: unknown parameter"),
+    ({"params": {"dose": -5.0}}, r"params\.dose: -5 is outside the valid range"),
+    ({"params": {"pattern_level": [0.2, 1.7]}}, r"params\.pattern_level: 1\.7 is outside"),
+    ({"params": {"width_frac": [0.6, 0.4]}}, "low > high"),
+    ({"params": {"vertical": 2.0}}, "not a probability"),
+    ({"units": {"length": "um", "gray": "[0, 1]"}}, "units"),
+    ({"version": 9}, "version"),
+    ({"kind": "nope"}, "kind"),
+    ({"surprise": 1}, "surprise: unknown key"),
+])
+def test_bad_preset_files_are_refused(tmp_path, bad, match):
+    doc = {**_doc(), **bad}
+    p = _write(tmp_path, doc)
+    with pytest.raises(ValueError, match=match) as e:
+        presetfile.load_preset_file(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_pixels_refused_even_as_json_and_deep_arrays(tmp_path):
+    frame = np.random.default_rng(0).random((80, 80)).tolist()
+    p = _write(tmp_path, {**_doc(), "noise_spectrum": frame}, "p.json")
+    with pytest.raises(ValueError, match="noise_spectrum"):
+        presetfile.load_preset_file(p)
+    p = _write(tmp_path, {**_doc(), "provenance": {"notes": [[[1, 2], [3, 4]]]}}, "q.json")
+    with pytest.raises(ValueError, match="more than 2 dimensions"):
+        presetfile.load_preset_file(p)
+    p = tmp_path / "broken.yaml"
+    p.write_text("version: [1\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        presetfile.load_preset_file(p)
+
+
+def test_round_trip_save_load_and_no_overwrite(tmp_path):
+    folder, p, _ = _folder(tmp_path, n=2, size=192)
+    fit = fit_sim(folder, "line-space", pixel_nm=PX, refine=0)
+    out = tmp_path / "tool.yaml"
+    presetfile.save_preset_file(fit, out)
+    pre = presetfile.load_preset_file(out)
+    assert isinstance(pre, Preset) and pre.layout == PRESETS["line-space"].layout
+    assert presetfile.pixel_nm_of(pre) == pytest.approx(PX)
+    for k, v in fit.params.items():
+        got = pre.params[k]
+        if isinstance(v, list):
+            assert list(got) == pytest.approx(v)
+        elif k == "vertical":
+            assert got is True
+        else:
+            assert got == pytest.approx(v), k
+    assert pre.params["corner_radius_nm"] == PRESETS["line-space"].params["corner_radius_nm"]  # from the base
+    doc = presetfile.read_preset_file(out)
+    assert doc["provenance"]["sources"][0]["sha256"] == io.sha256_file(folder / "f0.png")
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError):
+        presetfile.save_preset_file(fit, out)
+    assert out.read_bytes() == before
+    presetfile.save_preset_file(fit, tmp_path / "tool.json")
+    assert presetfile.load_preset_file(tmp_path / "tool.json").params == pre.params
+    # the simulator takes the Preset object wherever it takes a name
+    assert get_preset(pre) is pre
+    r = simulate(pre, 128, 0, pixel_nm=PX)
+    assert r.params["preset"] == pre.name and r.params["pitch_nm"] == pytest.approx(fit.params["pitch_nm"])
+
+
+def test_cli_fit_sim_and_simulate_preset_file(tmp_path, capsys):
+    from semlab.cli import main
+    from semlab.data.datasets import load_dataset
+
+    folder, p, _ = _folder(tmp_path, n=2, size=192)
+    out = tmp_path / "tool.yaml"
+    assert main(["fit-sim", str(folder), "--kind", "line-space", "--pixel-nm", "1", "--out", str(out), "--json",
+                 "--refine", "0"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["params"]["pitch_nm"] == pytest.approx(p["pitch_nm"], rel=0.02) and rec["n_frames"] == 2
+    assert main(["fit-sim", str(folder), "--kind", "line-space", "--pixel-nm", "1", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    ds_dir = tmp_path / "ds"
+    assert main(["simulate", "--preset-file", str(out), "--n", "3", "--size", "96", "--out", str(ds_dir),
+                 "--quiet"]) == 0
+    ds = load_dataset(ds_dir)
+    info = json.loads((ds_dir / "dataset.json").read_text())
+    assert info["pixel_size_nm"] == pytest.approx(PX)  # the fitted pixel size by default
+    assert len(ds.rows) == 3
+    img = ds.image(ds.rows[0]["id"])
+    assert img.shape == (96, 96)
+    assert main(["simulate", "--preset-file", str(out), "--preset", "contacts", "--n", "1", "--out",
+                 str(tmp_path / "x")]) == 2
+    bad = _write(tmp_path, {**_doc(), "params": {"dose": 0.0}}, "bad.yaml")
+    assert main(["simulate", "--preset-file", str(bad), "--n", "1", "--out", str(tmp_path / "y")]) == 2
+    assert "params.dose" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_refinement_keeps_known_parameters_and_figures(tmp_path):
+    """The closed-loop step (simulate the fit, measure it, correct) leaves a good fit good."""
+    from semlab.data.fit import render_like
+    from semlab.viz.fit import fit_comparison_figure, quantities_figure, side_by_side_figure
+
+    folder, p, _ = _folder(tmp_path, n=2, size=192, psf_sigma_nm=2.5, ler_sigma_nm=1.2)
+    fit = fit_sim(folder, "line-space", pixel_nm=PX, refine=1)
+    assert any("closed-loop" in n for n in fit.notes)
+    assert fit.params["psf_sigma_nm"] == pytest.approx(2.5, rel=0.15)
+    assert fit.params["ler_sigma_nm"] == pytest.approx(1.2, rel=0.15)
+    assert fit.params["pitch_nm"] == pytest.approx(40.0, rel=0.02)
+    pre = presetfile.load_preset_file(presetfile.save_preset_file(fit, tmp_path / "t.yaml"))
+    sims = render_like(pre, (160, 160), 2, pixel_nm=PX)
+    sim = fit_sim(sims, "line-space", pixel_nm=PX, refine=0)
+    assert sim.params["pitch_nm"] == pytest.approx(fit.params["pitch_nm"], rel=0.03)
+    fig = fit_comparison_figure(fit, sim, set_name="test folder")
+    assert len(fig.axes) == 6 and "real: test folder (2 frames)" in fig._suptitle.get_text()
+    assert "simulated" in fig._suptitle.get_text()
+    assert len(quantities_figure(fit, sim).axes) == 1
+    sbs = side_by_side_figure([io.read_image(f) for f in sorted(folder.glob("*.png"))], sims, pixel_nm=PX)
+    assert len(sbs.axes) == 4
+
+
+@pytest.mark.parametrize("name,kind", [("cdsem-lines", "line-space"), ("cdsem-contacts", "contacts")])
+def test_packaged_preset_files_load_and_render(name, kind):
+    from pathlib import Path
+
+    import semlab
+
+    path = Path(semlab.__file__).parent / "data" / "presets" / f"{name}.yaml"
+    doc = presetfile.read_preset_file(path)
+    assert doc["kind"] == kind and len(doc["provenance"]["sources"]) >= 2
+    split = __import__("semlab.data.samples", fromlist=["x"]).stored_split(name)
+    used = {s["name"] for s in doc["provenance"]["sources"]}
+    assert not any(split[f] == "test" for f in used)  # never fitted on test frames
+    pre = presetfile.load_preset_file(path)
+    r = simulate(pre, 96, 0, pixel_nm=presetfile.pixel_nm_of(pre))
+    assert r.image.shape == (96, 96) and 0.0 < float(r.image.mean()) < 1.0
