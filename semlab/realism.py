@@ -34,7 +34,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -188,7 +188,7 @@ def load_side(src, *, tile: int = 128, name: str = "side", pixel_nm: float | Non
                 target if sizes else None, shapes, preset, notes)
 
 
-def render_preset_side(preset: str, *, like: Side, tile: int = 128, name: str = "sim", seed: int = 0,
+def render_preset_side(preset, *, like: Side, tile: int = 128, name: str = "sim", seed: int = 0,
                        n_tiles: int | None = None, max_side: int = 1024) -> Side:
     """The simulator's `preset` rendered at the pixel size of `like` (the real side), in
     frames of the real frames' median size (at most `max_side` px a side), enough frames
@@ -196,7 +196,7 @@ def render_preset_side(preset: str, *, like: Side, tile: int = 128, name: str = 
     `like` has."""
     from semlab.data.simulate import SIMULATOR_VERSION, get_preset, simulate
 
-    get_preset(preset)  # KeyError naming the valid presets
+    preset_name = get_preset(preset).name  # KeyError naming the valid presets; a Preset object is used as is
     shapes = np.array(list(like.frame_shapes.values()) or [(4 * tile, 4 * tile)])
     h = int(min(max(np.median(shapes[:, 0]), tile), max_side)) // tile * tile
     w = int(min(max(np.median(shapes[:, 1]), tile), max_side)) // tile * tile
@@ -209,13 +209,13 @@ def render_preset_side(preset: str, *, like: Side, tile: int = 128, name: str = 
         for r in range(0, h, tile):
             for c in range(0, w, tile):
                 tiles.append(img[r:r + tile, c:c + tile])
-                frame.append(f"{preset}-{k}")
+                frame.append(f"{preset_name}-{k}")
                 grid.append((r // tile, c // tile))
     px = f"{like.pixel_nm:.4g} nm" if like.pixel_nm else "the preset's own pixel size (real size unknown)"
-    notes = [f"{name}: preset {preset} (simulator v{SIMULATOR_VERSION}) rendered in {n_frames} frames of "
+    notes = [f"{name}: preset {preset_name} (simulator v{SIMULATOR_VERSION}) rendered in {n_frames} frames of "
              f"{h}x{w} px at {px}"]
-    return Side(name, f"preset:{preset}", np.stack(tiles).astype(np.float32), np.array(frame, dtype=str),
-                np.array(grid, dtype=np.int64), like.pixel_nm, {f: (h, w) for f in set(frame)}, preset, notes)
+    return Side(name, f"preset:{preset_name}", np.stack(tiles).astype(np.float32), np.array(frame, dtype=str),
+                np.array(grid, dtype=np.int64), like.pixel_nm, {f: (h, w) for f in set(frame)}, preset_name, notes)
 
 
 # --------------------------------------------------------------------------- features
@@ -472,4 +472,62 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"tile {result['tile']} px at {f'{px:.4g} nm/px' if px else 'unknown pixel size'}; "
                  f"grouping: {result['grouping']}")
     lines += [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines)
+
+
+def _preset_of(spec):
+    """A preset name, a `Preset`, or a preset file (.yaml/.yml/.json, `semlab fit-sim`)."""
+    if isinstance(spec, (str, Path)) and str(spec).lower().endswith((".yaml", ".yml", ".json")):
+        from semlab.data.presetfile import load_preset_file
+
+        return load_preset_file(spec)
+    return spec
+
+
+def compare_presets(real, presets: Mapping[str, Any], *, tile: int = 128, detectors: Sequence[str] = ("stats", "spectrum"),
+                    real_split: str | None = "test", seed: int = 0, max_tiles: int = 200, n_splits: int = 5,
+                    n_boot: int = 500, epochs: int = 4) -> dict[str, Any]:
+    """The realism table of several presets against one real set: for each `presets`
+    entry (label -> preset name, `Preset` or preset file) the detectors' balanced accuracy
+    with CIs, rendered at the real side's pixel and frame size, then the real-vs-real floor.
+    `real_split` keeps the frames of that stored split (default: test)."""
+    real_side = load_side(real, tile=tile, name="real", split=real_split)
+    grouping = "frame" if real_side.n_frames >= MIN_FRAMES_FOR_FRAME_GROUPS else "block2x2"
+    kw = dict(grouping=grouping, detectors=detectors, n_splits=n_splits, seed=seed, epochs=epochs,
+              max_tiles=max_tiles, n_boot=n_boot)
+    rows, notes = [], list(real_side.notes)
+    for label, spec in presets.items():
+        side = render_preset_side(_preset_of(spec), like=real_side, tile=tile, name=str(label), seed=seed)
+        m = cross_validate(real_side, side, **kw)
+        rows.append({"label": str(label), "preset": side.preset, "n_sim": side.n, **{d: m[d] for d in detectors}})
+    a, b, how = _halves(real_side)
+    try:
+        fl = cross_validate(a, b, **kw)
+        rows.append({"label": "real vs real (floor)", "preset": None, "n_sim": b.n, **{d: fl[d] for d in detectors}})
+        notes.append(f"floor: {how}")
+    except ValueError as exc:
+        notes.append(f"floor not measured: {exc}")
+    return {"rows": rows, "detectors": list(detectors), "grouping": grouping, "tile": int(tile),
+            "pixel_nm": real_side.pixel_nm, "n_real": real_side.n, "n_frames": real_side.n_frames,
+            "frames": sorted(set(real_side.frame.tolist())), "real": str(real), "real_split": real_split,
+            "notes": notes}
+
+
+def compare_markdown(result: Mapping[str, Any]) -> str:
+    """`compare_presets` as a Markdown table: one row per preset and the floor, one column
+    per detector (balanced accuracy [95% CI]), then n, frames and grouping."""
+    from semlab.textfmt import md_escape
+
+    dets = result["detectors"]
+    lines = ["| preset | " + " | ".join(f"{md_escape(d)} balanced accuracy [95% CI]" for d in dets) + " | n sim |",
+             "|---|" + "---|" * (len(dets) + 1)]
+    for r in result["rows"]:
+        cells = [_ci(r[d]["balanced_accuracy"], r[d]["ci_low"], r[d]["ci_high"]) for d in dets]
+        lines.append(f"| {md_escape(r['label'])} | " + " | ".join(cells) + f" | {r['n_sim']} |")
+    px = result.get("pixel_nm")
+    lines.append("")
+    lines.append(f"Real side: {md_escape(Path(result['real']).name)}, {result['real_split'] or 'all'} frames "
+                 f"({md_escape(', '.join(result['frames']))}): {result['n_real']} tiles of {result['tile']} px of "
+                 f"{result['n_frames']} frame(s) at {f'{px:.4g} nm/px' if px else 'unknown pixel size'}; folds "
+                 f"grouped by {'frame' if result['grouping'] == 'frame' else 'blocks of 2x2 tiles'}. 0.5 is chance.")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """semlab.realism and `semlab realism`: the one realism protocol."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +137,30 @@ def test_group_bootstrap_resamples_groups():
     s2[:10] = 1.0  # one whole real group misclassified: the CI is wide (groups, not tiles)
     ba, lo, hi = m2 = group_bootstrap(y, s2, g, n_boot=500)["balanced_accuracy"]
     assert ba == pytest.approx(0.875) and lo <= 0.76 and hi == 1.0, m2
+
+
+def test_compare_presets_ranks_the_generating_preset_first_and_reads_preset_files(tmp_path):
+    """Real side: frames of the line-space preset. Rendered again (other seeds), line-space
+    is hard to separate; contacts are trivially separable; a preset file of line-space
+    reads like line-space; the floor row is there."""
+    from semlab.data.simulate import simulate
+    from semlab.realism import compare_markdown, compare_presets
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(6):
+        write_image(real / f"f{i}.png", simulate("line-space", 128, seed=100 + i).image)  # its own field of view
+    res = compare_presets(real, {"same": "line-space", "other": "contacts"}, tile=64, real_split=None, n_boot=200,
+                          n_splits=3)
+    rows = {r["label"]: r for r in res["rows"]}
+    assert rows["other"]["stats"]["balanced_accuracy"] >= 0.9
+    assert rows["same"]["stats"]["balanced_accuracy"] < rows["other"]["stats"]["balanced_accuracy"] - 0.2
+    assert "real vs real (floor)" in rows and res["grouping"] == "frame" and res["n_frames"] == 6
+    text = compare_markdown(res)
+    assert "| same |" in text and "6 frame(s)" in text and "0.5 is chance" in text
+    with pytest.raises(KeyError):
+        compare_presets(real, {"bad": "no-such-preset"}, tile=64, real_split=None)
+    packaged = Path(__file__).resolve().parents[1] / "semlab" / "data" / "presets" / "cdsem-lines.yaml"
+    res = compare_presets(real, {"fitted": packaged}, tile=64, real_split=None, n_boot=100, n_splits=3,
+                          detectors=("stats",))
+    assert res["rows"][0]["preset"] == "line-space@cdsem-lines" and res["rows"][0]["n_sim"] >= res["n_real"]
