@@ -8,6 +8,7 @@ prints them, `explore_metrics_doc` builds the metrics.json doc (keys from
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ from semlab.metrics import keys as K
 from semlab.metrics.spectral import mean_radial_spectrum, noise_sigma_estimate, spectral_slope
 from semlab.runs import metric, metrics_doc
 
-__all__ = ["group_stats", "format_group_stats", "explore_metrics_doc"]
+__all__ = ["group_stats", "format_group_stats", "realism_metrics", "explore_metrics_doc"]
 
 NOTEBOOK = "00_explore_data"
 
@@ -42,13 +43,32 @@ def format_group_stats(rows: Sequence[Mapping]) -> str:
     return "\n".join(lines)
 
 
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.split(" (")[0].lower()).strip("_") or "preset"
+
+
+def realism_metrics(comparisons: Mapping[str, Mapping]) -> dict[str, dict]:
+    """`realism/<set>/<preset row>.<detector>_balanced_accuracy` (with CI, n = real test
+    tiles) from {set: `semlab.realism.compare_presets` result}."""
+    out = {}
+    for set_name, res in comparisons.items():
+        for r in res["rows"]:
+            for d in res["detectors"]:
+                m = r[d]
+                out[K.key(f"realism/{set_name}/{_slug(r['label'])}", f"{d}_balanced_accuracy")] = metric(
+                    m["balanced_accuracy"], m["ci_low"], m["ci_high"], n=res["n_real"],
+                    note=f"{r['label']}; real {res['real_split']} frames {', '.join(res['frames'])}")
+    return out
+
+
 def explore_metrics_doc(rows: Sequence[Mapping], *, profile: str, size_px: int,
-                        figure: str = "real_vs_sim.png") -> dict:
+                        figure: str = "real_vs_sim.png", realism: Mapping[str, Mapping] | None = None) -> dict:
     """Notebook 00's metrics.json: per group `<group>.noise_sigma` and
     `<group>.spectral_slope` (n = crops; the pixel size of a group simulated at the real
     images' scale in its note), and `noise_sigma_ratio_sim_over_real` (median over the
     simulated groups / median over the real ones) when both sides exist. Headline: the
-    ratio and the noise sigma of the first real and simulated groups."""
+    ratio and the noise sigma of the first real and simulated groups. `realism`: {set:
+    `semlab.realism.compare_presets` result}, added by `realism_metrics`."""
     metrics, first = {}, {}
     for r in rows:
         g = K.group_key(r["group"])
@@ -59,6 +79,8 @@ def explore_metrics_doc(rows: Sequence[Mapping], *, profile: str, size_px: int,
     real_sig = [r["noise_sigma"] for r in rows if r["group"].startswith("real/")]
     sim_sig = [r["noise_sigma"] for r in rows if r["group"].startswith("sim/")]
     headline = []
+    if realism:
+        metrics.update(realism_metrics(realism))
     if real_sig and sim_sig:
         metrics[K.NOISE_SIGMA_RATIO] = metric(float(np.median(sim_sig) / np.median(real_sig)),
                                               n=len(real_sig) + len(sim_sig), unit="x",
