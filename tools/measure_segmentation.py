@@ -15,6 +15,14 @@ best threshold still has to find the extent from the image, so this bounds what 
 threshold-based delineation can reach.
 
     .venv/bin/python tools/measure_segmentation.py --size 256 --n 1000 --seed 0 --ceiling
+    .venv/bin/python tools/measure_segmentation.py --preset particles --size 256 --n 240
+    .venv/bin/python tools/measure_segmentation.py --bench-defaults --size 512 --n 8
+
+Object scores (issue 19's must-show list) are printed after the pixel table: `defect`
+objects (all, and radius >= 3 px) and, on `particles` (particles as the pattern,
+`particles_settings`, debris as defects), `pattern` objects, each with a per-size
+table and CIs over images. `--bench-defaults` times the old defaults (ALGORITHM_VERSION
+2) against the new ones in one process, alternating, and names the CPU.
 
 Particle sizes are given physically (`--particle-radius-nm`, the range one looks for)
 and turned into pixels with the dataset's pixel size
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -41,8 +50,8 @@ from scipy import ndimage as ndi
 
 from semlab import io, labels
 from semlab.data.datasets import load_dataset, simulate_dataset
-from semlab.segment.canonical import CanonicalRules
 from semlab.metrics.objects import detection_scores, size_table
+from semlab.segment.canonical import CanonicalRules
 from semlab.segment.classical import particle_settings, particles_settings
 from semlab.segment.evaluate import calibrate_on_dataset, object_matches, score_against_truth
 from semlab.segment.pipeline import make_segmenter, segment_dataset
@@ -295,6 +304,40 @@ def objects_markdown(objects: dict) -> str:
     return "\n".join(lines)
 
 
+def bench_defaults(size: int = 512, n: int = 8, preset: str = "ic-metal") -> dict:
+    """Seconds per image of `segment_image` (what `semlab bench segment --backend
+    classical` times) with the old defaults (ALGORITHM_VERSION 2: fixed denoising
+    strength, no flattening, bright polarity) and the new ones, alternating image by
+    image in one process, with the CPU named (`lscpu`)."""
+    import platform
+    import subprocess
+
+    from semlab.data.simulate import simulate
+    from semlab.segment.checks import OLD_DEFAULTS
+    from semlab.segment.pipeline import segment_image
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
+    except OSError:
+        cpu = ""
+    imgs = [simulate(preset, size, (0, i)).image for i in range(n)]
+    arms = {"old": (make_segmenter("classical", **OLD_DEFAULTS), CanonicalRules(polarity="bright")),
+            "new": (make_segmenter("classical"), CanonicalRules(polarity="auto"))}
+    for seg, rules in arms.values():
+        segment_image(imgs[0], seg, rules)  # warm-up
+    per: dict[str, list[float]] = {k: [] for k in arms}
+    for img in imgs:
+        for k, (seg, rules) in arms.items():
+            t = time.perf_counter()
+            segment_image(img, seg, rules)
+            per[k].append(time.perf_counter() - t)
+    med = {k: round(float(np.median(v)), 4) for k, v in per.items()}
+    return {"name": "segment-defaults", "backend": "classical", "preset": preset, "size": size, "n": n,
+            "s_per_image_median": med, "ratio_new_over_old": round(med["new"] / med["old"], 3),
+            "target_ratio": 1.1, "cpu": cpu or platform.processor(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,7 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ceiling", action="store_true", help="also measure the particle IoU ceiling (oracles)")
     ap.add_argument("--json", help="also write the JSON result to this file")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--bench-defaults", action="store_true",
+                    help="only time old vs new defaults (--size, --n images, alternating) and print JSON")
     a = ap.parse_args(argv)
+    if a.bench_defaults:
+        print(json.dumps(bench_defaults(size=a.size, n=a.n, preset=a.preset)))
+        return 0
     settings = {}
     for kv in a.set:
         k, _, v = kv.partition("=")

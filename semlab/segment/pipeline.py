@@ -35,7 +35,7 @@ from semlab.data.datasets import (MANIFEST_FIELDS, DatasetError, DatasetWriter, 
 from semlab.segment.base import SegmentationError
 from semlab.segment.canonical import Canonical, CanonicalRules, canonicalize, decide_polarity
 from semlab.segment.classical import ClassicalSegmenter, ClassicalSettings
-from semlab.segment.qa import QA_FIELDS, QARules, check_mask
+from semlab.segment.qa import QA_FIELDS, QARules, add_input_flags, check_mask, input_checks
 
 BACKENDS = ("classical", "sam2")
 
@@ -84,6 +84,9 @@ def segment_image(image: np.ndarray, segmenter, rules: CanonicalRules | None = N
     on its own); an inverted one ("dark") is
     segmented as its negative, so the backend finds its particles too. The choice and
     its reason are in `qa["polarity"]` and `qa["polarity_reason"]` (manifest columns).
+    The frame as given is checked first (`semlab.segment.qa.input_checks`: no edges, pure
+    noise, an uncropped data bar); a bad frame is still segmented but its mask flagged
+    (a frame with no edges gets an all-background mask, flagged, without segmenting).
     A classical segmenter that flattens illumination (`flatten_degree`) has the frame
     flattened here already, so the rules and the polarity judge the flattened frame."""
     from dataclasses import replace
@@ -92,12 +95,20 @@ def segment_image(image: np.ndarray, segmenter, rules: CanonicalRules | None = N
     from semlab.segment.classical import flatten_illumination
 
     t = time.perf_counter()
+    checks = input_checks(check_image(image, min_side=1, source=source), qa_rules)  # the frame as given
+    if any(r.startswith("no edges") for r in checks["input_reasons"]):  # nothing to segment: all background
+        h, w = np.asarray(image).shape
+        can = Canonical(np.zeros((h, w), np.uint8), np.zeros((h, w), np.int32), 0.0, 0)
+        qa = add_input_flags(check_mask(can.mask, rules=qa_rules), checks)
+        qa.update(polarity="", polarity_reason="not decided: no edges")
+        return SegmentResult(can.mask, can, qa, time.perf_counter() - t)
     rules = rules or CanonicalRules(polarity="auto")
     polarity, why = rules.polarity, "set by the rules"
     degree = int(getattr(getattr(segmenter, "settings", None), "flatten_degree", 0) or 0)
     if degree > 0:  # the rules judge regions by their brightness: on the flattened image too
         image = flatten_illumination(check_image(image, min_side=1, source=source), degree)[0]
-        segmenter = type(segmenter)(replace(segmenter.settings, flatten_degree=0))  # flattened once
+        segmenter = (segmenter.without_flattening() if hasattr(segmenter, "without_flattening")  # flattened once
+                     else type(segmenter)(replace(segmenter.settings, flatten_degree=0)))
     if polarity == "auto":
         img = check_image(image, min_side=1, source=source)
         polarity, ev = decide_polarity(img)
@@ -109,6 +120,7 @@ def segment_image(image: np.ndarray, segmenter, rules: CanonicalRules | None = N
     can = canonicalize(image, segs, rules)
     can.levels["polarity"] = polarity
     qa = check_mask(can.mask, unlabeled_frac=can.unlabeled_frac, n_segments=can.n_segments, rules=qa_rules)
+    add_input_flags(qa, checks)
     qa.update(polarity=polarity, polarity_reason=why)
     return SegmentResult(can.mask, can, qa, time.perf_counter() - t)
 
@@ -206,13 +218,15 @@ def _meta_path(out: Path, i: int, n: int) -> tuple[str, str]:
 def segment_dataset(src, out=None, *, backend="classical", settings: dict | None = None,
                     rules: CanonicalRules | None = None, qa_rules: QARules | None = None,
                     shard: tuple[int, int] = (0, 1), fallback: bool = True, seed: int = 0,
-                    progress: bool = True, limit: int | None = None) -> Path:
+                    progress: bool = True, limit: int | None = None, info_extra: dict | None = None) -> Path:
     """Segment every image of `src` into a new dataset folder (see the module docstring).
 
     `backend` is a name ("classical", "sam2"; built with `settings`) or a segmenter
     object (for instance one whose edge offset was calibrated). Without `rules`, the
     canonical classes are those the source dataset declares (all
-    four for a plain folder). Returns the output folder. `limit` processes only the first items (previews)."""
+    four for a plain folder). Returns the output folder. `limit` processes only the first items (previews).
+    `info_extra` is recorded in the output's dataset.json (e.g. `calibration`: the
+    settings `semlab.segment.calibrate` fitted and on which images)."""
     qa_rules = qa_rules or QARules()
     i_shard, n_shard = shard
     items, src_info = source_items(src, seed)
@@ -240,7 +254,7 @@ def segment_dataset(src, out=None, *, backend="classical", settings: dict | None
             "classes": [{"id": c.id, "name": c.name, "meaning": c.meaning, "rgb": list(c.rgb)}
                         for c in labels.CLASSES if c.id in used],
             "provenance": f"semlab {semlab.__version__} segment ({note['backend_used']})", **note,
-            "shard": f"{i_shard}/{n_shard}"}
+            "shard": f"{i_shard}/{n_shard}", **(info_extra or {})}
     man, meta = _meta_path(out, i_shard, n_shard)
     w = DatasetWriter(out, kind="segmented", identity=json.loads(json.dumps(identity, default=io.json_default)),
                       info=info, manifest_name=man, meta_name=meta,
