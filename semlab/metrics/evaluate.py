@@ -28,7 +28,7 @@ FIELDS = ("metric", "value", "ci_low", "ci_high", "n", "status", "note")
 # for each metric: is a higher value better?
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False, "fid": False, "kid": False,
                     "fid_inf": False, "fd_sem": False, "kd_sem": False, "fd_sem_inf": False,
-                    "spectral_distance_db": False, "hf_ratio_gap": False}
+                    "spectral_distance_db": False, "hf_ratio_gap": False, "mask_miou": True, "mask_epe_nm": False}
 SET_METRICS = ("fid", "kid", "spectral", "lpips", "psnr", "ssim", "ms_ssim")
 
 

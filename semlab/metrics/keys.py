@@ -38,11 +38,16 @@ __all__ = [
     "PIX2PIX", "CYCLEGAN", "PHYSICS", "UPPER_BOUND", "VS_NOISE_FREE", "PSNR", "SSIM", "MS_SSIM", "LPIPS",
     "FID", "KID", "FD_SEM", "KD_SEM", "SPECTRAL_DISTANCE", "PSNR_GAP", "SSIM_GAP", "STEP_S_BF16",
     "STEP_S_FP32", "TABLE_METRICS", "SAME_DISTRIBUTION",
+    "MASK_MIOU", "MASK_EPE", "MASK_IOU", "SEGMENTER_CEILING", "DATASET_MASKS", "IDEALISED_MASKS",
+    "REALISM_BALANCED_ACCURACY",
     # 40
     "DETECTOR_ACCURACY", "DETECTOR_BALANCED_ACCURACY", "DETECTOR_AUC", "SPECTRUM_ACCURACY", "N_PEAKS",
     "N_GRID_PEAKS", "HF_POWER_DB", "EDGE_ENRICHMENT",
     # 50
     "EPE_MEAN_ABS", "FALLBACK_RATE", "CD_MEAN", "CD_STD", "LWR_MEAN", "LER_MEAN", "LER_STD",
+    # 60
+    "DOWNSTREAM_MIOU", "SYNTHETIC_OVER_REAL", "MIX_BEATS_REAL_UP_TO_N", "CD_DIFF", "LER_DIFF", "DIAMETER_DIFF",
+    "downstream_entity",
 ]
 
 UNAVAILABLE = "unavailable"  # extra[UNAVAILABLE]: {key: why it has no value}
@@ -94,7 +99,15 @@ KID = "kid"
 FD_SEM = "fd_sem"
 KD_SEM = "kd_sem"
 SPECTRAL_DISTANCE = "spectral_distance_db"
-TABLE_METRICS = (PSNR, SSIM, MS_SSIM, LPIPS, FID, KID, FD_SEM, KD_SEM, SPECTRAL_DISTANCE)
+# mask fidelity (semlab.metrics.fidelity): the classical segmenter on the images vs the input masks
+MASK_MIOU = "mask_miou"  # mean IoU over the structure classes present
+MASK_EPE = "mask_epe_nm"  # symmetric mean edge distance, nm
+MASK_IOU = "mask_iou"  # per class: "<entity>.<class>_mask_iou"
+SEGMENTER_CEILING = "segmenter_ceiling"  # the same segmenter on the target images
+DATASET_MASKS = "dataset_masks"  # the idealised-mask experiment's arms
+IDEALISED_MASKS = "idealised_masks"
+REALISM_BALANCED_ACCURACY = "realism_balanced_accuracy"  # semlab.realism stats detector vs the target images
+TABLE_METRICS = (PSNR, SSIM, MS_SSIM, LPIPS, FID, KID, FD_SEM, KD_SEM, SPECTRAL_DISTANCE, MASK_MIOU, MASK_EPE)
 PSNR_GAP = "psnr_gap_db"  # upper bound minus model
 SSIM_GAP = "ssim_gap"
 STEP_S_BF16 = "step_s_bf16"
@@ -119,6 +132,22 @@ CD_STD = "cd_std"
 LWR_MEAN = "lwr_mean"
 LER_MEAN = "ler_mean"
 LER_STD = "ler_std"
+
+# ---------------------------------------------------------------- 60_downstream
+# per training set "<entity>.miou" (`downstream_entity`: "real", "real_n10", "preset_line-space", ...;
+# real domain: agreement with reference masks), "<class>.iou" as in 10; the summary without entity
+DOWNSTREAM_MIOU = "miou"
+SYNTHETIC_OVER_REAL = "synthetic_over_real"  # best synthetic-only mIoU / real-only (all tiles) mIoU
+MIX_BEATS_REAL_UP_TO_N = "mix_beats_real_up_to_n"  # largest N where real N + synthetic beats real N (CIs apart)
+CD_DIFF = "cd_diff_nm"  # "<entity>.cd_diff_nm": CD from the predicted masks minus the classical measurement
+LER_DIFF = "ler_diff_nm"
+DIAMETER_DIFF = "diameter_diff_nm"
+
+
+def downstream_entity(spec: str) -> str:
+    """The key entity of a training-set spec: "real:10+preset:line-space" -> "real_n10+preset_line-space"."""
+    s = re.sub(r"real:(\d+)", r"real_n\1", spec)
+    return re.sub(r"[^A-Za-z0-9_+\-]+", "_", s).strip("_") or "train"
 
 
 def key(*parts: Any) -> str:

@@ -273,7 +273,7 @@ def feature_spaces(sem_encoder) -> tuple[dict[str, tuple], str | None]:
     return spaces, None
 
 
-UNITS = {"psnr": "dB", "spectral_distance_db": "dB"}
+UNITS = {"psnr": "dB", "spectral_distance_db": "dB", "mask_epe_nm": "nm"}
 
 
 def tables_metrics_doc(results: dict[str, list[dict]], generators: dict[str, dict], curves: dict[str, list[dict]],

@@ -1,6 +1,7 @@
 """One trained mask -> SEM translator on the test split (notebooks 20 and 21): its images,
-PSNR/SSIM with bootstrap CIs against the target images (real, or "simulated (target)"), the noise-free upper bound, and the
-notebook's `metrics.json` (`translator_metrics_doc`)."""
+PSNR/SSIM with bootstrap CIs against the target images (real, or "simulated (target)"), the noise-free upper bound,
+mask fidelity (mIoU, EPE in nm: `semlab.metrics.fidelity`) and the notebook's `metrics.json`
+(`translator_metrics_doc`)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class TranslatorScores:
     real: np.ndarray
     fake: np.ndarray
     table: dict[str, dict[str, tuple[float, float, float]]]
+    fidelity: dict | None = None  # {label: FidelityScores, fidelity.CEILING: FidelityScores}
 
     @property
     def vs_real(self) -> str:
@@ -47,14 +49,21 @@ class TranslatorScores:
         return UPPER_BOUND_ROW in self.table
 
     def text(self) -> str:
-        return format_ci_table(self.table, f"comparison (test split, n={len(self.ids)})")
+        out = format_ci_table(self.table, f"comparison (test split, n={len(self.ids)})")
+        for name, s in (self.fidelity or {}).items():
+            out += f"\nmask fidelity, {name}: {s.text()}"
+        return out
 
 
-def score_translator(generator, dataset, ids: Sequence[str], label: str, *, seed: int = 0) -> TranslatorScores:
+def score_translator(generator, dataset, ids: Sequence[str], label: str, *, seed: int = 0,
+                     fidelity: bool = True) -> TranslatorScores:
     """Run `generator` (a `semlab.train.generate.Generator`) on the masks of `ids` and score
     its images against the target ones (`paired_scores`, bootstrap CIs by `ci_table`); on
     simulated data also the noise-free image against the simulated target (the upper bound) and
-    the generated images against the noise-free ones."""
+    the generated images against the noise-free ones. With `fidelity`, the mask fidelity
+    of the generated images and of the target images (the segmenter's ceiling), rows
+    `mask_miou` / `mask_epe_nm` of the model's comparison (`semlab.metrics.fidelity`;
+    on simulated data the segmenter's edge offset is fitted on training pairs first)."""
     ids = list(ids)
     masks = np.stack([dataset.mask(i) for i in ids])
     real = np.stack([dataset.image(i) for i in ids])
@@ -66,7 +75,14 @@ def score_translator(generator, dataset, ids: Sequence[str], label: str, *, seed
         clean = np.stack([dataset.clean(i) for i in ids])
         rows[UPPER_BOUND_ROW] = paired_scores(clean, real)
         rows[f"{label} vs noise-free image"] = paired_scores(fake, clean)
-    return TranslatorScores(label, target, ids, masks, real, fake, ci_table(rows))
+    table, fid = ci_table(rows), None
+    if fidelity:
+        from semlab.metrics import fidelity as F
+
+        args = F.scoring_args(dataset, ids)  # edge calibration on simulated training pairs only
+        fid = F.fidelity_table({label: fake}, masks, real, n_boot=1000, seed=seed, progress=False, **args)
+        table[f"{label} vs {target} image"].update({K.MASK_MIOU: fid[label].miou, K.MASK_EPE: fid[label].epe})
+    return TranslatorScores(label, target, ids, masks, real, fake, table, fid)
 
 
 def _m(ci: tuple[float, float, float], n: int, unit: str = "") -> dict:
@@ -86,6 +102,11 @@ def translator_metrics_doc(notebook: str, kind: str, scores: TranslatorScores, *
     n, t = len(scores.ids), scores.table
     units = {K.PSNR: "dB", K.SSIM: ""}
     metrics = {K.key(kind, m): _m(t[scores.vs_real][m], n, u) for m, u in units.items()}
+    if scores.fidelity:
+        from semlab.metrics import fidelity as F
+
+        metrics.update(F.fidelity_doc_metrics(scores.fidelity, only=(scores.label,), entity=kind))
+        metrics.update(F.fidelity_doc_metrics(scores.fidelity))
     if scores.has_bound:
         bound = t[UPPER_BOUND_ROW]
         metrics.update({K.key(K.UPPER_BOUND, m): _m(bound[m], n, u) for m, u in units.items()})
