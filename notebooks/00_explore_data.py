@@ -40,16 +40,13 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from semlab.config import profile_settings
-from semlab.data.fit_report import compare_set
 from semlab.data.samples import real_dir_default
 from semlab.data.simulate import effect_ladder, simulate
 from semlab.data.sources import RealSample, sample_real_tiles
 from semlab.metrics.explore import explore_metrics_doc, format_group_stats, group_stats
 from semlab.paths import shared_real_dir
-from semlab.realism import compare_markdown
 from semlab.runs import notebook_out, save_figure, save_metrics
 from semlab.viz import effect_ladder_figure, label_legend_figure, real_vs_sim_figure, sample_grid
-from semlab.viz.fit import fit_comparison_figure, side_by_side_figure
 
 # %%
 settings = profile_settings(PROFILE)
@@ -178,7 +175,13 @@ print(format_group_stats(rows))
 # preset, and real against real (the floor: two halves of the real test tiles).
 
 # %%
+from semlab.data.fit_report import compare_set
+from semlab.realism import compare_markdown
+from semlab.viz.fit import fit_comparison_figure, side_by_side_figure
+
 fits = {name: compare_set(name) for name in ("cdsem-lines", "cdsem-contacts")}
+
+# %%
 for name, c in fits.items():
     display(Markdown(f"**{name}** (real, {c.pixel_nm:.3g} nm/px):\n\n" + compare_markdown(c.realism)))
     for fig_name, fig in (("fit", fit_comparison_figure(c.real_fit, c.sim_fit, set_name=name)),

@@ -27,6 +27,8 @@ pixel size for nm.
   diameter ``2 sqrt(A / pi)`` of the contour's area and roundness = minor / major axis
   of the contour's second moments (1 for a circle), plus the radial deviation sigma
   about the least-squares circle.
+* `edge_overshoot`: bright-rim overshoot and dark-halo depth across the edges of a given
+  plateau mask, as fractions of the plateau-to-trench step.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "Contact",
     "ContactMetrics",
     "measure_contacts",
+    "edge_overshoot",
 ]
 
 
@@ -482,3 +485,69 @@ def measure_contacts(img, *, polarity: str = "auto", smooth_px: float = 1.0, thr
         dev = np.hypot(c[:, 1] - xc, c[:, 0] - yc) - rad
         out.append(Contact(cy, cx, float(2 * np.sqrt(area / np.pi)), round_, float(dev.std()), rad))
     return ContactMetrics(out, thr, polarity)
+
+
+# --------------------------------------------------------------------------- edge rim and halo
+
+
+def edge_overshoot(img, mask, *, far_px: float = 6.0, max_px: float = 10.0,
+                   bin_px: float = 0.5) -> tuple[float, float]:
+    """(rim, halo): the bright-rim overshoot and the dark-halo depth at the edges of
+    `mask`, each as a fraction of the plateau-to-trench step (rim > 0 above the plateau,
+    halo < 0 below the trench floor).
+
+    `mask` (the image's shape): True, or > 0, on the plateaus (the pattern, e.g. metal),
+    False / 0 in the trenches; a segmentation of the image or the simulator's label mask.
+    Every pixel's signed distance to the mask edge comes from two Euclidean distance
+    transforms (+ on plateaus, - in trenches, the edge half-way between pixel centres at
+    0); the pixels within `max_px` of an edge, binned by that distance in `bin_px` bins,
+    give the mean intensity profile across all edges of the image.
+
+    * plateau level P: median of the plateau pixels at least `far_px` from an edge;
+    * trench level T: median of the trench pixels at least `far_px` from an edge (when
+      there are at least 64 of them; otherwise, with only narrow trenches, those at least
+      the 75th percentile of the trench pixels' distances away: their centre lines);
+    * rim = (max of the profile on the plateau side - P) / (P - T);
+    * halo = (min of the profile on the trench side - T) / (P - T).
+
+    For dark plateaus on a bright ground (P < T) the roles of max and min swap, so a rim
+    is still an overshoot away from the plateau level's far side. ValueError (one line)
+    for shapes that differ, a mask without both phases, or plateaus narrower than
+    `far_px`.
+    """
+    x = _image(img, "edge_overshoot image")
+    m = np.asarray(mask)
+    if m.shape != x.shape:
+        raise ValueError(f"edge_overshoot: mask shape {m.shape} differs from image shape {x.shape}")
+    m = m > 0 if m.dtype != bool else m
+    if m.all() or not m.any():
+        raise ValueError("edge_overshoot: the mask has no edges (it is all plateau or all trench)")
+    if far_px <= 0 or max_px <= 0 or bin_px <= 0:
+        raise ValueError(f"edge_overshoot: far_px, max_px and bin_px must be > 0, got {far_px}, {max_px}, {bin_px}")
+    d = np.where(m, ndimage.distance_transform_edt(m), -ndimage.distance_transform_edt(~m))
+    d = d - 0.5 * np.sign(d)  # pixel centres: the edge lies half a pixel outside the last one
+    plat = x[d >= far_px]
+    if plat.size < 16:
+        raise ValueError(f"edge_overshoot: fewer than 16 plateau pixels at least {far_px} px from an edge")
+    tdist = -d[~m]
+    t_far = far_px if int((tdist >= far_px).sum()) >= 64 else float(np.quantile(tdist, 0.75))
+    P, T = float(np.median(plat)), float(np.median(x[~m][tdist >= t_far]))
+    step = P - T
+    if abs(step) < 1e-9:
+        raise ValueError("edge_overshoot: plateau and trench levels are equal, there is no step")
+    near = np.abs(d) <= max_px
+    idx = np.floor(d[near] / bin_px).astype(np.int64)
+    vals = x[near]
+    lo = int(idx.min())
+    sums = np.bincount(idx - lo, weights=vals)
+    cnt = np.bincount(idx - lo)
+    centres = (np.arange(len(cnt)) + lo + 0.5) * bin_px
+    ok = cnt >= 8
+    prof, centres = sums[ok] / cnt[ok], centres[ok]
+    inside, outside = prof[centres > 0], prof[centres < 0]
+    if not inside.size or not outside.size:
+        raise ValueError("edge_overshoot: too few pixels beside the edges for a profile")
+    s = 1.0 if step > 0 else -1.0
+    rim = s * (float((s * inside).max()) * s - P) / abs(step)
+    halo = s * (float((s * outside).min()) * s - T) / abs(step)
+    return rim, halo

@@ -63,14 +63,15 @@ def line_space(rng: np.random.Generator, h: int, w: int, *, pitch: float, cd: fl
 
 def manhattan(rng: np.random.Generator, h: int, w: int, *, pitch: float, width: float,
               fill: float = 0.7, min_len: float = 3.0, bend_prob: float = 0.35,
-              horizontal: bool = True) -> Layout:
+              horizontal: bool = True, min_gap: float | None = None) -> Layout:
     """Metal routing on a track grid: segments with line-ends, gaps, L-bends and jogs.
 
     Tracks run every `pitch` px; on each track segments of random length (mean
-    length grows with `fill`) alternate with gaps at least `min_len * width` long
-    (tip-to-tip spaces). With probability `bend_prob` a segment end turns by 90
-    degrees and jogs to the next track, which gives L-shapes, T-junctions and the
-    typical staircase of routed metal.
+    length grows with `fill`) alternate with gaps at least `min_gap` long (tip-to-tip
+    spaces; default `min_len * width`; a dense metal layer has gaps about as narrow as
+    the trenches between tracks, `pitch - width`). With probability `bend_prob` a
+    segment end turns by 90 degrees and jogs to the next track, which gives L-shapes,
+    T-junctions and the typical staircase of routed metal.
     """
     lay = Layout(h, w) if horizontal else Layout(w, h)
     hh, ww = lay.height, lay.width  # tracks are rows
@@ -79,8 +80,9 @@ def manhattan(rng: np.random.Generator, h: int, w: int, *, pitch: float, width: 
     while y < hh + pitch:
         tracks.append(y)
         y += pitch
+    gap_min = min_len * width if min_gap is None else max(float(min_gap), 1.0)
     mean_seg = max(min_len * width, ww * fill / 1.5)
-    mean_gap = max(min_len * width, mean_seg * (1 - fill) / max(fill, 1e-3))
+    mean_gap = max(gap_min, mean_seg * (1 - fill) / max(fill, 1e-3))
     for k, ty in enumerate(tracks):
         x = -rng.uniform(0, mean_seg)
         while x < ww + width:
@@ -93,15 +95,41 @@ def manhattan(rng: np.random.Generator, h: int, w: int, *, pitch: float, width: 
                 lay.rects.append((ty, jx, tracks[k + 1] + width, jx + width))
                 run = rng.uniform(min_len, 2 * min_len) * width
                 lay.rects.append((tracks[k + 1], jx, tracks[k + 1] + width, jx + run))
-            gap = max(min_len * width, rng.exponential(mean_gap))
+            gap = max(gap_min, rng.exponential(mean_gap))
             x = x1 + gap
     return lay if horizontal else lay.transpose()
 
 
+def disc_strips(cy: float, cx: float, r: float) -> list[tuple[float, float, float, float]]:
+    """A disc as one rectangle per pixel row (y0, x0, y1, x1), each as wide as the disc's
+    area within that row, centred on the disc: exact area per row, the row's coverage
+    spread evenly across its chord (the simulator's corner rounding smooths the rest)."""
+
+    def prim(t: float) -> float:  # integral of the chord length 2 sqrt(r^2 - t^2)
+        t = min(max(t, -r), r)
+        return t * math.sqrt(max(r * r - t * t, 0.0)) + r * r * math.asin(t / r)
+
+    out = []
+    for i in range(math.floor(cy - r + 0.5), math.ceil(cy + r + 0.5)):
+        area = prim(i + 0.5 - cy) - prim(i - 0.5 - cy)
+        if area > 1e-6:
+            out.append((i - 0.5, cx - area / 2, i + 0.5, cx + area / 2))
+    return out
+
+
 def contacts(rng: np.random.Generator, h: int, w: int, *, pitch: float, diameter: float,
              jitter: float = 0.05, missing_prob: float = 0.03, stagger: bool = False,
-             diameter_sigma: float = 0.04) -> Layout:
-    """A film (pattern) with a square or staggered array of contact holes."""
+             diameter_sigma: float = 0.04, pillars: bool = False) -> Layout:
+    """A film (pattern) with a square or staggered array of contact holes; with
+    `pillars`, the array's discs are the pattern (pillars, as `disc_strips`) standing on
+    a bare background instead."""
+    if pillars:
+        holes = contacts(rng, h, w, pitch=pitch, diameter=diameter, jitter=jitter, missing_prob=missing_prob,
+                         stagger=stagger, diameter_sigma=diameter_sigma)
+        lay = Layout(h, w)
+        for cy, cx, r in holes.holes:
+            lay.rects.extend(disc_strips(cy, cx, r))
+        return lay
     lay = Layout(h, w)
     lay.rects.append((-8.0, -8.0, h + 8.0, w + 8.0))
     oy, ox = rng.uniform(0, pitch, size=2)

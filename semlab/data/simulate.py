@@ -33,7 +33,8 @@ How an image is formed (see `EFFECTS` for the parameter names):
 10. **Shot noise**: Poisson counts at `dose` electrons per pixel, divided by the dose
     (see `shot_noise` for the exact and the default fast sampler).
 11. **Detector noise**: Gaussian of `detector_sigma`, low-passed along the scan
-    direction by `noise_corr_px` (amplifier bandwidth).
+    direction by `noise_corr_px` (amplifier bandwidth); `scan_corr_px` (optional) low-passes
+    all the noise, shot and detector, along the scan, keeping its variance.
 12. **Scan-line noise and drift**: per-line offsets (`scanline_sigma`) and per-line
     horizontal shifts (a smoothed random walk of std `drift_px`).
 13. Optional **data bar** (`databar`): a burned-in info bar at the bottom.
@@ -57,7 +58,7 @@ from semlab.data import particles as P
 
 # Bumped whenever the same seed and parameters give different images; simulated
 # datasets record it in their identity, so a stale folder is never mixed with new items.
-SIMULATOR_VERSION = 2
+SIMULATOR_VERSION = 3  # 3: presets re-tuned to real frames and MIIC statistics (issue 17)
 
 # ----------------------------------------------------------------------------------
 # presets: each parameter is a constant, a (low, high) uniform range, or for booleans
@@ -105,29 +106,69 @@ _IMAGING = {
     "defect_radius_nm": [3.0, 8.0],  # a list is a constant (drawn per particle)
 }
 
+# The presets as they were up to simulator version 2 (issue 17 re-tuned them): kept under
+# their own names, the power control of `semlab realism` (a preset known to be separable).
+_IC_METAL_V2 = {**_IMAGING, "pitch_nm": (48.0, 80.0), "width_frac": (0.4, 0.6), "fill": (0.55, 0.85),
+                "bend_prob": 0.35, "horizontal": ("p", 0.6)}
+_LINE_SPACE_V2 = {**_IMAGING, "pitch_nm": (28.0, 56.0), "width_frac": (0.35, 0.6), "vertical": ("p", 0.8),
+                  "line_end_prob": 0.08, "tip_gap_nm": (10.0, 25.0), "defect_prob": 0.05,
+                  "pattern_level": (0.45, 0.6), "halo_amp": (0.02, 0.06)}
+_CONTACTS_V2 = {**_IMAGING, "pitch_nm": (40.0, 80.0), "width_frac": (0.4, 0.6), "stagger": ("p", 0.3),
+                "hole_jitter": (0.0, 0.06), "missing_prob": 0.03, "defect_prob": 0.05}
+
+# ic-metal (simulator v3): the look of a denoised metal-layer SEM (the MIIC kind), fitted to
+# three third-party statistics of 512-px frames (tests/test_presets.py, tools/measure_presets.py):
+# noise sigma ~0.0024 (`noise_sigma_estimate`), rim +16% and halo -19% of the plateau-to-trench
+# step (`semlab.metrology.edge_overshoot`), pitch ~51 px (`semlab.metrology.fft_pitch`). Metal
+# plateaus cover ~75% of the field, trenches (and tip-to-tip gaps) are ~0.25 pitch wide.
+_IC_METAL = {**_IMAGING, "pitch_nm": (46.0, 56.0), "width_frac": (0.72, 0.8), "fill": (0.85, 0.95),
+             "min_gap_frac": 0.3, "bend_prob": 0.3, "horizontal": ("p", 0.6), "corner_radius_nm": (3.0, 5.0),
+             "ler_sigma_nm": (0.4, 0.8), "sidewall_nm": (0.8, 1.5), "background_level": (0.14, 0.16),
+             "pattern_level": (0.44, 0.46), "rim_amp": (0.11, 0.13), "rim_width_nm": (0.8, 1.2),
+             "rim_offset_nm": (0.6, 1.0), "scan_asymmetry": (0.0, 0.1), "halo_amp": (0.17, 0.21),
+             "halo_width_nm": (1.5, 2.5), "texture_amp": (0.002, 0.004), "psf_sigma_nm": (0.8, 1.2),
+             "charging_amp": (0.0, 0.02), "brightness": (-0.02, 0.02), "contrast": (0.95, 1.05),
+             "dose": (6.0e4, 9.0e4), "detector_sigma": 0.001, "scanline_sigma": (0.0002, 0.0005), "drift_px": 0.0}
+
+# line-space (v3): fitted to the train and val frames of cdsem-lines (Hitachi, 0.827 nm/px; Test03,
+# Test01, never the test frame Test02): per-tile features of `semlab realism` matched by a
+# Nelder-Mead search, one frame at a time; the ranges span both fits. fov: real pixel at 256 px.
+_LINE_SPACE = {**_IMAGING, "pitch_nm": (25.0, 25.5), "width_frac": (0.51, 0.54), "vertical": True,
+               "line_end_prob": 0.02, "tip_gap_nm": (10.0, 25.0), "defect_prob": 0.03,
+               "ler_sigma_nm": (0.64, 0.72), "ler_corr_nm": (4.7, 4.9), "sidewall_nm": (1.3, 1.5),
+               "psf_sigma_nm": (1.45, 1.6), "background_level": (0.135, 0.142), "pattern_level": (0.27, 0.335),
+               "rim_amp": 0.025, "rim_width_nm": 2.56, "scan_asymmetry": 0.58, "halo_amp": 0.01,
+               "halo_width_nm": 5.0, "texture_amp": 0.0, "charging_amp": 0.0, "brightness": 0.0, "contrast": 1.0,
+               "dose": (245.0, 385.0), "detector_sigma": 0.0, "scan_corr_px": (0.0, 0.56),
+               "scanline_sigma": 0.001, "drift_px": 0.0}
+
+# contacts (v3): fitted the same way to the train frames of cdsem-contacts (Zeiss, 0.901 nm/px;
+# Ctest3, Ctest4: dark holes); contacts-pillars to its val frame Ctest2 (bright pillars).
+_CONTACTS = {**_IMAGING, "pitch_nm": 47.7, "width_frac": (0.54, 0.68), "stagger": False, "hole_jitter": 0.01,
+             "missing_prob": (0.0, 0.05), "defect_prob": 0.0, "pillars": False,
+             "pattern_level": (0.36, 0.42), "hole_level": (0.195, 0.223), "rim_amp": (0.028, 0.032),
+             "rim_width_nm": 3.06, "halo_amp": 0.021, "psf_sigma_nm": (2.14, 2.25), "sidewall_nm": (2.0, 2.13),
+             "dose": (144.0, 150.0), "detector_sigma": 0.0096, "noise_corr_px": 0.5, "ler_sigma_nm": (1.06, 1.08),
+             "charging_amp": (0.0, 0.03), "texture_amp": 0.0, "scan_asymmetry": 0.0, "brightness": 0.0,
+             "contrast": 1.0, "drift_px": 0.0, "scanline_sigma": 0.001}
+_CONTACTS_PILLARS = {**_CONTACTS, "pitch_nm": 43.0, "width_frac": 0.675, "missing_prob": 0.0, "pillars": True,
+                     "pattern_level": 0.586, "background_level": 0.396, "rim_amp": 0.034, "rim_width_nm": 3.25,
+                     "halo_amp": 0.0215, "psf_sigma_nm": 1.62, "sidewall_nm": 2.3, "dose": 170.6,
+                     "detector_sigma": 0.0092, "ler_sigma_nm": 0.99, "charging_amp": 0.0}
+
 PRESETS: dict[str, Preset] = {
-    "ic-metal": Preset(
-        "ic-metal",
-        "top-down SEM of a routed metal layer: gray metal plateaus, dark trenches, bright edge rims",
-        "manhattan", 512.0,
-        {**_IMAGING, "pitch_nm": (48.0, 80.0), "width_frac": (0.4, 0.6), "fill": (0.55, 0.85),
-         "bend_prob": 0.35, "horizontal": ("p", 0.6)},
-    ),
-    "line-space": Preset(
-        "line-space",
-        "line/space grating (resist or metal lines) with LER, occasional tip-to-tip line-ends",
-        "line_space", 384.0,
-        {**_IMAGING, "pitch_nm": (28.0, 56.0), "width_frac": (0.35, 0.6), "vertical": ("p", 0.8),
-         "line_end_prob": 0.08, "tip_gap_nm": (10.0, 25.0), "defect_prob": 0.05,
-         "pattern_level": (0.45, 0.6), "halo_amp": (0.02, 0.06)},
-    ),
-    "contacts": Preset(
-        "contacts",
-        "contact-hole array etched into a film: dark holes with bright rims",
-        "contacts", 512.0,
-        {**_IMAGING, "pitch_nm": (40.0, 80.0), "width_frac": (0.4, 0.6), "stagger": ("p", 0.3),
-         "hole_jitter": (0.0, 0.06), "missing_prob": 0.03, "defect_prob": 0.05},
-    ),
+    "ic-metal": Preset("ic-metal", "top-down SEM of a routed metal layer, denoised (the MIIC kind): flat gray metal "
+                       "plateaus over most of the field, narrow dark trenches, a thin bright rim on both edges, "
+                       "rounded line ends", "manhattan", 512.0, _IC_METAL),
+    "line-space": Preset("line-space", "line/space grating as a Hitachi CD-SEM sees it (fitted to the cdsem-lines "
+                         "train/val frames): 25 nm pitch, soft edges, left edges brighter, Poisson noise",
+                         "line_space", 212.0, _LINE_SPACE),
+    "contacts": Preset("contacts", "contact-hole array in a film as a Zeiss CD-SEM sees it (fitted to the "
+                       "cdsem-contacts train frames): dark holes, soft edges, strong white noise, slow charging",
+                       "contacts", 230.0, _CONTACTS),
+    "contacts-pillars": Preset("contacts-pillars", "pillar array (bright discs on a darker film) as a Zeiss CD-SEM "
+                               "sees it (fitted to the cdsem-contacts val frame)", "contacts", 230.0,
+                               _CONTACTS_PILLARS),
     "particles": Preset(  # difficulty fixed and documented in semlab.data.particles
         "particles",
         "compact particles on a substrate (pattern), half with a bright rim and a darker core, "
@@ -147,6 +188,10 @@ PRESETS: dict[str, Preset] = {
         {**_IMAGING, "pitch_nm": (40.0, 80.0), "width_frac": (0.4, 0.6), "tip_gap_nm": (10.0, 30.0),
          "vertical": ("p", 0.5)},
     ),
+    "ic-metal-noisy": Preset("ic-metal-noisy", "the ic-metal look up to simulator v2: thin gray metal lines on a "
+                             "dark field, strong coarse noise and texture", "manhattan", 512.0, _IC_METAL_V2),
+    "line-space-v2": Preset("line-space-v2", "line-space up to simulator v2", "line_space", 384.0, _LINE_SPACE_V2),
+    "contacts-v2": Preset("contacts-v2", "contacts up to simulator v2", "contacts", 512.0, _CONTACTS_V2),
 }
 
 # The imaging effects in the order they act, with the parameter values that switch
@@ -389,14 +434,15 @@ def _layout(rng, preset: Preset, p: dict, h: int, w: int, px: float) -> L.Layout
     pitch = p.get("pitch_nm", 0.0) / px
     width = pitch * p.get("width_frac", 0.0)
     if preset.layout == "manhattan":
-        lay = L.manhattan(rng, h, w, pitch=pitch, width=width, fill=p["fill"],
-                          bend_prob=p["bend_prob"], horizontal=p["horizontal"])
+        gap = p.get("min_gap_frac")  # tip-to-tip gap, as a fraction of the pitch (None: 3 widths)
+        lay = L.manhattan(rng, h, w, pitch=pitch, width=width, fill=p["fill"], bend_prob=p["bend_prob"],
+                          horizontal=p["horizontal"], min_gap=None if gap is None else gap * pitch)
     elif preset.layout == "line_space":
         lay = L.line_space(rng, h, w, pitch=pitch, cd=width, vertical=p["vertical"],
                            tip_gap=p["tip_gap_nm"] / px, line_end_prob=p["line_end_prob"])
     elif preset.layout == "contacts":
         lay = L.contacts(rng, h, w, pitch=pitch, diameter=width, jitter=p["hole_jitter"],
-                         missing_prob=p["missing_prob"], stagger=p["stagger"])
+                         missing_prob=p["missing_prob"], stagger=p["stagger"], pillars=bool(p.get("pillars")))
     elif preset.layout == "particles":  # the particles themselves: semlab.data.particles
         lay = L.Layout(h, w)
     elif preset.layout == "comb":
@@ -423,7 +469,11 @@ def _ler_field(rng, gy: np.ndarray, gx: np.ndarray, p: dict, px: float) -> np.nd
     return f_h + wv * (f_v - f_h)
 
 
-def get_preset(name: str) -> Preset:
+def get_preset(name: "str | Preset") -> Preset:
+    """A built-in preset by name, or `name` itself if it is a `Preset` (e.g. from
+    `semlab.data.presetfile.load_preset_file`)."""
+    if isinstance(name, Preset):
+        return name
     try:
         return PRESETS[name]
     except KeyError:
@@ -498,7 +548,7 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
     image, clean = _form_image(rng, p, px, phi_p, phi_h, phi_d, d, gx, mask, shot_noise_method, rim_core)
 
     contours = structure_contours(d) if with_contours else []
-    p.update({"preset": preset, "pixel_nm": px, "height": h, "width": w,
+    p.update({"preset": pre.name, "pixel_nm": px, "height": h, "width": w,
               "seed": list(seed) if isinstance(seed, (tuple, list)) else int(seed),
               "n_rects": len(lay.rects), "n_holes": len(lay.holes), "n_defects": len(lay.defects),
               "disabled": list(disable), "shot_noise_method": shot_noise_method})
@@ -547,7 +597,7 @@ def render_mask(mask: np.ndarray, preset: str = "ic-metal", seed=0, *, pixel_nm:
         phi_d = _signed_distance(is_def.astype(np.float32), 0.6)
     out_mask = m.astype(np.uint8, copy=True)
     image, clean = _form_image(rng, p, px, phi_p, phi_h, phi_d, d, gx, out_mask, shot_noise_method)
-    p.update({"preset": preset, "pixel_nm": px, "height": h, "width": w,
+    p.update({"preset": pre.name, "pixel_nm": px, "height": h, "width": w,
               "seed": list(seed) if isinstance(seed, (tuple, list)) else int(seed),
               "rendered_from_mask": True, "disabled": list(disable), "shot_noise_method": shot_noise_method})
     p = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.items()}
@@ -615,6 +665,12 @@ def _form_image(rng: np.random.Generator, p: dict, px: float, phi_p: np.ndarray,
             gain /= math.sqrt(_gauss_var_factor(float(p["noise_corr_px"])))
         n *= np.float32(gain)
         img += n
+    sc = float(p.get("scan_corr_px", 0.0) or 0.0)
+    if sc > 0:  # the whole noise (shot + detector) low-passed along the scan, variance kept
+        img -= clean
+        img = ndimage.gaussian_filter1d(img, sc, axis=1, truncate=4.0)
+        img *= np.float32(1.0 / math.sqrt(_gauss_var_factor(sc)))
+        img += clean
     if p["scanline_sigma"] > 0:
         img += (p["scanline_sigma"] * rng.standard_normal((h, 1), dtype=np.float32))
     if p["drift_px"] > 0:
