@@ -33,8 +33,8 @@ def _checkerboard(n: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def sims():
-    real = [simulate("ic-metal", SIZE, seed=i, with_contours=False) for i in range(N)]
-    other = [simulate("ic-metal", SIZE, seed=1000 + i, with_contours=False) for i in range(N)]
+    real = [simulate("ic-metal-noisy", SIZE, seed=i, with_contours=False) for i in range(N)]
+    other = [simulate("ic-metal-noisy", SIZE, seed=1000 + i, with_contours=False) for i in range(N)]
     return real, other
 
 

@@ -358,7 +358,7 @@ def test_edge_model_on_simulated_sem_prefers_edges():
     interiors (< 1)."""
     from semlab.data.simulate import simulate
 
-    sims = [simulate("ic-metal", 128, seed=s, with_contours=False) for s in range(2)]
+    sims = [simulate("ic-metal-noisy", 128, seed=s, with_contours=False) for s in range(2)]
     imgs = np.stack([s.image for s in sims]).astype(np.float32)
     masks = np.stack([s.mask for s in sims])
     sobel = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]]) / 8

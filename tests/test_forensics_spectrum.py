@@ -30,8 +30,8 @@ def _grid(n=SIZE):
 @pytest.fixture(scope="module")
 def metal():
     """Clean ic-metal images: a 'real' set and an independent set to plant artifacts in."""
-    a = np.stack([simulate("ic-metal", SIZE, seed=i, with_contours=False).image for i in range(32)])
-    b = np.stack([simulate("ic-metal", SIZE, seed=500 + i, with_contours=False).image for i in range(32)])
+    a = np.stack([simulate("ic-metal-noisy", SIZE, seed=i, with_contours=False).image for i in range(32)])
+    b = np.stack([simulate("ic-metal-noisy", SIZE, seed=500 + i, with_contours=False).image for i in range(32)])
     return a, b
 
 
@@ -169,7 +169,7 @@ def test_peak_finder_on_sem_images(metal):
     real, other = metal
     assert find_spectral_peaks(real) == []  # clean simulated SEM: no periodic artifact
     cb = (-1.0) ** np.add.outer(np.arange(SIZE), np.arange(SIZE))
-    noise = np.mean([np.std(simulate("ic-metal", SIZE, seed=i).image - simulate("ic-metal", SIZE, seed=i).clean)
+    noise = np.mean([np.std(simulate("ic-metal-noisy", SIZE, seed=i).image - simulate("ic-metal-noisy", SIZE, seed=i).clean)
                      for i in range(4)])
     amp = 0.01
     assert amp < 0.35 * noise

@@ -83,7 +83,7 @@ def test_jpeg_compressed_repeated_scans_agree_with_one_frame():
     agrees with it within 20% while the high-pass estimator reads low."""
     from semlab.data.simulate import simulate
 
-    clean = simulate("line-space", 560, 5, disable=("texture",), with_contours=False).clean.astype(np.float64)
+    clean = simulate("line-space-v2", 560, 5, disable=("texture",), with_contours=False).clean.astype(np.float64)
     rng = np.random.default_rng(2)
     frames = []
     for k, (dy, dx) in enumerate([(0, 0), (1, -2), (-2, 1), (0, 2)]):

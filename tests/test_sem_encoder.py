@@ -15,7 +15,7 @@ CFG = S.EncoderConfig(steps=40, batch_size=16, crop=48, width=8, seed=0)
 
 @pytest.fixture(scope="module")
 def sims():
-    return [simulate("ic-metal", 128, seed=i) for i in range(104)]
+    return [simulate("ic-metal-noisy", 128, seed=i) for i in range(104)]
 
 
 @pytest.fixture(scope="module")
