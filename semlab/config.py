@@ -179,8 +179,9 @@ class DownstreamConfig:
     ns: tuple[int, ...] = (10, 0)
     sources_sim: tuple[str, ...] = ("preset:line-space", "render:line-space",
                                     "preset:line-space:dose=30..400,psf_sigma_nm=1.5..4.5")
-    sources_real: tuple[str, ...] = ("preset:line-space", "render:line-space",
-                                     "preset:line-space:dose=30..400,psf_sigma_nm=1.5..4.5")
+    # cdsem-lines: pitch 26 nm, CD 14 nm (`semlab.metrology.measure_lines` on Test01)
+    sources_real: tuple[str, ...] = ("preset:line-space:pitch_nm=22..32", "render:line-space:pitch_nm=22..32",
+                                     "preset:line-space:pitch_nm=22..32,dose=30..400,psf_sigma_nm=1.5..4.5")
     n_synthetic: int = 160
     mixes: str = "best"
     sim_preset: str = "line-space"
@@ -249,9 +250,9 @@ def _smoke() -> Profile:
         segsem=SegsemConfig(size=64, n_per_preset=4, folds=2, n_val=2, ood_n=2, ood_variants=("low_dose", "blur"),
                             sam2_steps=1, sam2_epochs=1, sam2_max_prompts=4, n_boot=200, sweep_points=11,
                             real_tile=128, real_tiles=1, gallery=2),
-        downstream=DownstreamConfig(tile=64, steps=12, batch=4, val_every=6, width=8, depth=3, seeds=(0,), ns=(10, 0),
+        downstream=DownstreamConfig(tile=64, steps=12, batch=4, val_every=6, width=16, depth=2, seeds=(0,), ns=(10, 0),
                                     n_synthetic=16, sim_n_train=24, sim_n_val=6, sim_n_test=8, n_boot=100,
-                                    sources_sim=("preset:line-space",), sources_real=("preset:line-space",)),
+                                    sources_sim=("preset:line-space",), sources_real=("preset:line-space:pitch_nm=22..32",)),
         noise=NoiseStudyConfig(kinds=("poisson-gaussian", "spectrum-match"), max_fit=12, max_pairs=24, n_splits=3,
                                epochs=2, saliency=False),
     )
