@@ -75,6 +75,7 @@ PARAMETERS = {
     "45_residual_noise.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET", "PRESET", "MODE", "KINDS"],
     "50_segsem_contours.py": ["PROFILE", "RUN_DIR", "SEED", "SAM2_MODEL", "SAM2_CHECKPOINT", "SAM2_STEPS",
                                  "REAL_DIR"],
+    "60_downstream.py": ["PROFILE", "RUN_DIR", "SEED", "DOMAIN", "REAL_DIR", "DATASET"],
 }
 
 
@@ -312,7 +313,8 @@ def test_real_domain_notebooks_20_21_30_40_45_run_in_smoke_profile(tmp_path, mon
         assert doc["extra"]["real_set"] == "cdsem-lines" and doc["extra"]["n_tiles"] == doc["n"]
         assert "describes those frames only" in doc["extra"]["ci_note"]
         assert not set(doc["extra"]["frames"]) & set(doc["extra"]["train_frames"])
-        merge_outputs(run_dir, step)
+        if (run_dir / step / "outputs.json").is_file():  # 45 hands nothing on
+            merge_outputs(run_dir, step)
         if nb in ("30_metric_tables", "40_real_vs_fake"):
             assert "real domain (target: real SEM tiles)" in run.markdown
     from semlab.runs import find_generator
