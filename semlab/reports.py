@@ -244,14 +244,24 @@ def notebook_to_html(ipynb: str | os.PathLike, out_html: str | os.PathLike) -> P
 
 
 def _ipc_kernel_manager():
-    """A kernel manager on IPC (unix sockets in the runtime dir): no TCP ports on
-    localhost, and no "Kernel is running over TCP without encryption" line per notebook."""
+    """A kernel manager on IPC (unix sockets): no TCP ports on localhost, and no "Kernel is
+    running over TCP without encryption" line per notebook. Each kernel gets its sockets in
+    a fresh private temp folder: jupyter_client's default (`kernel-ipc-N` in the working
+    directory, N picked by looking for free names) lets two runs in one folder take the same
+    sockets ("Invalid Signature") and leaves socket files in the notebooks folder."""
+    import shutil
+    import tempfile
+    import weakref
+
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
+            folder = tempfile.mkdtemp(prefix="semlab-kernel-")
+            weakref.finalize(self, shutil.rmtree, folder, True)  # removed with the manager
             self.transport = "ipc"
+            self.ip = str(Path(folder) / "ipc")
 
     return IPCKernelManager
 

@@ -605,3 +605,15 @@ def test_dashboard_real_sem_section_lists_the_real_steps(tmp_path):
     meta["steps"] = [s for s in meta["steps"] if "[real]" not in s["name"]]
     page = reports.render_run_index(meta, run)
     assert "No step of this run ran on real SEM frames" in page and "--domain both" in page
+
+
+def test_each_kernel_gets_private_ipc_sockets(tmp_path, monkeypatch):
+    """Two notebooks starting kernels at once (two runs, or two test workers) must not share
+    socket names: jupyter_client's default `kernel-ipc-N` in the working directory did
+    ("Invalid Signature"), and left socket files in notebooks/."""
+    monkeypatch.chdir(tmp_path)
+    cls = reports._ipc_kernel_manager()
+    a, b = cls(kernel_name="python3"), cls(kernel_name="python3")
+    assert a.transport == b.transport == "ipc"
+    assert a.ip != b.ip and Path(a.ip).parent.is_dir() and Path(b.ip).parent.is_dir()
+    assert not Path(a.ip).is_relative_to(tmp_path) and not list(tmp_path.iterdir())
