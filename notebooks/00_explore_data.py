@@ -179,7 +179,7 @@ from semlab.data.fit_report import compare_set
 from semlab.realism import compare_markdown
 from semlab.viz.fit import fit_comparison_figure, side_by_side_figure
 
-fits = {name: compare_set(name) for name in ("cdsem-lines", "cdsem-contacts")}
+fits = {name: compare_set(name, n_frames=settings["fit_frames"]) for name in settings["fit_sets"]}
 
 # %%
 for name, c in fits.items():

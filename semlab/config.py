@@ -31,11 +31,15 @@ DOMAINS = ("sim", "real", "both")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The simulated datasets: image size (px), images per preset, samples shown."""
+    """The simulated datasets: image size (px), images per preset, samples shown; the
+    packaged real sets notebook 00 fits the simulator to (`fit_sets`) and the frames it
+    simulates per set (`fit_frames`)."""
 
     size: int = 128
     n_images: int = 400
     n_show: int = 8
+    fit_sets: tuple[str, ...] = ("cdsem-lines", "cdsem-contacts")
+    fit_frames: int = 2
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,7 @@ class Profile:
 def _smoke() -> Profile:
     return Profile(
         name="smoke", progress=False,
-        data=DataConfig(size=64, n_images=24, n_show=4),
+        data=DataConfig(size=64, n_images=24, n_show=4, fit_sets=("cdsem-lines",), fit_frames=1),
         train=TrainStageConfig(train_epochs=1, train_epochs_decay=1, train_batch=4, compare_epochs=1,
                                cyclegan_epochs=1, cyclegan_epochs_decay=0, cyclegan_steps=4),
         real=RealConfig(tile=128, train_epochs=1, train_epochs_decay=0, train_batch=4, train_steps=4,
