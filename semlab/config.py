@@ -39,7 +39,7 @@ class DataConfig:
     n_images: int = 400
     n_show: int = 8
     fit_sets: tuple[str, ...] = ("cdsem-lines", "cdsem-contacts")
-    fit_frames: int = 2
+    fit_frames: int = 1
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,14 @@ class TrainStageConfig:
 
     # cpu: 6+6 epochs, a 2-epoch comparison and 300 CycleGAN steps took 406 s and 382 s on an
     # idle 2-core machine, over the caps of design.md §9 (sim 3 and 2 min, the real domain
-    # runs beside them): cut to 2+2 epochs, a 1-epoch comparison and 80 CycleGAN steps
+    # runs beside them): cut to 2+2 epochs, a 1-epoch comparison and 70 CycleGAN steps
     train_epochs: int = 2
     train_epochs_decay: int = 2
     train_batch: int = 8
     compare_epochs: int = 1
     cyclegan_epochs: int = 2
     cyclegan_epochs_decay: int = 2
-    cyclegan_steps: int | None = 80
+    cyclegan_steps: int | None = 70
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ class RealConfig:
 
     sets: tuple[str, ...] = ("cdsem-lines",)
     tile: int = 128
-    train_epochs: int = 7  # cdsem-lines: 1 training frame = 70 tiles of 128 px, 9 steps per epoch
-    train_epochs_decay: int = 7
+    train_epochs: int = 6  # cdsem-lines: 1 training frame = 70 tiles of 128 px, 9 steps per epoch
+    train_epochs_decay: int = 6
     train_batch: int = 8
     train_steps: int | None = None
     cyclegan_epochs: int = 1
@@ -92,10 +92,10 @@ class TablesConfig:
     (`sem_train` images, `sem_steps`, `sem_width`) and bootstrap resamples."""
 
     n_eval: int | None = None
-    curve_ns: tuple[int, ...] = (50, 100, 200, 500, 1000)
-    curve_repeats: int = 3
+    curve_ns: tuple[int, ...] = (50, 100, 200)
+    curve_repeats: int = 2
     sem_train: int = 300
-    sem_steps: int = 200
+    sem_steps: int = 100
     sem_width: int = 16
     n_boot: int = 400
 
@@ -107,7 +107,7 @@ class DetectorTrainConfig:
     bootstrap resamples of the scores."""
 
     n_splits: int = 5
-    epochs: int = 10
+    epochs: int = 6
     crop: int | None = 64
     detectors: tuple[str, ...] = ("small_cnn",)
     detector_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -127,7 +127,7 @@ class ForensicsConfig:
     upsample_epochs: int = 1  # cpu: 2+2 took 152 s of notebook 40 (cap 2 min for both domains)
     upsample_epochs_decay: int = 1
     upsample_batch: int = 8
-    upsample_ngf: int = 32
+    upsample_ngf: int = 16
     upsample_precision: str = "bf16"
     saliency_methods: tuple[str, ...] = ("saliency", "integrated_gradients", "layer_gradcam")
     ig_steps: int = 16
@@ -144,10 +144,10 @@ class SegsemConfig:
     threshold sweep and the real-image line study."""
 
     size: int = 256
-    n_per_preset: int = 30
+    n_per_preset: int = 20
     folds: int = 5
     n_val: int = 8
-    ood_n: int = 20
+    ood_n: int = 12
     ood_variants: tuple[str, ...] = ("low_dose", "blur", "noise", "small_features", "large_features")
     sam2_image_size: int = 512
     sam2_steps: int | None = 10
@@ -172,7 +172,7 @@ class DownstreamConfig:
     bootstrap resamples."""
 
     tile: int = 128
-    steps: int = 120
+    steps: int = 80
     batch: int = 8
     lr: float = 3e-3
     val_every: int = 40
@@ -205,10 +205,10 @@ class NoiseStudyConfig:
     kinds: tuple[str, ...] = ("poisson-gaussian", "spectral", "patch-bank", "spectrum-match")
     mode: str = "add"
     max_fit: int = 48
-    max_pairs: int | None = 96
+    max_pairs: int | None = 64
     generators: tuple[str, ...] = ("Pix2Pix", "CycleGAN", "simulator (physics baseline)")
     n_splits: int = 4
-    epochs: int = 6
+    epochs: int = 4
     saliency: bool = True
 
 

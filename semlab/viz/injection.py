@@ -37,8 +37,9 @@ def residuals_figure(study: "InjectionStudy", generator: str, *, n: int = 2, cro
     sets = {domain_name(study.domain): t.real, generator: t.fakes[generator],
             f"{generator} + {study.chosen[generator]}": study.injected.fakes[generator]}
     k = min(n, t.n_pairs)
-    m = min(24, t.n_pairs)
-    res = {name: np.stack([im - denoise(im) for im in imgs[:m]]) for name, imgs in sets.items()}
+    m = min(12, t.n_pairs)
+    clean = {name: np.stack([denoise(im) for im in imgs[:m]]) for name, imgs in sets.items()}
+    res = {name: imgs[:m] - clean[name] for name, imgs in sets.items()}
     lim = max(float(np.quantile(np.abs(r), 0.99)) for r in res.values()) or 1.0
     fig = Figure(figsize=(2.0 * 2 * k + 6.5, 2.1 * len(sets)), layout="constrained")
     gs = fig.add_gridspec(len(sets), 2 * k + 2, width_ratios=[1] * (2 * k) + [1.6, 1.6])
@@ -59,7 +60,7 @@ def residuals_figure(study: "InjectionStudy", generator: str, *, n: int = 2, cro
         f, p, lo, hi = mean_radial_spectrum(list(r), n_boot=200)
         line, = ax_s.loglog(f[1:], p[1:], label=name)
         ax_s.fill_between(f[1:], lo[1:], hi[1:], color=line.get_color(), alpha=0.2, lw=0)
-        x, y = noise_vs_signal(sets[name][:m], np.stack([denoise(im) for im in sets[name][:m]]))
+        x, y = noise_vs_signal(sets[name][:m], clean[name])
         ax_n.plot(x, y, "o-", ms=3, label=name)
     ax_s.set(xlabel="cycles/px", ylabel="residual power", title="residual spectra")
     ax_n.set(xlabel="clean level (denoised)", ylabel="residual std", title="noise vs signal")
