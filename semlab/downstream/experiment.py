@@ -301,7 +301,9 @@ def experiment_metrics_doc(result: ExperimentResult, figure: str | None = "effic
             if x and ok(x["value"]):
                 lo, hi = (x["ci_low"], x["ci_high"]) if ok(x["ci_low"]) else (None, None)
                 m[K.key(K.downstream_entity(spec), name)] = metric(x["value"], lo, hi, n=x["n_frames"],
-                                                                   unit=d.get("unit", "nm"), note="CI over frames")
+                                                                   unit=d.get("unit", "nm"),
+                                                                   note=("CI over frames" if x["n_frames"] > 1 else
+                                                                         "CI over the tiles of one frame"))
     head = [k for k in (K.key("real", K.DOWNSTREAM_MIOU), K.SYNTHETIC_OVER_REAL, K.MIX_BEATS_REAL_UP_TO_N) if k in m]
     return metrics_doc("60_downstream", result.domain, result.domain_name, n_test or None, m, headline=head or list(m)[:1],
                        figure=figure, summary=s.get("text", ""), shift=result.shift, settings=result.settings,
