@@ -27,3 +27,16 @@ def int_range(lo: int, hi: int | None = None):
 positive_int = int_range(1)
 non_negative_int = int_range(0)
 size_px = int_range(16, MAX_SIZE_PX)
+
+
+def pixel_size_nm(text: str) -> float:
+    """An argparse type: a pixel size, a positive finite number of nm."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of nm") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a pixel size must be a positive number of nm")
+    return v

@@ -11,7 +11,7 @@ import json
 import pickle
 import sys
 
-from semlab.argtypes import non_negative_int, positive_int, size_px
+from semlab.argtypes import non_negative_int, pixel_size_nm, positive_int, size_px
 from pathlib import Path
 
 
@@ -117,19 +117,6 @@ def _add_gds_flags(s) -> None:
                    help="window in um, layout coordinates (default: the cell's bounding box)")
     g.add_argument("--tile", type=size_px, default=None, metavar="N",
                    help="cut the window into N x N px tiles (positions in dataset.json)")
-
-
-def _nm(text: str) -> float:
-    """argparse type of a pixel size: a positive finite number of nm."""
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of nm") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: a pixel size must be a positive number of nm")
-    return v
 
 
 def cmd_import(a) -> int:
@@ -527,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=positive_int, default=None, help="images (default 2000; not with --gds)")
     s.add_argument("--size", type=size_px, default=None, help="image side in px (default 256; not with --gds)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--pixel-nm", type=_nm, default=None,
+    s.add_argument("--pixel-nm", type=pixel_size_nm, default=None,
                    help="pixel size (default: preset field of view / size; required with --gds)")
     s.add_argument("--splits", default=None, help="train,val,test fractions (default 0.8,0.1,0.1)")
     s.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a simulator parameter")
@@ -546,10 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", type=size_px, default=None)
     s.add_argument("--overlap", type=int, default=0)
     s.add_argument("--crop-databar", default="auto", help="auto, none, or rows to keep")
-    s.add_argument("--native-pixel-nm", type=_nm, default=None,
+    s.add_argument("--native-pixel-nm", type=pixel_size_nm, default=None,
                    help="the frames' pixel size in nm, for files whose tags state none (JPEGs); it wins over "
                         "a Zeiss/Hitachi/FEI tag, with a warning if they differ by more than 2%%")
-    s.add_argument("--pixel-nm", type=_nm, default=None,
+    s.add_argument("--pixel-nm", type=pixel_size_nm, default=None,
                    help="resample every frame (anti-aliased, after the data-bar crop) to this pixel size in nm; "
                         "needed to import frames of one folder whose pixel sizes differ by more than 2%%")
     s.add_argument("--seed", type=int, default=0)
@@ -633,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "layout), images/ (generated), contours/ and dataset.json (layer map, tiles).")
     s.add_argument("--checkpoint", required=True, help="generator.pt or a training checkpoint")
     s.add_argument("--masks", default=None, help="folder of masks (indexed, RGB or gray PNG); or --gds")
-    s.add_argument("--pixel-nm", type=_nm, default=None, help="with --gds: pixel size in nm (required)")
+    s.add_argument("--pixel-nm", type=pixel_size_nm, default=None, help="with --gds: pixel size in nm (required)")
     s.add_argument("--out", required=True,
                    help="output folder; generate.json there records the checkpoint's sha256: a re-run keeps "
                         "images made by the same checkpoint and seed and regenerates the others")

@@ -153,3 +153,21 @@ def test_evaluate_names_a_pair_of_different_sizes(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"pair 'b\.png': the fake image is 48x48 px but the real one is 64x64 px"):
         evaluate([np.zeros((32, 32)), np.zeros((64, 64))], [np.zeros((32, 32)), np.zeros((48, 48))], paired=True,
                  metrics=["psnr"], names=["a.png", "b.png"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["inject", "--model", "spectral", "--in", "x", "--out", "y", "--pixel-nm", "0"],
+    ["fit-sim", "x", "--kind", "line-space", "--out", "y", "--pixel-nm", "nan"],
+    ["contours", "predict", "x", "--out", "y", "--pixel-nm", "-1"],
+    ["import-images", "x", "--out", "y", "--pixel-nm", "abc"],
+    ["simulate", "--out", "y", "--pixel-nm", "inf"],
+])
+def test_every_pixel_size_flag_is_checked_at_parse_time(argv, capsys):
+    """One argparse type (`semlab.argtypes.pixel_size_nm`) for every --pixel-nm: a bad value
+    stops with one line naming the flag before anything runs."""
+    from semlab.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --pixel-nm" in err and "nm" in err.splitlines()[-1]

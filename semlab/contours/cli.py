@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from semlab.argtypes import positive_int
+from semlab.argtypes import pixel_size_nm, positive_int
 
 __all__ = ["add_parser", "cmd_train", "cmd_predict", "cmd_evaluate", "FORMATS"]
 
@@ -158,8 +158,6 @@ def cmd_predict(a) -> int:
     from semlab.data.sources import list_images
 
     fmts = _formats(a.format)
-    if a.pixel_nm is not None and not a.pixel_nm > 0:
-        raise ValueError(f"--pixel-nm must be a positive number of nm, got {a.pixel_nm}")
     if a.crop_databar not in ("auto", "none"):
         raise ValueError(f"--crop-databar {a.crop_databar!r}; valid: auto, none")
     root = Path(a.images)
@@ -392,7 +390,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output folder (resumed with the same settings; files predict did not write are never "
                         "overwritten)")
     s.add_argument("--format", default="csv,json", help="comma-separated: csv, json, gds (default csv,json)")
-    s.add_argument("--pixel-nm", type=float, default=None,
+    s.add_argument("--pixel-nm", type=pixel_size_nm, default=None,
                    help="pixel size in nm (default: from the image's TIFF tags; else px units; gds needs it)")
     s.add_argument("--crop-databar", default="auto", help="auto (detect and remove a data bar) or none")
     _hybrid_options(s)

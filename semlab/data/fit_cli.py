@@ -13,6 +13,8 @@ existing --out without --overwrite); the file itself is written atomically.
 
 from __future__ import annotations
 
+from semlab.argtypes import pixel_size_nm
+
 __all__ = ["add_parser", "cmd_fit_sim"]
 
 KINDS = ("line-space", "contacts")  # semlab.data.fit.KINDS, repeated to keep the parser light
@@ -52,19 +54,6 @@ def cmd_fit_sim(a) -> int:
     return 0
 
 
-def _pixel_nm(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of nm") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: a pixel size must be a positive number of nm")
-    return v
-
-
 def add_parser(sub) -> None:
     s = sub.add_parser("fit-sim", help="fit the simulator's parameters to real SEM frames (a preset file)",
                        description="Estimate simulator parameters (gray levels, edge profile, blur, noise, LER, "
@@ -73,7 +62,7 @@ def add_parser(sub) -> None:
     s.add_argument("real_dir", help="folder (or image file) of real SEM frames; data bars are cropped")
     s.add_argument("--kind", required=True, choices=KINDS, help="what the frames show")
     s.add_argument("--out", required=True, help="preset file to write (.yaml or .json)")
-    s.add_argument("--pixel-nm", type=_pixel_nm, default=None,
+    s.add_argument("--pixel-nm", type=pixel_size_nm, default=None,
                    help="pixel size in nm (default: from the files' tags; required if they have none)")
     s.add_argument("--split", default=None,
                    help="use only frames of these stored splits, e.g. train,val (never fit on test frames)")

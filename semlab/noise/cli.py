@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from semlab.argtypes import positive_int
+from semlab.argtypes import pixel_size_nm, positive_int
 
 __all__ = ["add_parser", "cmd_inject"]
 
@@ -22,8 +22,6 @@ KINDS = "poisson-gaussian, spectral, patch-bank, spectrum-match, learned"
 def cmd_inject(a) -> int:
     from semlab.noise.inject import inject_folder
 
-    if a.pixel_nm is not None and not a.pixel_nm > 0:
-        raise ValueError(f"--pixel-nm must be a positive number of nm, got {a.pixel_nm}")
     rec = inject_folder(a.model, a.fit, a.in_dir, a.out, mode=a.mode, seed=a.seed, pixel_nm=a.pixel_nm,
                         overwrite=a.overwrite, fit_split=a.fit_split, tile=a.tile, max_fit=a.max_fit,
                         resample=a.resample, progress=not a.quiet)
@@ -47,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (images, model/, inject.json)")
     p.add_argument("--mode", default="add", choices=list(MODES), help="add (default) or replace")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pixel-nm", type=float, default=None,
+    p.add_argument("--pixel-nm", type=pixel_size_nm, default=None,
                    help="pixel size of the generated images (default: from their dataset or tags)")
     p.add_argument("--fit-split", default=None, choices=["train", "val", "test"],
                    help="fit only on real frames of this stored split")
