@@ -14,6 +14,17 @@ os.environ["SEMLAB_ALLOW_UNVERIFIED_WEIGHTS"] = "1"
 import pytest  # noqa: E402
 
 
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """An empty weights folder, private data and torch folders, and no downloads: no
+    pretrained network (SAM2, Inception, LPIPS backbones) is available."""
+    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def sam2_weights_folder(tmp_path_factory):
     """A folder holding a randomly initialised sam2.1 hiera-tiny in the official

@@ -29,16 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "sam2.1_hiera_tiny"
 
 
-@pytest.fixture
-def no_weights(tmp_path, monkeypatch):
-    """An empty weights folder and no downloads: SAM2 is unavailable."""
-    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
-    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
-    return tmp_path
-
-
 class StubPredictor:
     """Answers each prompt with the true connected structure under its positive point,
     as a signed-distance logit map (+ inside, - outside, |value| >= 0.5 at pixel centres),

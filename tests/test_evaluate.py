@@ -11,14 +11,6 @@ from semlab.metrics.evaluate import comparison_table, evaluate, to_latex, to_mar
 from semlab.metrics.pixel import psnr
 
 
-@pytest.fixture
-def no_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "none"))
-    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
-
-
 def _sets(n=12, size=48, seed=0):
     rng = np.random.default_rng(seed)
     real = [np.clip(0.5 + 0.1 * rng.normal(size=(size, size)), 0, 1).astype(np.float32) for _ in range(n)]

@@ -22,15 +22,6 @@ from semlab.segment.pipeline import segment_image
 MODEL = "sam2.1_hiera_tiny"
 
 
-@pytest.fixture
-def no_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMLAB_WEIGHTS", str(tmp_path / "no-weights"))
-    monkeypatch.setenv("SEMLAB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("SEMLAB_OFFLINE", "1")
-    return tmp_path
-
-
 class TruthPredictor:
     """Answers each prompt with the true pattern component under its positive point
     (logits +1 inside, -1 outside), with a fixed predicted IoU and stability 1."""
