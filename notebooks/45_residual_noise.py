@@ -98,7 +98,7 @@ display(Markdown(selection_markdown(res)))
 # Balanced accuracy of the `stats` detector (a logistic regression on per-tile intensity,
 # gradient and spectrum statistics, grouped cross-validation) separating the injected
 # *validation* images of each generator from the real validation tiles, for every model; the
-# chosen model (bold) is the hardest to separate. 0.5 is chance.
+# chosen model (bold) is the one nearest chance (0.5).
 #
 # ## 2. What the noise looks like
 

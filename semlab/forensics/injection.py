@@ -12,8 +12,8 @@ exist):
    images in the simulated domain, a denoiser's estimate otherwise).
 2. **Choose** one model per generator on the *validation* split: inject every model into
    the generator's validation images and score each against the real validation tiles
-   with `semlab.realism`'s `stats` detector (grouped cross-validation); the model with the
-   lowest balanced accuracy wins. Nothing is chosen on test.
+   with `semlab.realism`'s `stats` detector (grouped cross-validation); the model whose
+   balanced accuracy is nearest chance wins. Nothing is chosen on test.
 3. **Report** on the *test* split only, before and after injection with the chosen
    model: the CNN detector retrained from scratch (grouped k-fold, as notebook 40), the
    spectrum-only detector and the `stats` detector, each with a 95% CI; PSNR and SSIM
@@ -170,7 +170,7 @@ def choose_models(val: FakeSets, models: Mapping[str, Any], *, mode: str = "add"
                   n_splits: int = 5, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per generator of `val`: {"chosen": kind, "scores": {kind: stats-detector result}},
     the model whose injected validation images the `stats` detector separates least from
-    the real validation tiles (lowest balanced accuracy; ties: the first in order)."""
+    the real validation tiles (balanced accuracy nearest chance, `semlab.noise.inject.pick_model`)."""
     out = {}
     items = [(g, k) for g in val.models for k in models]
     if progress:
@@ -181,10 +181,11 @@ def choose_models(val: FakeSets, models: Mapping[str, Any], *, mode: str = "add"
     for g, kind in items:
         fake = inject(models[kind], val.fakes[g], mode=mode, seed=seed)
         scores[g][kind] = _stats(val, fake, g, detectors=("stats",), seed=seed, n_splits=n_splits)["stats"]
+    from semlab.noise.inject import pick_model
+
     for g, s in scores.items():
         if s:
-            best = min(s, key=lambda k: s[k]["balanced_accuracy"])
-            out[g] = {"chosen": best, "scores": s}
+            out[g] = {"chosen": pick_model(s), "scores": s}
     return out
 
 

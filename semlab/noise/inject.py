@@ -42,14 +42,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from semlab.noise.registry import MODEL_FILE, NoiseModel
 
 __all__ = ["MODES", "RECORD", "inject_images", "inject_folder", "load_fit_images", "read_inputs", "resolve_model",
-           "select_model", "bench_inject"]
+           "select_model", "pick_model", "bench_inject"]
 
 MODES = ("add", "replace")
 RECORD = "inject.json"
@@ -329,8 +329,15 @@ def select_model(fit_dir, generated_dir, work_dir, *, kinds: Sequence[str] | Non
         res = realism(dst, fit_dir, tile=tile, detectors=("stats",), power=None, real_split=split, seed=seed,
                       max_tiles=max_tiles, n_boot=n_boot)
         scores[kind] = res["records"][0]
-    chosen = min(scores, key=lambda k: abs(scores[k]["balanced_accuracy"] - 0.5))
-    return {"scores": scores, "chosen": chosen, "split": split, "mode": mode}
+    return {"scores": scores, "chosen": pick_model(scores), "split": split, "mode": mode}
+
+
+def pick_model(scores: Mapping[str, Mapping[str, Any]]) -> str:
+    """The model whose detector score (`balanced_accuracy`) is nearest chance (0.5); ties:
+    the first in order. The one rule of `select_model` and of notebook 45's choice."""
+    if not scores:
+        raise ValueError("no noise model was scored")
+    return min(scores, key=lambda k: abs(scores[k]["balanced_accuracy"] - 0.5))
 
 
 # --------------------------------------------------------------------------- bench
