@@ -174,7 +174,8 @@ def test_round_trip_save_load_and_no_overwrite(tmp_path):
             assert got is True
         else:
             assert got == pytest.approx(v), k
-    assert pre.params["corner_radius_nm"] == PRESETS["line-space"].params["corner_radius_nm"]  # from the base
+    assert "tip_gap_nm" not in fit.params  # not fitted: from the base
+    assert pre.params["tip_gap_nm"] == PRESETS["line-space"].params["tip_gap_nm"]
     doc = presetfile.read_preset_file(out)
     assert doc["provenance"]["sources"][0]["sha256"] == io.sha256_file(folder / "f0.png")
     before = out.read_bytes()
@@ -255,3 +256,58 @@ def test_packaged_preset_files_load_and_render(name, kind):
     pre = presetfile.load_preset_file(path)
     r = simulate(pre, 96, 0, pixel_nm=presetfile.pixel_nm_of(pre))
     assert r.image.shape == (96, 96) and 0.0 < float(r.image.mean()) < 1.0
+
+
+def test_fit_recovers_ler_across(tmp_path):
+    """`ler_across_nm` (how far across the edges the roughness stays correlated, simulator v4)
+    from the anticorrelation of neighbouring edges: 3 values within 30% (two 256-px frames,
+    ~24 edges each: the correlation estimate is the noisy part) and in the right order."""
+    est = []
+    for j, v in enumerate([7.0, 10.0, 14.0]):
+        folder, p, _ = _folder(tmp_path / str(j), ler_across_nm=v)
+        fit = fit_sim(folder, "line-space", pixel_nm=PX, refine=0)
+        est.append(fit.params["ler_across_nm"])
+        assert est[-1] == pytest.approx(v, rel=0.30), (v, est)
+        assert fit.params["ler_sigma_nm"] == pytest.approx(p["ler_sigma_nm"], rel=0.15), (v, est)
+    assert est[0] < est[1] < est[2], est
+
+
+def test_fit_recovers_line_placement_roughness(tmp_path):
+    """`lpr_sigma_nm` (each line wiggling as a whole, `semlab.data.placement`, simulator v4)
+    from the covariance of a line's two edges: 3 values within 15%, below the estimator's
+    floor (0.35 nm) where there is none; the edges' own roughness (ler_sigma_nm) stays within
+    15% beside it. Edges otherwise independent (ler_across_nm 3 nm), as in cdsem-lines."""
+    for j, v in enumerate([0.0, 0.6, 1.0, 1.5]):
+        folder, p, _ = _folder(tmp_path / str(j), size=384, ler_sigma_nm=0.7, ler_across_nm=3.0, lpr_sigma_nm=v,
+                                lpr_corr_nm=20.0)
+        fit = fit_sim(folder, "line-space", pixel_nm=PX, refine=0)
+        got = np.mean([f["lpr_sigma_nm"] for f in fit.per_frame])
+        if v == 0:  # the covariance of two 384-row traces has a noise floor of ~0.3 nm here
+            assert got < 0.35 and fit.params.get("lpr_sigma_nm", 0.0) < 0.35, (got, fit.params)
+        else:
+            assert got == pytest.approx(v, rel=0.15), (v, got)
+            assert fit.params["lpr_sigma_nm"] == pytest.approx(v, rel=0.15), (v, fit.params)
+        assert fit.params["ler_sigma_nm"] == pytest.approx(0.7, rel=0.15), (v, fit.params)
+
+
+def test_fit_recovers_scan_correlated_noise(tmp_path):
+    """Shot noise low-passed along the scan as a whole (`scan_corr_px`, the cdsem-lines look):
+    fit-sim reads the kernel width within 20% at 3 values, and the dose within 20%."""
+    for j, v in enumerate([0.5, 0.8, 1.2]):
+        folder, p, _ = _folder(tmp_path / str(j), detector_sigma=0.0, scan_corr_px=v, dose=300.0)
+        fit = fit_sim(folder, "line-space", pixel_nm=PX, refine=0)
+        assert fit.params["scan_corr_px"] == pytest.approx(v, rel=0.20), (v, fit.params["scan_corr_px"])
+        assert fit.params["dose"] == pytest.approx(300.0, rel=0.20), (v, fit.params["dose"])
+        assert fit.params["noise_corr_px"] == 0.0
+
+
+def test_fit_reads_the_bit_depth_and_the_simulator_quantises():
+    """`bit_depth` (simulator v4): the image on the gray levels of an 8- or 16-bit file (0:
+    float); fit-sim reads it from the pixels of arrays of each kind."""
+    for bits in (8, 16, 0):
+        r = simulate("line-space", 192, (3, bits), pixel_nm=PX, with_contours=False, **{**BASE, "bit_depth": bits})
+        q = 2 ** (bits or 8) - 1  # a float image is on no 8-bit grid
+        on_grid = np.abs(r.image * q - np.rint(r.image * q)).max() < 0.02
+        assert on_grid == (bits > 0), bits
+        fit = fit_sim([r.image], "line-space", pixel_nm=PX, refine=0)
+        assert fit.params["bit_depth"] == bits

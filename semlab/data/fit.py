@@ -36,6 +36,13 @@ What is estimated, and how:
 * **LER** (lines): the edge PSD with the noise floor subtracted (`metrology.unbiased_sigma`),
   and the correlation length from the floor-subtracted PSD fitted with the simulator's
   1-D Palasantzas spectrum (exponent `ler_alpha` of the base preset).
+* **Roughness, v4** (lines): the row displacement shared by all edges (scan wander, from 20
+  lines up) is removed first; `ler_across_nm` from the anticorrelation of a space's two
+  edges, line placement roughness (`lpr_sigma_nm`, `lpr_corr_nm`, `semlab.data.placement`)
+  from the covariance and cross-spectrum of a line's two edges; `corner_radius_nm` is a fifth
+  of the CD (a larger corner blur distorts dense lines). **Noise, v4**: when most of it is
+  correlated along the scan, all of it goes through one kernel (`scan_corr_px`), its shot
+  share from the level-vs-signal curve; `bit_depth` (8, 16 or 0) from the gray levels.
 * **Charging / brightness gradient**: a plane fitted to the plateau pixels far from
   edges, in frame coordinates [-0.5, 0.5]; `charging_amp` is its range across the frame.
 
@@ -61,6 +68,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage, optimize
 
+from semlab.data.fit_noise import noise_fit, noise_vs_signal
+
 __all__ = ["KINDS", "PRIORS", "Frame", "FitResult", "load_frames", "fit_sim", "edge_model", "render_like"]
 
 KINDS = {"line-space": "lines", "contacts": "contacts"}
@@ -73,7 +82,7 @@ _MIN_PEAK_SNR = 8.0   # the FFT peak over the median power at its radius: below,
 # keys whose frame-to-frame spread is real (levels, geometry, blur): a range when it exceeds this
 # (not the noise: dose and detector sigma drawn independently from their ranges would give
 # noise levels no frame has; the noise parameters come from the frame-mean variances)
-RANGE_KEYS = ("pattern_level", "background_level", "hole_level", "width_frac", "psf_sigma_nm")
+RANGE_KEYS = ("pattern_level", "background_level", "hole_level", "width_frac", "psf_sigma_nm", "scan_corr_px")
 RANGE_SPREAD = 0.10
 
 
@@ -252,98 +261,6 @@ def _rim_amp_given(t: np.ndarray, v: np.ndarray, fit: dict[str, float]) -> float
     return float(((v - base) * unit).sum() / den) if den > 0 else 0.0
 
 
-# --------------------------------------------------------------------------- noise
-
-
-def _kernel_psd(c: float, m: int) -> np.ndarray:
-    """|transfer|^2 on m frequency bins of scipy's gaussian_filter1d(sigma=c, truncate=4),
-    normalised to mean 1 (the simulator's detector noise is rescaled to its variance)."""
-    if c <= 1e-3:
-        return np.ones(m)
-    delta = np.zeros(m)
-    delta[0] = 1.0
-    k = ndimage.gaussian_filter1d(delta, c, truncate=4.0, mode="wrap")
-    p = np.abs(np.fft.fft(k)) ** 2
-    return p / p.mean()
-
-
-def _noise(img: np.ndarray, transposed: bool = False) -> dict[str, Any]:
-    """Noise spectrum fit (module doc): A (white), B (correlated along x), c, scan-line var.
-
-    The along-scan spectrum comes from the noise spectrum of the difference of neighbouring
-    rows (columns when `transposed`, i.e. horizontal lines), where structure that runs along
-    that axis cancels: S_D = S * 4 sin^2(pi f) along the differencing axis, divided out."""
-    from scipy.stats import gamma
-
-    from semlab.noise import noise_sigma, noise_spectrum
-
-    P, S = noise_spectrum(img)
-    m = S.shape[0]
-    fy = np.fft.fftfreq(m)
-    _, SD = noise_spectrum(np.diff(img, axis=1 if transposed else 0))
-    if transposed:  # difference along x: divide 4 sin^2(pi fx) out, away from fx = 0
-        fac = 4 * np.sin(np.pi * fy) ** 2
-        ok = np.abs(fy) * m >= 3
-        sx = np.full(m, np.nan)
-        sx[ok] = SD.mean(axis=0)[ok] / fac[ok]
-    else:
-        sx = SD.mean(axis=0) / float((4 * np.sin(np.pi * fy) ** 2).mean())
-        ok = np.abs(fy) * m >= 1  # the fx = 0 column holds the scan-line offsets
-    best = None
-    for c in np.r_[0.0, np.arange(0.2, 5.01, 0.05)]:
-        g = _kernel_psd(float(c), m)
-        A = np.stack([np.ones(m), g], axis=1)[ok]
-        coef, *_ = optimize.nnls(A, sx[ok])
-        err = float(((A @ coef - sx[ok]) ** 2).sum())
-        if best is None or err < best[0] - 1e-15:
-            best = (err, float(c), float(coef[0]), float(coef[1]))
-    _, c, a_white, b_corr = best
-    # scan-line offsets: excess power in the fx = 0 column of the periodogram; a row offset
-    # of variance v puts 2 m v / 3 there through the periodic Hann window (module doc)
-    h, w = img.shape
-    step = max(1, m // 2)
-    n_seg = len(range(0, h - m + 1, step)) * len(range(0, w - m + 1, step))
-    shape = max(n_seg / 1.06, 1.0)
-    med = gamma.ppf(0.5, shape) / shape
-    rows = np.abs(fy) * m >= 3
-    excess = float(np.median(P[rows, 0] / med - S[rows, 0]))
-    scan_var = max(excess, 0.0) * 3.0 / (2.0 * m)
-    return {"sigma": float(noise_sigma(img)), "white_var": a_white, "corr_var": b_corr, "corr_px": c,
-            "scan_var": scan_var, "spectrum": S, "scan_profile": sx}
-
-
-def noise_vs_signal(img: np.ndarray, *, bins: int = 12) -> dict[str, np.ndarray]:
-    """The poisson-gaussian curve var(signal) = a * signal + b: pixels binned by their local
-    mean (Gaussian of 2 px), variance of the white-noise-normalised Immerkaer residual per
-    bin (flat pixels only: gradient magnitude below its median). Returns centres, var, n,
-    and the weighted linear fit a, b. For white noise the level is exact; correlated noise
-    reads low (use the spectrum fit for the level, this for the shape)."""
-    k = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]) / 6.0
-    r = ndimage.correlate(img, k, mode="reflect")
-    loc = ndimage.gaussian_filter(img, 2.0)
-    gm = np.hypot(*np.gradient(loc))
-    flat = (gm <= np.median(gm))
-    flat[:2], flat[-2:], flat[:, :2], flat[:, -2:] = False, False, False, False
-    s, rr = loc[flat], r[flat]
-    edges = np.quantile(s, np.linspace(0, 1, bins + 1))
-    idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
-    cen, var, n = [], [], []
-    for i in range(bins):
-        sel = idx == i
-        if sel.sum() < 50:
-            continue
-        x = rr[sel]
-        cen.append(float(s[sel].mean()))
-        var.append(float((1.4826 * np.median(np.abs(x - np.median(x)))) ** 2))
-        n.append(int(sel.sum()))
-    cen, var, n = np.array(cen), np.array(var), np.array(n)
-    if len(cen) >= 2 and np.ptp(cen) > 0:
-        a, b = np.polyfit(cen, var, 1, w=np.sqrt(n))
-    else:
-        a, b = 0.0, float(var.mean()) if len(var) else 0.0
-    return {"signal": cen, "var": var, "n": n, "a": float(a), "b": float(b)}
-
-
 # --------------------------------------------------------------------------- per frame
 
 
@@ -399,6 +316,34 @@ def _ler_fit(f: np.ndarray, psd: np.ndarray, floor: float, alpha: float, blur_px
     return math.sqrt(var), xi
 
 
+def _edge_pairs(tr: np.ndarray, kth: list[tuple[int, str]], sigma: float, cd: float, gap: float
+                ) -> tuple[float, float, np.ndarray]:
+    """(`ler_across` px, placement variance px^2, placement cross-spectrum) from neighbouring
+    edges. In the simulator the two edges of a space (distance `gap`) move against each other
+    with correlation -exp(-d^2 / (4 s^2)) (one roughness field, opposite normals): s = gap /
+    (2 sqrt(-ln(-rho))), rho = cov / sigma^2 (noise-free with the unbiased sigma), -rho
+    clipped to [0.02, 0.95], so independent edges give s = gap / 3.96. The two edges of a
+    line share its placement roughness u on top (`semlab.data.placement`): cov = var(u) -
+    (sigma^2 - var(u)) rho(cd), solved for var(u) >= 0; its spectrum is the mean
+    cross-spectrum of the line's edges."""
+    i = np.arange(tr.shape[1])
+    A = np.stack([np.ones(len(i)), i - i.mean()], axis=1)
+    r = tr - (A @ np.linalg.lstsq(A, tr.T, rcond=None)[0]).T
+    pos = {key: j for j, key in enumerate(kth)}
+    line = [(pos[(k, "L")], pos[(k, "R")]) for k, e in kth if e == "L" and (k, "R") in pos]
+    space = [(pos[(k, "R")], pos[(k + 1, "L")]) for k, e in kth if e == "R" and (k + 1, "L") in pos]
+    cross = np.zeros(tr.shape[1] // 2 + 1)
+    if not (sigma > 0 and space and line):
+        return float("nan"), 0.0, cross
+    rho = float(np.clip(-np.mean([(r[x] * r[y]).mean() for x, y in space]) / sigma ** 2, 0.02, 0.95))
+    s = max(gap, 1.0) / (2 * math.sqrt(-math.log(rho)))
+    rc = math.exp(-cd ** 2 / (4 * s * s))
+    var_u = max((float(np.mean([(r[x] * r[y]).mean() for x, y in line])) + sigma ** 2 * rc) / (1 + rc), 0.0)
+    fx = np.fft.rfft(r, axis=1)
+    cross = np.mean([np.real(fx[x] * np.conj(fx[y])) for x, y in line], axis=0) / tr.shape[1]
+    return s, var_u, cross
+
+
 def _lines_frame(fr: Frame, px: float, priors_px: dict[str, float], alpha: float) -> dict[str, Any]:
     from semlab import metrology
 
@@ -415,13 +360,15 @@ def _lines_frame(fr: Frame, px: float, priors_px: dict[str, float], alpha: float
                          f"profile, blur, CD or LER") from None
     x = img.T if le.transposed else img
     rows = x.shape[0]
-    traces, cds = [], []
+    traces, cds, kth = [], [], []
     for k in range(le.n_lines):
         a, b = _smooth_trace(le.left[k]), _smooth_trace(le.right[k])
         if a is not None:
             traces.append(("L", a))
+            kth.append((k, "L"))
         if b is not None:
             traces.append(("R", b))
+            kth.append((k, "R"))
         if a is not None and b is not None:
             cds.append(float(np.mean(b - a)))
     if len(traces) < 2 or not cds:
@@ -429,8 +376,20 @@ def _lines_frame(fr: Frame, px: float, priors_px: dict[str, float], alpha: float
                          f"profile, blur, CD or LER")
     pitch = float(pr.pitch_px)
     cd = float(np.mean(cds))
-    ler_u, ler_b, floor = metrology.unbiased_sigma(np.stack([t for _, t in traces]))
-    f, psd = metrology.edge_psd(np.stack([t for _, t in traces]))
+    # LER without the scan wander: the displacement shared by all edges of a row (stage or
+    # beam drift, not roughness) is removed first; with a handful of edges it is kept
+    tr = np.stack([t for _, t in traces])
+    wander = 0.0
+    if len(tr) >= 40:  # >= 20 lines: the row mean holds < 5% of a line's own placement roughness
+        i = np.arange(tr.shape[1])
+        A = np.stack([np.ones(len(i)), i - i.mean()], axis=1)
+        res = tr - (A @ np.linalg.lstsq(A, tr.T, rcond=None)[0]).T
+        cm = res.mean(axis=0)
+        wander = float(cm.std())
+        tr = tr - cm[None, :]
+    ler_u, ler_b, floor = metrology.unbiased_sigma(tr)
+    f, psd = metrology.edge_psd(tr)
+    across, var_p, cross = _edge_pairs(tr, kth, ler_u, cd, pitch - cd)
     # mean profile: from mid-space (-gap/2) to mid-line (+cd/2), edges aligned on smoothed traces
     half_in, half_out = 0.5 * cd, 0.5 * max(pitch - cd, 1.0)
     t = np.arange(-half_out, half_in + 1e-9, _STEP)
@@ -451,7 +410,16 @@ def _lines_frame(fr: Frame, px: float, priors_px: dict[str, float], alpha: float
     gk /= gk.sum()
     jitter_var = max(ler_b ** 2 - ler_u ** 2, 0.0) * float((gk ** 2).sum())
     blur = math.sqrt(max(fit["blur"] ** 2 - jitter_var - 1.0 / 6.0, 0.04))
-    ler_m, corr = _ler_fit(f, psd, floor, alpha, blur)
+    ler_m = _ler_fit(f, psd, floor, alpha, blur)[0]  # all roughness; the edges' own: less the placement
+    corr = _ler_fit(f, psd - (cross if var_p > 0 else 0.0), floor, alpha, blur)[1]
+    lpr_m, lpr_corr = _ler_fit(f, cross, 0.0, alpha, blur) if var_p > 0 else (0.0, float("nan"))
+    if var_p > 0:  # its correlation length from the long waves only (the cross-spectrum is noisy above)
+        lo = f <= 1 / 16
+        lpr_corr = _ler_fit(f[lo], cross[lo], 0.0, alpha, blur)[1]
+    if math.isfinite(lpr_m):  # the model sum undoes the detrending (as for LER), by at most 1.5x
+        var_p = float(np.clip(lpr_m ** 2, var_p, 1.5 * var_p))
+    ler_e = math.sqrt(max(ler_u ** 2 - var_p, 0.0))
+    ler_m = math.sqrt(max(ler_m ** 2 - var_p, 0.0)) if math.isfinite(ler_m) else ler_m
     asym = 0.0
     if prr is not None:
         ra, rb = _rim_amp_given(t, pl, fit), _rim_amp_given(t, prr, fit)
@@ -472,9 +440,11 @@ def _lines_frame(fr: Frame, px: float, priors_px: dict[str, float], alpha: float
             "trench_spread": float(x[trench].std()) if trench.any() else float("nan"),
             "rim_amp": fit["rim_amp"], "halo_amp": fit["halo_amp"], "halo_width_nm": fit["halo_width"] * px,
             "psf_sigma_nm": blur * px, "profile_blur_nm": fit["blur"] * px, "scan_asymmetry": asym,
-            "ler_sigma_nm": (ler_m if math.isfinite(ler_m) else ler_u) * px, "ler_sigma_floor_nm": ler_u * px,
+            "ler_sigma_nm": (ler_m if math.isfinite(ler_m) else ler_e) * px, "ler_sigma_floor_nm": ler_e * px,
+            "lpr_sigma_nm": math.sqrt(var_p) * px, "lpr_corr_nm": lpr_corr * px,
             "ler_sigma_biased_nm": ler_b * px,
             "ler_corr_nm": corr * px if math.isfinite(corr) else float("nan"),
+            "ler_across_nm": across * px, "wander_nm": wander * px,
             "charging_amp": charge, "vertical": 0.0 if le.transposed else 1.0,
             "_profile": (t * px, v, edge_model(t, **{k: fit[k] for k in fit if k != "rms"})),
             "_ler_psd": (f / px, (psd - floor) * px ** 3, floor * px ** 3), "_edges": len(traces)}
@@ -550,8 +520,13 @@ def _measure(fr: Frame, kind: str, px: float, priors_px: dict[str, float], alpha
     """Every estimate of one frame: (estimates, mean edge profile, LER PSD or None, noise)."""
     est = (_lines_frame(fr, px, priors_px, alpha) if KINDS[kind] == "lines"
            else _contacts_frame(fr, px, priors_px))
-    nz = _noise(fr.image, transposed=est.get("vertical", 1.0) == 0.0)
+    nz = noise_fit(fr.image, transposed=est.get("vertical", 1.0) == 0.0)
     mean_sig = float(fr.image.mean())
+    for bits in (8, 16, 0):  # the gray levels of the file (the simulator quantises to them too)
+        q = 2 ** bits - 1
+        if bits == 0 or np.abs(fr.image * q - np.rint(fr.image * q)).max() < 0.02:  # float32 files: 16 bits to ~0.004
+            est["bit_depth"] = float(bits)
+            break
     est["noise_sigma"] = math.sqrt(nz["white_var"] + nz["corr_var"])
     est["noise_sigma_spectral"] = nz["sigma"]
     est["dose"] = mean_sig / nz["white_var"] if nz["white_var"] > 1e-9 else 1e6
@@ -562,6 +537,12 @@ def _measure(fr: Frame, kind: str, px: float, priors_px: dict[str, float], alpha
     nvs = noise_vs_signal(fr.image)
     nvs["hist"] = np.histogram(fr.image, bins=64, range=(0.0, 1.0), density=True)[0]
     est["pg_a"], est["pg_b"] = nvs["a"], nvs["b"]
+    # the signal-dependent (shot) share of the noise variance, from the level-vs-signal curve
+    # (its shape; correlated noise reads low there, the level comes from the spectrum)
+    shot = max(nvs["a"], 0.0) * mean_sig
+    est["shot_fraction"] = shot / (shot + max(nvs["b"], 0.0)) if shot > 0 else 0.0
+    # noise mostly correlated along the scan: all of it (shot too) low-passed (scan_corr_px)
+    est["scan_corr_px"] = nz["corr_px_all"] if nz["corr_var"] > nz["white_var"] else 0.0
     prof, psd = est.pop("_profile"), est.pop("_ler_psd", None)
     est.pop("_edges")
     noise = {"spectrum": nz["spectrum"], "scan_profile": nz["scan_profile"], "vs_signal": nvs,
@@ -572,6 +553,7 @@ def _measure(fr: Frame, kind: str, px: float, priors_px: dict[str, float], alpha
 # closed-loop refinement: parameter <- measured key, corrected additively or by a ratio
 _ADD = ("pattern_level", "background_level", "hole_level", "rim_amp", "halo_amp", "width_frac")
 _MUL = {"psf_sigma_nm": "psf_sigma_nm", "ler_sigma_nm": "ler_sigma_floor_nm", "ler_corr_nm": "ler_corr_nm",
+        "lpr_sigma_nm": "lpr_sigma_nm",  # not ler_across_nm: clipped at independence, it is a bound
         "noise_corr_px": "noise_corr_px", "scanline_sigma": "scanline_sigma", "halo_width_nm": "halo_width_nm"}
 
 
@@ -596,6 +578,9 @@ def _refine_step(params: dict[str, Any], real: dict[str, float], sim: dict[str, 
             mul[k] = float(np.clip(real[m] / sim[m], 0.5, 2.0))
             p[k] = float(p[k] * mul[k])
     rw, sw = real.get("noise_white_var"), sim.get("noise_white_var")
+    if p.get("scan_corr_px"):  # scan-correlated noise: its total variance is what counts
+        rw, sw = (d.get("noise_white_var", 0) + d.get("noise_corr_var", 0) for d in (real, sim))
+        real, sim = {**real, "noise_corr_var": rw}, {**sim, "noise_corr_var": sw}
     if ok(rw, sw) and rw > 1e-12 and sw > 1e-12:
         mul["dose"] = float(np.clip(sw / rw, 0.5, 2.0))
         p["dose"] = float(np.clip(p["dose"] * mul["dose"], 1.0, 1e6))
@@ -718,15 +703,30 @@ def _to_params(kind: str, m: dict[str, float], pri: dict[str, float], base: dict
                               1.0, 1e6)),
         "detector_sigma": math.sqrt(max(m["noise_corr_var"], 0.0)),
         "noise_corr_px": fin("noise_corr_px", 0.0), "scanline_sigma": fin("scanline_sigma", 0.0),
+        "scan_corr_px": 0.0, "bit_depth": fin("bit_depth", 0.0) if fin("bit_depth", 0.0) in (8.0, 16.0) else 0.0,
         "charging_amp": float(np.clip(fin("charging_amp", 0.0), 0, 0.5)),
         "brightness": 0.0, "contrast": 1.0, "texture_amp": 0.0, "drift_px": 0.0, "defect_prob": 0.0,
     }
+    if fin("scan_corr_px", 0.0) > 0:  # a frame's noise is correlated along the scan (module doc)
+        var, q = m["noise_white_var"] + m["noise_corr_var"], float(np.clip(fin("shot_fraction", 1.0), 0, 1))
+        p.update(dose=float(np.clip(m["mean_signal"] / max(q * var, 1e-12), 1.0, 1e6)), noise_corr_px=0.0,
+                 detector_sigma=math.sqrt(max((1 - q) * var, 0.0)), scan_corr_px=fin("scan_corr_px"))
     if kind == "line-space":
+        # corner rounding blurs the coverage before the signed distance: a blur near the CD
+        # distorts dense lines (edge roughness reads up to 1.6x at 8 nm on 13-nm lines), and
+        # straight lines have no corners: a fifth of the CD
+        if fin("cd_nm") is not None:
+            p["corner_radius_nm"] = 0.2 * fin("cd_nm")
         p.update(ler_sigma_nm=fin("ler_sigma_nm", base.get("ler_sigma_nm")),
                  line_end_prob=0.0, vertical=float(np.clip(fin("vertical", 1.0), 0, 1)))
         c = fin("ler_corr_nm")
         if c is not None:
             p["ler_corr_nm"] = c
+        c = fin("ler_across_nm")
+        if c is not None:
+            p["ler_across_nm"] = c
+        if fin("lpr_sigma_nm", 0.0) > 0.05 * (fin("ler_sigma_nm") or 1.0):  # placement roughness (semlab.data.placement)
+            p.update(lpr_sigma_nm=fin("lpr_sigma_nm"), lpr_corr_nm=fin("lpr_corr_nm", p.get("ler_corr_nm", 20.0)))
     else:
         p.update(hole_level=float(np.clip(fin("hole_level"), 0, 1)), missing_prob=0.0, stagger=0.0)
     return p

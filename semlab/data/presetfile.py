@@ -42,7 +42,8 @@ FOV_PX = 1024  # a preset from a file has field_of_view_nm = pixel_nm * FOV_PX
 
 # valid range of every parameter a preset file may set (inclusive)
 VALID: dict[str, tuple[float, float]] = {
-    "corner_radius_nm": (0.0, 100.0), "ler_sigma_nm": (0.0, 20.0), "ler_corr_nm": (0.1, 1000.0),
+    "corner_radius_nm": (0.0, 100.0), "ler_sigma_nm": (0.0, 20.0), "ler_corr_nm": (0.1, 1000.0), "ler_across_nm": (0.1, 1000.0),
+    "lpr_sigma_nm": (0.0, 20.0), "lpr_corr_nm": (0.1, 1000.0), "bit_depth": (0.0, 16.0),
     "ler_alpha": (0.0, 1.0), "sidewall_nm": (0.0, 50.0), "background_level": (0.0, 1.0),
     "pattern_level": (0.0, 1.0), "hole_level": (0.0, 1.0), "defect_level": (0.0, 1.0), "rim_amp": (0.0, 1.0),
     "rim_width_nm": (0.0, 50.0), "rim_offset_nm": (-20.0, 20.0), "scan_asymmetry": (-1.0, 1.0),
@@ -55,6 +56,8 @@ VALID: dict[str, tuple[float, float]] = {
     "line_end_prob": (0.0, 1.0), "tip_gap_nm": (0.0, 10000.0), "hole_jitter": (0.0, 0.5),
     "missing_prob": (0.0, 1.0),
 }
+# simulator parameters a file may set even where the base preset leaves them out (off by default)
+OPTIONAL = ("scan_corr_px", "ler_across_nm", "lpr_sigma_nm", "lpr_corr_nm", "bit_depth")
 FLAGS = ("vertical", "horizontal", "stagger", "databar")  # on/off: a probability or a boolean
 LIST_CONSTANTS = ("defect_radius_nm",)  # [low, high] is the simulator's own per-particle range
 _TOP = {"version", "units", "kind", "pixel_nm", "params", "noise_spectrum", "provenance"}
@@ -175,7 +178,7 @@ def validate(doc, path="<document>") -> dict[str, Any]:
     base = PRESETS[kind].params
     out = {}
     for k, v in params.items():
-        if not isinstance(k, str) or (k not in base and k != "scan_corr_px") or (k not in VALID and k not in FLAGS):
+        if not isinstance(k, str) or (k not in base and k not in OPTIONAL) or (k not in VALID and k not in FLAGS):
             valid = sorted(k2 for k2 in base if k2 in VALID or k2 in FLAGS)
             raise _err(path, f"params.{k}", f"unknown parameter for kind {kind}; valid: {', '.join(valid)}")
         out[k] = _param(path, k, v)

@@ -13,7 +13,9 @@ How an image is formed (see `EFFECTS` for the parameter names):
    `corner_radius_nm / 1.2`; the blurred field B is turned into a signed distance to
    the edge, `phi = s * ndtri(B)` (exact for straight edges, rounded at corners,
    valid within about 5 s of the edge, saturated beyond).
-3. **Line-edge roughness**: a Gaussian random field with standard deviation
+3. **Line-edge roughness** (and, optional, line placement roughness `lpr_sigma_nm`,
+   `lpr_corr_nm`: each structure shifted as a whole, `semlab.data.placement`): a Gaussian
+   random field with standard deviation
    `ler_sigma_nm`, correlation length `ler_corr_nm` and roughness exponent
    `ler_alpha` (Palasantzas spectrum) is added to phi, which moves each edge along
    its normal by that amount: the measured edge-position sigma equals `ler_sigma_nm`.
@@ -37,7 +39,8 @@ How an image is formed (see `EFFECTS` for the parameter names):
     all the noise, shot and detector, along the scan, keeping its variance.
 12. **Scan-line noise and drift**: per-line offsets (`scanline_sigma`) and per-line
     horizontal shifts (a smoothed random walk of std `drift_px`).
-13. Optional **data bar** (`databar`): a burned-in info bar at the bottom.
+13. Optional **data bar** (`databar`): a burned-in info bar at the bottom; optional
+    `bit_depth` (e.g. 8): the image quantised to the gray levels of that many bits.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ from semlab.data import particles as P
 
 # Bumped whenever the same seed and parameters give different images; simulated
 # datasets record it in their identity, so a stale folder is never mixed with new items.
-SIMULATOR_VERSION = 3  # 3: presets re-tuned to real frames and MIIC statistics (issue 17)
+SIMULATOR_VERSION = 4  # 3: presets re-tuned to real frames and MIIC statistics (issue 17); 4: line-space:
+# edges roughen independently (ler_across_nm), LER without the scan wander, re-fitted (issue 17)
 
 # ----------------------------------------------------------------------------------
 # presets: each parameter is a constant, a (low, high) uniform range, or for booleans
@@ -133,14 +137,19 @@ _IC_METAL = {**_IMAGING, "pitch_nm": (46.0, 56.0), "width_frac": (0.72, 0.8), "f
 # line-space (v3): fitted to the train and val frames of cdsem-lines (Hitachi, 0.827 nm/px; Test03,
 # Test01, never the test frame Test02): per-tile features of `semlab realism` matched by a
 # Nelder-Mead search, one frame at a time; the ranges span both fits. fov: real pixel at 256 px.
+# v4: roughness from `semlab fit-sim` v4 of each frame: edge roughness with the scan wander (the
+# row displacement shared by all edges) removed, edges roughening independently (v3: neighbouring
+# edges correlated -0.5), line placement roughness (both edges of a line correlate 0.3-0.4 at
+# periods >= 64 px), corner radius a fifth of the CD (8 nm blurred 13-nm lines: LER read 1.6x).
 _LINE_SPACE = {**_IMAGING, "pitch_nm": (25.0, 25.5), "width_frac": (0.51, 0.54), "vertical": True,
                "line_end_prob": 0.02, "tip_gap_nm": (10.0, 25.0), "defect_prob": 0.03,
-               "ler_sigma_nm": (0.64, 0.72), "ler_corr_nm": (4.7, 4.9), "sidewall_nm": (1.3, 1.5),
+               "corner_radius_nm": (2.6, 2.7), "ler_sigma_nm": (0.64, 0.88), "ler_corr_nm": (7.9, 11.0),
+               "ler_across_nm": (3.0, 3.4), "lpr_sigma_nm": (0.22, 0.25), "lpr_corr_nm": (22.7, 27.1), "sidewall_nm": (1.3, 1.5),
                "psf_sigma_nm": (1.45, 1.6), "background_level": (0.135, 0.142), "pattern_level": (0.27, 0.335),
                "rim_amp": 0.025, "rim_width_nm": 2.56, "scan_asymmetry": 0.58, "halo_amp": 0.01,
                "halo_width_nm": 5.0, "texture_amp": 0.0, "charging_amp": 0.0, "brightness": 0.0, "contrast": 1.0,
                "dose": (245.0, 385.0), "detector_sigma": 0.0, "scan_corr_px": (0.0, 0.56),
-               "scanline_sigma": 0.001, "drift_px": 0.0}
+               "scanline_sigma": 0.001, "drift_px": 0.0, "bit_depth": 8}
 
 # contacts (v3): fitted the same way to the train frames of cdsem-contacts (Zeiss, 0.901 nm/px;
 # Ctest3, Ctest4: dark holes); contacts-pillars to its val frame Ctest2 (bright pillars).
@@ -462,7 +471,10 @@ def _ler_field(rng, gy: np.ndarray, gx: np.ndarray, p: dict, px: float) -> np.nd
     if sigma <= 0:
         return np.zeros(gx.shape, np.float32)
     corr = p["ler_corr_nm"] / px
-    across = max(0.5 * corr, 3.0 * sigma)
+    # `ler_across_nm` (optional): how far across the edges the roughness stays correlated;
+    # edges more than ~4x apart roughen independently (fit-sim: from the edge correlations)
+    ac = p.get("ler_across_nm")
+    across = max(0.5 * corr, 3.0 * sigma) if ac is None else max(float(ac) / px, 0.5)
     f_v = edge_roughness(rng, gx.shape, sigma, corr, p["ler_alpha"], across, axis=0)
     f_h = edge_roughness(rng, gx.shape, sigma, corr, p["ler_alpha"], across, axis=1)
     wv = gx * gx / (gx * gx + gy * gy + 1e-12)
@@ -524,6 +536,9 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
         phi_h = _signed_distance(L.rasterize_discs(lay.holes, h, w), s_round)
     gy, gx = np.gradient(phi_p if phi_h is None else np.minimum(phi_p, -phi_h))
     ler = _ler_field(rng, gy, gx, p, px)
+    if p.get("lpr_sigma_nm"):  # line placement roughness: each structure wiggles as a whole (v4)
+        from semlab.data.placement import placement_field
+        ler += placement_field(rng, cov > 0.5, gy, gx, p["lpr_sigma_nm"] / px, p["lpr_corr_nm"] / px, p["ler_alpha"])
     phi_p += ler
     d = phi_p
     if phi_h is not None:
@@ -685,7 +700,9 @@ def _form_image(rng: np.random.Generator, p: dict, px: float, phi_p: np.ndarray,
         mask[-bar.shape[0]:] = labels.BACKGROUND
         p["databar_row"] = h - bar.shape[0]
     image = np.clip(img, 0.0, 1.0).astype(np.float32)
-
+    if p.get("bit_depth"):  # the detector's ADC: gray levels of a `bit_depth`-bit file (v4)
+        q = np.float32(2 ** int(p["bit_depth"]) - 1)
+        image = np.rint(image * q) / q
     return image, clean
 
 
