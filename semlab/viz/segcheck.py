@@ -36,7 +36,8 @@ def segcheck_figure(crops: Sequence, masks: dict, methods: Sequence[str] | None 
     axes = np.atleast_2d(fig.subplots(n, k))
     colours = {"old defaults": (1.0, 0.6, 0.0), "new defaults": (0.1, 0.9, 0.2), "blurred otsu": (0.2, 0.6, 1.0)}
     for i, cr in enumerate(crops):
-        show_gray(axes[i, 0], cr.image, f"{cr.set}/{cr.frame} ({cr.split})")
+        scale = getattr(cr, "scale", 1)
+        show_gray(axes[i, 0], cr.image, f"{cr.set}/{cr.frame} ({cr.split}{f', 1/{scale} scale' if scale > 1 else ''})")
         axes[i, 0].title.set_fontsize(6)
         for j, m in enumerate(methods, start=1):
             ax = axes[i, j]
@@ -49,30 +50,40 @@ def segcheck_figure(crops: Sequence, masks: dict, methods: Sequence[str] | None 
             if i == 0:
                 ax.set_title(m, fontsize=9)
     side = crops[0].image.shape[0]
-    fig.suptitle(f"real frames (crops {side} px, centre of each frame above its data bar): pattern outlines; "
+    fig.suptitle(f"real frames (crops up to {side} px, centre of each frame above its data bar; coarse patterns "
+                 f"block-averaged): pattern outlines; "
                  f"{len({c.set for c in crops})} sets, n={n} frames", fontsize=9)
     return fig
 
 
-def validation_figure(validation: dict) -> Figure:
-    """Per simulated set: each setting's true structure IoU against each check (lower
-    is better), with the Spearman rho in the panel title."""
-    rows = validation["rows"]
-    keys = list(validation["rho"])
+def validation_figure(validation: dict, ncols: int = 4) -> Figure:
+    """Per (check, simulated set) of the first seed's run (`semlab.segment.checks_validate.
+    validate_seeds`): the check (lower is better) against the true IoU of every
+    (setting, frame) pair, with each seed's Spearman rho and whether the check is kept."""
+    from semlab.segment.checks_validate import KIND_PRESET
+
+    runs = validation["runs"]
+    r0 = runs[0]
+    keys = [k for k, v in r0["rho"].items() if k.split("@")[0] != "fraction_variation"]
     if not keys:
-        raise ValueError("validation holds no checks")
-    fig = Figure(figsize=(2.6 * len(keys), 2.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+        raise ValueError("validation holds no per-frame checks")
+    nrows = -(-len(keys) // ncols)
+    fig = Figure(figsize=(2.5 * min(ncols, len(keys)), 2.4 * nrows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, min(ncols, len(keys)))).ravel()
     for ax, key in zip(axes, keys):
-        v = validation["rho"][key]
-        sel = [r for r in rows if r["preset"] == v["preset"] and np.isfinite(r.get(v["check"], np.nan))]
-        ax.scatter([r[v["check"]] for r in sel], [r["iou"] for r in sel], s=14,
+        v = r0["rho"][key]
+        sel = [r for r in r0["rows"] if r["preset"] == v["preset"] and np.isfinite(r.get(v["check"], np.nan))]
+        ax.scatter([r[v["check"]] for r in sel], [r["iou"] for r in sel], s=6, alpha=0.6,
                    c=["tab:green" if r["setting"] == "new defaults" else "tab:blue" if r["setting"] == "blurred otsu"
-                      else "0.5" for r in sel])
-        ax.set_title(f"{v['check']} ({v['preset']})\nrho={v['rho']:.2f}{' kept' if v['kept'] else ''}", fontsize=8)
-        ax.set_xlabel("check (lower is better)", fontsize=7)
-        ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("true structure IoU", fontsize=7)
-    fig.suptitle(f"simulated (target): {validation['n_frames']} frames x {len({r['setting'] for r in rows})} settings, "
-                 f"{validation['size']} px; green new defaults, blue blurred Otsu", fontsize=8)
+                      else "0.55" for r in sel])
+        rhos = ", ".join(f"{r['rho'][key]['rho']:.2f}" for r in runs if key in r["rho"])
+        kept = any(KIND_PRESET.get(k) == v["preset"] and v["check"] in c for k, c in validation["kept"].items())
+        ax.set_title(f"{v['check']} ({v['preset']})\nrho {rhos}{' kept' if kept else ''}", fontsize=7)
+        ax.set_xlabel("check (lower is better)", fontsize=6)
+        ax.set_ylabel("true IoU", fontsize=6)
+        ax.tick_params(labelsize=6)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    fig.suptitle(f"simulated (target): {r0['n_images']} frames x {r0['n_settings']} settings per set, seeds "
+                 f"{', '.join(str(r['seed']) for r in runs)}; green new defaults, blue blurred Otsu", fontsize=8)
     return fig
