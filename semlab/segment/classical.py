@@ -20,7 +20,10 @@ is a scikit-image / scipy call with a named parameter:
    the threshold contour lies outside the physical edge. The bright phase is taken as
    `den - t > edge_offset_px * |grad den|`, which moves the contour inwards by that
    many pixels to first order, with sub-pixel resolution (`semlab.segment.evaluate.
-   calibrate_on_dataset` fits it on a few labelled images).
+   calibrate_on_dataset` fits it on a few labelled images). With `edge_method=
+   "gradient"` (`particles_settings`) the edges are first moved to the steepest slope
+   between the surely-bright and surely-dark pixels (`gradient_edges`), and the offset
+   then shifts those (`shift_edges`).
 5. **Morphology**: components and holes smaller than `min_area_px` are removed /
    filled; `open_px` optionally opens the bright phase; `fill_holes_px` fills larger
    dark holes (the dark core of a rim-and-core particle).
@@ -75,6 +78,7 @@ DENOISERS = ("nlm", "bilateral", "tv", "gaussian", "none")
 THRESHOLDS = ("otsu", "multiotsu", "li", "sauvola")
 BLOB_METHODS = ("dynamic", "tophat")
 BLOB_SHAPES = ("disc", "region")
+EDGE_METHODS = ("gradient", "threshold")
 
 
 @dataclass
@@ -90,6 +94,11 @@ class ClassicalSettings:
     threshold: str = "otsu"
     sauvola_window: int = 51
     edge_offset_px: float = 0.0  # move pattern edges inwards (sub-pixel; see step 4 above)
+    # "threshold": edges at the threshold contour; "gradient": at the steepest slope between
+    # confident phases (`gradient_edges`; `particles_settings` uses it: rim-and-core particles)
+    edge_method: str = "threshold"
+    edge_marker_frac: float = 0.25  # confident phases: beyond t +- this x the level gap
+    edge_smooth_px: float = 0.7  # Gaussian sigma before the gradient of `gradient_edges`
     min_area_px: int = 12
     open_px: int = 0
     watershed: bool = False
@@ -120,6 +129,10 @@ class ClassicalSettings:
             raise ValueError(f"threshold {self.threshold!r}; valid: {THRESHOLDS}")
         if self.blob_method not in BLOB_METHODS:
             raise ValueError(f"blob_method {self.blob_method!r}; valid: {BLOB_METHODS}")
+        if self.edge_method not in EDGE_METHODS:
+            raise ValueError(f"edge_method {self.edge_method!r}; valid: {EDGE_METHODS}")
+        if not 0 < self.edge_marker_frac < 0.5:
+            raise ValueError(f"edge_marker_frac must be in (0, 0.5), got {self.edge_marker_frac}")
         if self.blob_shape not in BLOB_SHAPES:
             raise ValueError(f"blob_shape {self.blob_shape!r}; valid: {BLOB_SHAPES}")
         if not 0 < self.blob_level < 1:
@@ -198,13 +211,17 @@ def auto_denoise_strength(snr: float) -> float:
 
 def flatten_illumination(img: np.ndarray, degree: int = 2, step: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Remove uneven illumination (charging, detector shading): fit, by least squares on
-    every `step`-th pixel away from the phase edges, one smooth polynomial field of
-    `degree` shared by both phases plus a step between them (Otsu phases, refitted once
-    after a first flattening), and subtract the field. Returns (flattened image, the
-    zero-mean field removed). Structures do not bias the field: their step is fitted.
-    The field is kept only if it separates the two phases better (Otsu's criterion of
-    the smoothed image); otherwise the image is returned unchanged with a zero field (on
-    96-px line-space frames an ill-posed fit had cut pattern IoU from 0.93 to 0.45)."""
+    every `step`-th pixel away from the phase edges, one smooth polynomial field shared
+    by both phases plus a step between them (Otsu phases, refitted after each
+    flattening), and subtract the field. Returns (flattened image, the zero-mean field
+    removed). Structures do not bias the field: their step is fitted.
+    The degrees 1 to `degree` are fitted in turn, each starting from the phases the
+    previous one left, and the field that separates the two phases best (Otsu's
+    criterion of the smoothed image) is kept, or none if none beats the image as it
+    is (on 96-px line-space frames an ill-posed fit had cut pattern IoU from 0.93 to
+    0.45). Fitted at once, a degree-2 field can take a bright charging corner for a
+    phase and leave it in (a simulated `particles` frame: pattern IoU 0.37; degree 1
+    first, then 2: 0.83)."""
     from skimage import filters
 
     h, w = img.shape
@@ -212,38 +229,59 @@ def flatten_illumination(img: np.ndarray, degree: int = 2, step: int = 4) -> tup
     sm = ndi.gaussian_filter(x, 1.5)
     yy, xx = np.mgrid[0:h:step, 0:w:step].astype(np.float64)
     yy, xx = yy / max(h - 1, 1) * 2 - 1, xx / max(w - 1, 1) * 2 - 1
-    powers = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i) if i + j > 0]
-    terms = np.stack([(yy ** i * xx ** j).ravel() for i, j in powers], 1)
     sub = sm[::step, ::step].astype(np.float64)
-    field = np.zeros_like(sub)
-    for _ in range(2):
-        flat = sub - field
-        phase = flat > filters.threshold_otsu(flat)
-        keep = (ndi.binary_erosion(phase, iterations=1) | ~ndi.binary_dilation(phase, iterations=1)).ravel()
-        a = np.column_stack([terms, np.ones(len(terms)), phase.ravel()])[keep]
-        coef, *_ = np.linalg.lstsq(a, sub.ravel()[keep], rcond=None)
-        field = (terms @ coef[:len(powers)]).reshape(sub.shape)
     gy = np.linspace(-1, 1, h) if h > 1 else np.zeros(1)
     gx = np.linspace(-1, 1, w) if w > 1 else np.zeros(1)
-    full = np.zeros((h, w), np.float64)
-    for k, (i, j) in enumerate(powers):
-        full += coef[k] * np.outer(gy ** i, gx ** j)
-    full -= full.mean()
-    flat = (x - full).astype(np.float32)
-    # guard: a field fitted on too few phase pixels (small frames, thin lines: the
-    # subsampled phases erode away) can be wild; keep it only if it makes the two
-    # phases better separated (Otsu's between-class variance ratio of the smoothed image)
-    if _otsu_separation(sm - full) < _otsu_separation(sm):  # the field is smooth: blur(x - f) ~ blur(x) - f
+    sm2 = sm[::2, ::2]
+    best, best_sep = None, _otsu_separation(sm2, stride=1)
+    field = np.zeros_like(sub)
+    for d in range(1, int(degree) + 1):
+        powers = [(i, j) for i in range(d + 1) for j in range(d + 1 - i) if i + j > 0]
+        terms = np.stack([(yy ** i * xx ** j).ravel() for i, j in powers], 1)
+        for _ in range(2):
+            flat = sub - field
+            phase = flat > filters.threshold_otsu(flat)
+            keep = (ndi.binary_erosion(phase, iterations=1) | ~ndi.binary_dilation(phase, iterations=1)).ravel()
+            a = np.column_stack([terms, np.ones(len(terms)), phase.ravel()])[keep]
+            coef = _lstsq(a, sub.ravel()[keep])
+            field = (terms @ coef[:len(powers)]).reshape(sub.shape)
+        f2 = _poly_field(coef, powers, gy[::2], gx[::2])
+        # a field fitted on too few phase pixels (small frames, thin lines: the subsampled
+        # phases erode away) can be wild: kept only if the phases separate better
+        sep = _otsu_separation(sm2 - f2, stride=1)  # the field is smooth: blur(x - f) ~ blur(x) - f
+        if sep > best_sep:
+            best, best_sep = (coef[:len(powers)].copy(), powers), sep
+    if best is None:
         return x, np.zeros_like(x)
-    return flat, full.astype(np.float32)
+    full = _poly_field(*best, gy, gx)
+    full -= full.mean()
+    return (x - full).astype(np.float32), full.astype(np.float32)
 
 
-def _otsu_separation(img: np.ndarray) -> float:
+def _lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least squares by the normal equations (a few columns, many rows: ~10x faster than
+    `np.linalg.lstsq`), falling back to it if they are singular."""
+    try:
+        return np.linalg.solve(a.T @ a, a.T @ b)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def _poly_field(coef, powers, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+    """sum_k coef[k] gy^i gx^j over `powers` [(i, j)], as one separable matrix product."""
+    d = max(max(i, j) for i, j in powers)
+    c = np.zeros((d + 1, d + 1))
+    for k, (i, j) in enumerate(powers):
+        c[i, j] = coef[k]
+    return np.vander(gy, d + 1, increasing=True) @ c @ np.vander(gx, d + 1, increasing=True).T
+
+
+def _otsu_separation(img: np.ndarray, stride: int = 2) -> float:
     """Otsu's criterion: between-class variance over total variance at the Otsu
     threshold (1: two perfectly separated levels, 0: no separation)."""
     from skimage import filters
 
-    v = img[::2, ::2].astype(np.float64).ravel()
+    v = img[::stride, ::stride].astype(np.float64).ravel()
     var = float(v.var())
     if var <= 0:
         return 0.0
@@ -268,6 +306,50 @@ def bright_phase(den: np.ndarray, s: ClassicalSettings) -> tuple[np.ndarray, flo
         w = int(s.sauvola_window) | 1
         t = filters.threshold_sauvola(den, window_size=w)
     return den > t, t
+
+
+def gradient_edges(den: np.ndarray, bright: np.ndarray, t, frac: float = 0.25, smooth_px: float = 0.7) -> np.ndarray:
+    """The bright phase with its edges moved to the steepest slope: pixels above
+    t + `frac` x gap are surely bright and those below t - `frac` x gap surely dark
+    (gap: `level_gap`); the uncertain band between them goes to whichever side a
+    watershed of the gradient magnitude (Sobel of the lightly smoothed image) floods
+    from. A blurred step's steepest slope is its physical edge, whatever the levels on
+    either side; a global threshold is not: a bright rim, blurred outwards, pulls the
+    threshold contour outside the edge (rim-and-core particles came out ~20% too large),
+    and a threshold set by a big phase misplaces the edges of a small one. Components
+    of `bright` with no sure-bright pixel (faint small particles) keep their
+    threshold extent."""
+    from skimage import filters, segmentation
+
+    gap = level_gap(den, bright)
+    sure_hi = den > t + frac * gap
+    sure_lo = den < t - frac * gap
+    markers = np.zeros(den.shape, np.int32)
+    markers[sure_lo] = 1
+    markers[sure_hi] = 2
+    band = markers == 0
+    if not band.any() or not sure_hi.any() or not sure_lo.any():
+        return bright
+    grad = filters.sobel(ndi.gaussian_filter(den.astype(np.float32), smooth_px))
+    ws = segmentation.watershed(grad, markers, mask=ndi.binary_dilation(band) | (markers > 0))
+    out = ws == 2
+    lab, n = ndi.label(bright)
+    if n:
+        has = np.zeros(n + 1, bool)
+        has[np.unique(lab[sure_hi])] = True
+        has[0] = True
+        out |= ~has[lab]
+    return out
+
+
+def shift_edges(bright: np.ndarray, offset_px: float, sigma: float = 1.0) -> np.ndarray:
+    """Move the edges of a binary phase `offset_px` inwards (negative: outwards): the
+    phase smoothed by a Gaussian of `sigma` crosses Phi(d / sigma) at a distance d
+    inside a straight edge, so thresholding it there shifts the edge by d."""
+    from scipy.special import ndtr
+
+    m = ndi.gaussian_filter(bright.astype(np.float32), sigma)
+    return m > float(ndtr(offset_px / sigma))
 
 
 def _clean(bright: np.ndarray, min_area: int, open_px: int, fill_px: int = 0) -> np.ndarray:
@@ -424,9 +506,18 @@ def particles_settings(pixel_size_nm: float, radius_nm: tuple[float, float] = (2
     watershed from the h-maxima of the distance map, the dark core of a rim-and-core
     particle filled (holes up to the largest particle's area), and the particle
     detector kept for debris (`debris_radius_nm`, which must also be brighter than the
-    particles: pair with `CanonicalRules(defect_above_pattern=...)`)."""
+    particles: pair with `CanonicalRules(defect_above_pattern=...)`), and edges at the
+    steepest slope (`edge_method="gradient"`): the bright rim of a rim-and-core particle,
+    blurred outwards, puts the threshold contour outside its edge (on 6 simulated
+    `particles` frames, 256 px: rim particles 1.23x their true area with the threshold,
+    1.13x with gradient edges; pattern IoU 0.831 -> 0.867, object F1 0.898 -> 0.916). On
+    contact holes, whose soft noisy edges make the slope poorly placed, it lost 0.014
+    structure IoU, so it is not the default. The watershed's h (0.4 px, was 0.7): a small
+    particle touching a large one was left merged with it (86 of the 2-5 px particles
+    in touching pairs on 40 train frames); on the val split (32 frames) object F1 0.901
+    -> 0.909 at the same pixel IoU."""
     rmax = max(radius_nm) / pixel_size_nm
-    return {"watershed": True, "watershed_h": 0.7, "fill_holes_px": int(math.pi * rmax ** 2),
+    return {"watershed": True, "watershed_h": 0.4, "fill_holes_px": int(math.pi * rmax ** 2), "edge_method": "gradient",
             **particle_settings(pixel_size_nm, debris_radius_nm)}
 
 
@@ -593,7 +684,11 @@ class ClassicalSegmenter:
         s = self.settings
         off = s.edge_offset_px if edge_offset_px is None else edge_offset_px
         bright, t = bright_phase(den, s)
-        if off:
+        if s.edge_method == "gradient":
+            bright = gradient_edges(den, bright, t, s.edge_marker_frac, s.edge_smooth_px)
+            if off:
+                bright = shift_edges(bright, off)
+        elif off:
             # sub-pixel edge shift: to first order the level set den - t = off * |grad den|
             # lies `off` px inside the threshold contour (flat areas are unaffected)
             gy, gx = np.gradient(ndi.gaussian_filter(den, 0.7))
