@@ -3,6 +3,8 @@
     semlab downstream train DATASET --out DIR [--steps N] [--batch B] [--width W] [--depth D] [--seed S]
     semlab downstream predict --model DIR --in IMAGES --out DIR
     semlab downstream --train SPEC [--train SPEC ...] --test DATASET --out DIR [--steps N] [--json]
+    semlab downstream experiment --domain sim|real --profile full --out DIR [--set NAME=VALUE ...]
+    semlab downstream summary DIR
 
 `train` fits the segmenter on a labelled dataset's train split (checkpoint chosen on its
 val split) and saves it with its config. `predict` writes one indexed-PNG mask per image
@@ -15,6 +17,11 @@ over the structure classes present in the test set; for real images it is agreem
 with the reference masks). Bad input (a test class the training set lacks, a train/test
 overlap by sha256, a dataset without masks) is refused before any training starts.
 
+`experiment` runs the whole data-efficiency matrix of a profile (`DownstreamConfig`,
+fields changed with `--set`) and rewrites DIR/runs.jsonl after every training run, so a
+killed run keeps its finished results; at the end it writes summary.json, table.csv and
+efficiency.png. `summary DIR` prints the table and the summary of whatever has finished.
+
 `semlab.cli` registers this with `add_parser(subparsers)`; no torch at import time.
 """
 
@@ -26,7 +33,7 @@ from pathlib import Path
 
 from semlab.argtypes import positive_int
 
-__all__ = ["add_parser", "cmd_downstream", "cmd_train", "cmd_predict", "JSON_KEYS"]
+__all__ = ["add_parser", "cmd_downstream", "cmd_train", "cmd_predict", "cmd_experiment", "cmd_summary", "JSON_KEYS"]
 
 JSON_KEYS = ("train", "test", "n_train", "miou", "miou_ci_low", "miou_ci_high")
 
@@ -141,6 +148,83 @@ def cmd_predict(a) -> int:
     return 1 if failed else 0
 
 
+def _set_overrides(pairs) -> dict:
+    import yaml
+
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ValueError(f"--set {p!r}: expected NAME=VALUE (a field of DownstreamConfig, e.g. steps=600)")
+        k, v = p.split("=", 1)
+        try:
+            out[f"downstream.{k.strip()}"] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            raise ValueError(f"--set {p!r}: the value is not valid YAML") from None
+    return out
+
+
+def _print_result(res, as_json: bool) -> None:
+    for r in res.rows:
+        if as_json:
+            print(json.dumps({k: _clean(v) for k, v in r.items()}), flush=True)
+        else:
+            print(f"{r['train']}: {r['metric']} {r['miou']:.3f} [{r['miou_ci_low']:.3f}, {r['miou_ci_high']:.3f}] "
+                  f"({r['n_real']} real tiles of {r['n_real_frames']} frame(s) + {r['n_synthetic']} synthetic; "
+                  f"{r['n_seeds']} seed(s); validation {r['val_miou'] if r['val_miou'] is None else round(r['val_miou'], 3)}"
+                  f"; best steps {r['best_steps']})", flush=True)
+    if not as_json:
+        from semlab.downstream.experiment import conclusion
+
+        print(res.summary.get("text", ""))
+        print(conclusion(res))
+
+
+def cmd_experiment(a) -> int:
+    """`semlab downstream experiment --domain D --profile P --out DIR`."""
+    from semlab import io
+    from semlab.downstream.experiment import downstream_experiment
+
+    out = Path(a.out)
+    log = out / "runs.jsonl"
+    if log.exists():
+        raise ValueError(f"{log} already exists: semlab downstream experiment never overwrites; choose another --out "
+                         f"(`semlab downstream summary {out}` shows its results)")
+    overrides = _set_overrides(a.set)
+    out.mkdir(parents=True, exist_ok=True)
+    res = downstream_experiment(a.domain, a.profile, dataset=a.dataset or "", overrides=overrides or None,
+                                progress=not a.quiet, log=log)
+    _save_result(res, out)
+    _print_result(res, a.json)
+    if not a.json:
+        print(f"results: {out}")
+    io.write_json_atomic(out / "metrology.json", res.metrology)
+    return 0
+
+
+def _save_result(res, out: Path) -> None:
+    from semlab import io
+    from semlab.runs import save_figure
+    from semlab.viz.downstream import efficiency_figure
+
+    io.write_json_atomic(out / "summary.json", {"summary": res.summary, "rows": [{k: _clean(v) for k, v in r.items()}
+                                                                                 for r in res.rows],
+                                                "settings": res.settings, "shift": res.shift, "notes": res.notes})
+    io.write_text_atomic(out / "table.csv", res.table().to_csv(index=False))
+    save_figure(out, "efficiency", efficiency_figure(res))
+
+
+def cmd_summary(a) -> int:
+    """`semlab downstream summary DIR`: the table of a (partial) run log."""
+    from semlab.downstream.experiment import summarize_log
+
+    p = Path(a.dir)
+    log = p / "runs.jsonl" if p.is_dir() else p
+    if not log.is_file():
+        raise FileNotFoundError(f"{log}: no run log here (written by `semlab downstream experiment --out DIR`)")
+    _print_result(summarize_log(log), a.json)
+    return 0
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `downstream` (with subcommands train and predict, and the --train/--test form)."""
     p = subparsers.add_parser("downstream", help="segmenter trained on real, synthetic or mixed sets, scored on a test set",
@@ -169,7 +253,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per training set")
     common(p)
     p.set_defaults(fn=cmd_downstream, downstream_command=None)
-    sub = p.add_subparsers(dest="downstream_command", metavar="{train,predict}")
+    sub = p.add_subparsers(dest="downstream_command", metavar="{train,predict,experiment,summary}")
 
     s = sub.add_parser("train", help="train the segmenter on a labelled dataset and save it")
     s.add_argument("dataset", help="a labelled semlab dataset (train split; val split chooses the checkpoint)")
@@ -183,4 +267,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for the masks (indexed PNG; never overwritten)")
     common(s, train_opts=False)
     s.set_defaults(fn_sub=cmd_predict)
+
+    s = sub.add_parser("experiment", help="the data-efficiency matrix of a profile, with a run log kept as it goes")
+    s.add_argument("--domain", default="sim", choices=["sim", "real"],
+                   help="sim: the simulator with a held-out-ranges test split; real: a labelled CD-SEM dataset")
+    s.add_argument("--out", required=True, help="a folder for runs.jsonl, summary.json, table.csv, efficiency.png")
+    s.add_argument("--dataset", default=None, help="real domain: a labelled dataset (default: the packaged frames)")
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a DownstreamConfig field, YAML value (e.g. steps=600, 'seeds=[0,1,2]')")
+    s.add_argument("--json", action="store_true", help="one JSON object per training set")
+    common(s, train_opts=False)
+    s.set_defaults(fn_sub=cmd_experiment)
+
+    s = sub.add_parser("summary", help="the table and summary of an experiment's run log, finished or not")
+    s.add_argument("dir", help="an --out folder of `semlab downstream experiment` (or its runs.jsonl)")
+    s.add_argument("--json", action="store_true", help="one JSON object per training set")
+    s.set_defaults(fn_sub=cmd_summary, profile="cpu", quiet=False)
     return p

@@ -45,7 +45,7 @@ from semlab.train.realsets import Tile, check_frames_disjoint
 
 __all__ = ["Items", "Domain", "Component", "TrainingSet", "SHIFT", "describe_shift", "real_domain", "sim_domain",
            "parse_spec", "build_training_set", "sample_tiles", "augment", "pixel_hashes", "check_no_overlap",
-           "check_classes", "structure_classes", "SpecError"]
+           "check_classes", "structure_classes", "SpecError", "test_range_spec"]
 
 STRUCTURE = (labels.BACKGROUND, labels.PATTERN, labels.HOLE)
 # The held-out ranges of the simulated test split: parameter -> (how, factor)
@@ -241,6 +241,24 @@ def describe_shift(preset: str, shift: dict | None = None) -> dict[str, str]:
             out[k] = (f"training {lo:g}..{hi:g} -> test " + " or ".join(f"{lo * x:g}..{hi * x:g}" for x in f)
                       + f" (x{' or x'.join(f'{x:g}' for x in f)})")
     return out
+
+
+def test_range_spec(preset: str, shift: dict | None = None) -> str:
+    """A training-set spec of `preset` drawn from the held-out **test** ranges (each
+    shifted parameter uniform over the hull of its test ranges, e.g. pitch 0.8x..1.2x):
+    not a source anyone could build without knowing the shift, but the reference of how
+    much a source that covered it could add."""
+    shift = SHIFT if shift is None else shift
+    ranges = _ranges(preset)
+    parts = []
+    for k, (how, f) in shift.items():
+        if k not in ranges:
+            continue
+        v = ranges[k]
+        lo, hi = (float(v[0]), float(v[1])) if isinstance(v, tuple) and v[0] != "p" else (float(v), float(v))
+        fs = [float(f)] if how == "scale" else [float(x) for x in f]
+        parts.append(f"{k}={lo * min(fs):.4g}..{hi * max(fs):.4g}")
+    return f"preset:{preset}:" + ",".join(parts) if parts else f"preset:{preset}"
 
 
 def _sim_items(preset: str, n: int, size: int, seed, ns: int, split: str, *, pixel_nm: float | None = None,

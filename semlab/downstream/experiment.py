@@ -20,6 +20,7 @@ real+synthetic beats real-only up to N = Y", with non-overlapping CIs).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,10 +30,11 @@ import numpy as np
 
 from semlab.downstream.data import Domain, Items, build_training_set, check_classes, check_no_overlap, structure_classes
 from semlab.downstream.model import predict
-from semlab.downstream.score import bootstrap_miou, metric_name, metrology_differences, score_masks
+from semlab.downstream.score import (bootstrap_miou, bootstrap_miou_difference, metric_name, metrology_differences,
+                                     score_masks)
 from semlab.downstream.train import TrainSettings, train_segmenter
 
-__all__ = ["Run", "ExperimentResult", "run_experiment", "real_label", "evaluate_specs", "downstream_experiment",
+__all__ = ["Run", "ExperimentResult", "run_experiment", "summarize_log", "conclusion", "real_label", "evaluate_specs", "downstream_experiment",
            "experiment_metrics_doc"]
 
 
@@ -97,23 +99,44 @@ def _run_one(spec: str, domain: Domain, settings: TrainSettings, seed: int, n_sy
     sc = score_masks(pred, test.masks, frames=test.frames, n_boot=n_boot, seed=seed, domain_kind=domain.kind)
     row = {"domain": domain.kind, "set": domain.name, "train": spec, "kind": ts.kind, "seed": seed,
            "n_train": ts.n, "n_real": ts.n_real, "n_real_frames": ts.n_real_frames, "n_synthetic": ts.n_synthetic,
-           "val_miou": tr.val_miou, "best_step": tr.best_step, "train_s": round(tr.seconds, 2),
+           "val_miou": tr.val_miou, "val_at_half": _best_until(tr.history, settings.steps / 2),
+           "best_step": tr.best_step, "steps": settings.steps, "train_s": round(tr.seconds, 2),
            "test": domain.label("test"), **sc.row()}
     return Run(spec, ts.kind, seed, ts.n_real, ts.n_real_frames, ts.n_synthetic, tr.val_miou, tr.best_step,
                tr.seconds, sc.confusion, pred, row)
 
 
-def _aggregate(runs: list[Run], domain: Domain, classes, n_boot: int) -> dict:
+def _best_until(history: list[dict], step: float) -> float | None:
+    """The best validation mIoU among checkpoints up to `step` (None without any)."""
+    v = [h["val_miou"] for h in history if h["step"] <= step]
+    return max(v) if v else None
+
+
+def _meta(domain: Domain) -> dict:
+    return {"domain": domain.kind, "set": domain.name, "test": domain.label("test")}
+
+
+def _aggregate(runs: list[Run], meta: dict, classes, n_boot: int) -> dict:
+    """One row per training set: the mean over seeds of the pooled test mIoU, and its 95%
+    CI from a two-level percentile bootstrap (seeds drawn with replacement, then test tiles
+    drawn with replacement, the same tiles for every drawn seed; `bootstrap_miou`)."""
     r0 = runs[0]
-    v, lo, hi = bootstrap_miou([r.confusion for r in runs], classes, n_boot=n_boot, seed=0)
+    v, lo, hi = bootstrap_miou([r.confusion for r in runs], classes, n_boot=n_boot, seed=0, resample_runs=True)
     vals = [r.row["miou"] for r in runs]
     vm = [r.val_miou for r in runs if r.val_miou is not None]
-    return {"domain": domain.kind, "set": domain.name, "train": r0.spec, "kind": r0.kind, "n_seeds": len(runs),
+    steps = r0.row.get("steps")
+    return {"domain": meta["domain"], "set": meta["set"], "train": r0.spec, "kind": r0.kind, "n_seeds": len(runs),
             "n_train": r0.row["n_train"], "n_real": r0.n_real, "n_real_frames": r0.n_real_frames,
             "n_synthetic": r0.n_synthetic, "val_miou": float(np.mean(vm)) if vm else None, "miou": v,
             "miou_ci_low": lo, "miou_ci_high": hi, "miou_seed_sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-            "test": domain.label("test"), "n_test_tiles": r0.row["n_test_tiles"],
-            "n_test_frames": r0.row["n_test_frames"], "metric": metric_name(domain.kind)}
+            "best_steps": [r.best_step for r in runs],
+            "n_best_at_end": sum(1 for r in runs if steps and r.best_step >= steps),
+            # how much the second half of the budget still added on validation (convergence)
+            "val_gain_2nd_half": (float(np.mean([r.val_miou - r.row["val_at_half"] for r in runs]))
+                                  if all(r.val_miou is not None and r.row.get("val_at_half") is not None for r in runs)
+                                  else None),
+            "test": meta["test"], "n_test_tiles": r0.row["n_test_tiles"],
+            "n_test_frames": r0.row["n_test_frames"], "metric": metric_name(meta["domain"])}
 
 
 def _beats(a: dict, b: dict) -> bool:
@@ -121,12 +144,13 @@ def _beats(a: dict, b: dict) -> bool:
     return all(math.isfinite(x) for x in (a["miou_ci_low"], b["miou_ci_high"])) and a["miou_ci_low"] > b["miou_ci_high"]
 
 
-def _summary(rows: dict[str, dict], ns: Sequence[int | None], synth: list[str], best: str | None,
-             mixes: dict[int | None, str], domain: Domain) -> dict:
+def _summary(rows: dict[str, dict], ns: Sequence[int | None], best: str | None,
+             mixes: dict[int | None, str], meta: dict, references: Sequence[str] = (),
+             runs: dict[str, list[Run]] | None = None, classes=(), n_boot: int = 1000) -> dict:
     real_all = rows.get(real_label(None))
-    out: dict[str, Any] = {"best_synthetic": best, "metric": metric_name(domain.kind)}
+    out: dict[str, Any] = {"best_synthetic": best, "metric": metric_name(meta["domain"])}
     parts = []
-    if best and real_all:
+    if best and real_all and best in rows:
         ratio = rows[best]["miou"] / real_all["miou"] if real_all["miou"] else float("nan")
         out["synthetic_over_real_all"] = ratio
         parts.append(f"synthetic-only ({best}, chosen on validation) reaches {100 * ratio:.0f}% of real-only "
@@ -141,30 +165,82 @@ def _summary(rows: dict[str, dict], ns: Sequence[int | None], synth: list[str], 
             continue
         entry = {"n_real": r["n_real"], "n_real_frames": r["n_real_frames"], "real_miou": r["miou"],
                  "real_ci": [r["miou_ci_low"], r["miou_ci_high"]]}
-        if best:
+        if best and best in rows:
             entry["synthetic_over_real"] = rows[best]["miou"] / r["miou"] if r["miou"] else float("nan")
         if m is not None:
             entry.update(mix=m["train"], mix_miou=m["miou"], mix_ci=[m["miou_ci_low"], m["miou_ci_high"]],
-                         mix_beats_real=_beats(m, r))
+                         mix_gain=m["miou"] - r["miou"], mix_beats_real=_beats(m, r))
+            ra, rb = (runs or {}).get(m["train"], []), (runs or {}).get(r["train"], [])
+            sa, sb = {x.seed: x for x in ra}, {x.seed: x for x in rb}
+            common = sorted(set(sa) & set(sb))
+            if common and classes:  # paired by seed (the same real tiles) and test tile
+                d, lo, hi = bootstrap_miou_difference([sa[k].confusion for k in common], [sb[k].confusion for k in common],
+                                                      classes, n_boot=n_boot)
+                entry.update(mix_gain_paired=d, mix_gain_ci=[lo, hi], mix_gain_seeds=len(common))
             if entry["mix_beats_real"]:
                 beats_up_to = max(beats_up_to or 0, r["n_real"])
         per_n[real_label(n)] = entry
     out["per_n"] = per_n
     out["mix_beats_real_up_to_n"] = beats_up_to
-    if mixes:
+    if any("mix" in e for e in per_n.values()):
         parts.append("real+synthetic beats real-only (non-overlapping 95% CIs) "
                      + (f"up to N = {beats_up_to}" if beats_up_to else "at no N tested"))
-    out["text"] = f"{domain.label('test')}: " + "; ".join(parts) if parts else ""
+    refs = [rows[r] for r in references if r in rows]
+    if refs:
+        top = max(refs, key=lambda r: r["miou"])
+        out["reference"] = {"train": top["train"], "miou": top["miou"], "ci": [top["miou_ci_low"], top["miou_ci_high"]]}
+        if real_all:
+            out["headroom_over_real_all"] = top["miou"] - real_all["miou"]
+            parts.append(f"a reference trained on the test ranges themselves ({top['train']}, never a candidate) "
+                         f"reaches {top['miou']:.3f}, {top['miou'] - real_all['miou']:+.3f} over real-only: what a "
+                         "source that covered the shift adds here")
+    out["text"] = f"{meta['test']}: " + "; ".join(parts) if parts else ""
+    return out
+
+
+def _log_record(run: Run) -> dict:
+    """A run as one JSON line of the run log: its row and its per-tile confusion matrices."""
+    row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in run.row.items()}
+    return {"record": "run", **row, "confusion": run.confusion.tolist()}
+
+
+def _write_log(path, header: dict, runs: dict[str, list[Run]]) -> None:
+    from semlab.io import write_text_atomic
+
+    lines = [json.dumps({"record": "header", **header})]
+    lines += [json.dumps(_log_record(r)) for rs in runs.values() for r in rs]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _pick_best(rows: dict[str, dict], sources: Sequence[str]) -> str | None:
+    done = [s for s in sources if s in rows]
+    return max(done, key=lambda s: rows[s]["val_miou"] if rows[s]["val_miou"] is not None else -1) if done else None
+
+
+def _mix_choice(rows: dict[str, dict], ns, chosen: Sequence[str]) -> dict[int | None, str]:
+    """Per N the mix with the best validation mIoU among those that ran."""
+    out = {}
+    for n in ns:
+        cands = [f"{real_label(n)}+{src}" for src in chosen if f"{real_label(n)}+{src}" in rows]
+        if cands:
+            out[n] = max(cands, key=lambda s: rows[s]["val_miou"] if rows[s]["val_miou"] is not None else -1)
     return out
 
 
 def run_experiment(domain: Domain, sources: Sequence[str], *, ns: Sequence[int | None] = (10, 30, 100, None),
                    seeds: Sequence[int] = (0, 1, 2), settings: TrainSettings = TrainSettings(),
                    n_synthetic: int = 200, mixes: str = "best", n_boot: int = 1000, progress: bool = True,
-                   metrology: bool = True) -> ExperimentResult:
+                   metrology: bool = True, log=None, extra: dict | None = None,
+                   references: Sequence[str] = ()) -> ExperimentResult:
     """The data-efficiency experiment on `domain` (module docstring). `sources` are
     training-set specs of synthetic sources (`semlab.downstream.data`); `mixes`: "best"
-    (real:N + the source with the best validation mIoU), "all" (every source) or "none"."""
+    (real:N + the source with the best validation mIoU), "all" (every source) or "none".
+    `log`: a JSONL file rewritten (atomically) after every run, a header then one line per
+    run with its per-tile confusion matrices, so `summarize_log` gives the table and the
+    summary of whatever has finished (partial results of a killed run stay usable).
+    `references`: specs trained and scored like the sources but never a candidate for
+    "best" (e.g. the simulator drawn from the test ranges: the headroom a source that
+    knew the shift could reach); their rows have `reference` True."""
     if mixes not in ("best", "all", "none"):
         raise ValueError(f"mixes must be 'best', 'all' or 'none', got {mixes!r}")
     test = domain.split("test")
@@ -173,38 +249,42 @@ def run_experiment(domain: Domain, sources: Sequence[str], *, ns: Sequence[int |
     ns = list(dict.fromkeys(None if (n is None or n == 0 or n >= n_train) else int(n) for n in ns))
     t0 = time.perf_counter()
     # every spec is checked (classes, overlap) before any training starts
-    specs = [real_label(n) for n in ns] + list(sources)
+    specs = [real_label(n) for n in ns] + list(sources) + [r for r in references if r not in sources]
     for s in specs:
         ts = build_training_set(s, domain, seed=seeds[0], n_synthetic=n_synthetic, progress=progress)
         check_classes(ts, test, domain.label("test"))
         check_no_overlap(ts, test, domain.label("test"))
+    meta = _meta(domain)
+    settings_d = {**settings.__dict__, "seeds": list(seeds), "ns": [n if n is not None else "all" for n in ns],
+                  "n_synthetic": n_synthetic, "mixes": mixes, "n_boot": n_boot, "classes_scored": list(classes),
+                  **(extra or {})}
+    header = {**meta, "sources": list(sources), "references": list(references), "ns": [n if n is not None else 0 for n in ns], "classes": list(classes),
+              "shift": domain.shift, "settings": settings_d, "notes": list(domain.notes)}
     runs: dict[str, list[Run]] = {}
 
     def train_all(spec_list):
         for s in spec_list:
-            runs[s] = [_run_one(s, domain, settings, seed, n_synthetic, n_boot, progress) for seed in seeds]
+            runs[s] = []
+            for seed in seeds:
+                runs[s].append(_run_one(s, domain, settings, seed, n_synthetic, n_boot, progress))
+                if log is not None:
+                    _write_log(log, header, runs)
 
     train_all(specs)
-    rows = {s: _aggregate(rs, domain, classes, n_boot) for s, rs in runs.items()}
-    best = max(sources, key=lambda s: rows[s]["val_miou"] if rows[s]["val_miou"] is not None else -1) if sources else None
+    rows = {s: _aggregate(rs, meta, classes, n_boot) for s, rs in runs.items()}
+    best = _pick_best(rows, sources)
     mix_of: dict[int | None, str] = {}
     if sources and mixes != "none":
         chosen = [best] if mixes == "best" else list(sources)
-        mix_specs = []
-        for n in ns:
-            for src in chosen:
-                mix_specs.append(f"{real_label(n)}+{src}")
-                mix_of.setdefault(n, mix_specs[-1])
+        mix_specs = [f"{real_label(n)}+{src}" for n in ns for src in chosen]
         train_all(mix_specs)
         for s in mix_specs:
-            rows[s] = _aggregate(runs[s], domain, classes, n_boot)
-        if mixes == "all":  # per N the mix with the best validation mIoU
-            for n in ns:
-                cands = [f"{real_label(n)}+{src}" for src in chosen]
-                mix_of[n] = max(cands, key=lambda s: rows[s]["val_miou"] or -1)
+            rows[s] = _aggregate(runs[s], meta, classes, n_boot)
+        mix_of = _mix_choice(rows, ns, chosen)
     for s, r in rows.items():
         r["best_synthetic"] = s == best
-    summary = _summary(rows, ns, list(sources), best, mix_of, domain)
+        r["reference"] = s in references and s not in sources
+    summary = _summary(rows, ns, best, mix_of, meta, references, runs, classes, n_boot)
     metro = {}
     if metrology and domain.layout in ("lines", "contacts"):
         for s in [real_label(None), best] if best else [real_label(None)]:
@@ -217,12 +297,47 @@ def run_experiment(domain: Domain, sources: Sequence[str], *, ns: Sequence[int |
         from semlab.train.realsets import CI_CAVEAT
 
         notes.append(CI_CAVEAT)
-    settings_d = {**settings.__dict__, "seeds": list(seeds), "ns": [n if n is not None else "all" for n in ns],
-                  "n_synthetic": n_synthetic, "mixes": mixes, "n_boot": n_boot,
-                  "seconds": round(time.perf_counter() - t0, 1), "classes_scored": list(classes)}
+    settings_d["seconds"] = round(time.perf_counter() - t0, 1)
     return ExperimentResult(domain.kind, domain.name, domain.label("test"), metric_name(domain.kind),
                             [r for rs in runs.values() for r in rs], list(rows.values()), summary, domain.shift,
                             settings_d, metro, notes, test)
+
+
+def summarize_log(path, *, n_boot: int | None = None) -> ExperimentResult:
+    """The table and summary of a run log written by `run_experiment(log=...)`, finished
+    or not: sets with at least one finished seed are aggregated (their `n_seeds` says how
+    many); the best source is chosen on validation among the sources that finished, and
+    each N's mix among the mixes that ran. No predictions (the figures of masks need a
+    live result)."""
+    from pathlib import Path
+
+    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    if not lines or lines[0].get("record") != "header":
+        raise ValueError(f"{path}: not a downstream run log (no header line)")
+    h = lines[0]
+    meta = {k: h[k] for k in ("domain", "set", "test")}
+    classes = tuple(h["classes"])
+    n_boot = n_boot or int(h["settings"].get("n_boot", 1000))
+    runs: dict[str, list[Run]] = {}
+    for r in lines[1:]:
+        conf = np.asarray(r.pop("confusion"), np.int64)
+        r.pop("record", None)
+        runs.setdefault(r["train"], []).append(
+            Run(r["train"], r["kind"], r["seed"], r["n_real"], r["n_real_frames"], r["n_synthetic"], r["val_miou"],
+                r["best_step"], r["train_s"], conf, np.zeros((0,), np.uint8), r))
+    rows = {s: _aggregate(rs, meta, classes, n_boot) for s, rs in runs.items()}
+    ns = [n or None for n in h["ns"]]
+    best = _pick_best(rows, h["sources"])
+    mix_of = _mix_choice(rows, ns, h["sources"])
+    refs = [r for r in h.get("references", []) if r not in h["sources"]]
+    for s, r in rows.items():
+        r["best_synthetic"] = s == best
+        r["reference"] = s in refs
+    summary = _summary(rows, ns, best, mix_of, meta, refs, runs, classes, n_boot)
+    settings = {**h["settings"], "seconds": round(sum(r.seconds for rs in runs.values() for r in rs), 1)}
+    return ExperimentResult(meta["domain"], meta["set"], meta["test"], metric_name(meta["domain"]),
+                            [r for rs in runs.values() for r in rs], list(rows.values()), summary, h.get("shift", {}),
+                            settings, {}, list(h.get("notes", [])), None)
 
 
 def evaluate_specs(domain: Domain, specs: Sequence[str], *, settings: TrainSettings = TrainSettings(),
@@ -238,16 +353,18 @@ def evaluate_specs(domain: Domain, specs: Sequence[str], *, settings: TrainSetti
     out = []
     for s in specs:
         run = _run_one(s, domain, settings, settings.seed, n_synthetic, n_boot, progress)
-        out.append({**_aggregate([run], domain, classes, n_boot), **{k: v for k, v in run.row.items()
-                                                                     if k.endswith(("_iou", "_dice", "_f1"))}})
+        scores = {k: v for k, v in run.row.items() if k.endswith(("_iou", "_dice", "_f1"))}
+        out.append({**_aggregate([run], _meta(domain), classes, n_boot), **scores})
     return out
 
 
 def downstream_experiment(domain: str = "sim", profile: str = "cpu", *, run_dir=None, dataset: str = "",
-                          overrides: Any = None, progress: bool | None = None) -> ExperimentResult:
+                          overrides: Any = None, progress: bool | None = None, log=None) -> ExperimentResult:
     """The whole experiment of a profile in one call (`DownstreamConfig`): in "sim" the
     simulated domain of `sim_preset` with its held-out test ranges; in "real" the run's
-    real dataset (or `dataset`, or one built from the packaged frames), main set."""
+    real dataset (or `dataset`, or one built from the packaged frames), main set. `log`:
+    the run log of `run_experiment` (partial results, `summarize_log`). The settings
+    record the target preset's parameters, so a later re-tuned preset cannot pass for it."""
     from semlab.config import load_profile
     from semlab.downstream.data import real_domain, sim_domain
 
@@ -268,8 +385,16 @@ def downstream_experiment(domain: str = "sim", profile: str = "cpu", *, run_dir=
         raise ValueError(f"unknown domain {domain!r}; valid: sim, real")
     settings = TrainSettings(steps=c.steps, batch=c.batch, lr=c.lr, val_every=c.val_every, width=c.width,
                              depth=c.depth, precision=c.precision)
+    from semlab.data.simulate import get_preset
+    from semlab.downstream.data import test_range_spec
+
+    # "test-ranges": the simulator drawn from the held-out test ranges of the target preset
+    refs = [test_range_spec(c.sim_preset) if r == "test-ranges" else r for r in c.references_sim] if domain == "sim" else []
+    extra = {"profile": prof.name, "preset": dom.preset,
+             "preset_params": {k: list(v) if isinstance(v, tuple) else v for k, v in get_preset(dom.preset).params.items()}}
     return run_experiment(dom, list(sources), ns=[n or None for n in c.ns], seeds=c.seeds, settings=settings,
-                          n_synthetic=c.n_synthetic, mixes=c.mixes, n_boot=c.n_boot, progress=prog)
+                          n_synthetic=c.n_synthetic, mixes=c.mixes, n_boot=c.n_boot, progress=prog, log=log,
+                          extra=extra, references=refs)
 
 
 def experiment_metrics_doc(result: ExperimentResult, figure: str | None = "efficiency.png") -> dict:
@@ -308,3 +433,80 @@ def experiment_metrics_doc(result: ExperimentResult, figure: str | None = "effic
     return metrics_doc("60_downstream", result.domain, result.domain_name, n_test or None, m, headline=head or list(m)[:1],
                        figure=figure, summary=s.get("text", ""), shift=result.shift, settings=result.settings,
                        notes=result.notes)
+
+
+def conclusion(result: ExperimentResult, *, goal_ratio: float = 0.9) -> str:
+    """The conclusion of notebook 60 generated from the numbers (markdown): whether the
+    best synthetic source (chosen on validation) reaches `goal_ratio` of real-only at N =
+    all and per N, whether real+synthetic beats real-only with non-overlapping CIs, and
+    if not, why: how close real-only at the smallest N already is to real-only at all
+    tiles, the headroom a reference trained on the test ranges shows, the CI widths, and
+    whether validation picked the source that did best on test. Then convergence: how
+    many runs kept their last checkpoint and what the second half of the budget added."""
+    rows = {r["train"]: r for r in result.rows}
+    s = result.summary
+    out = []
+    best = s.get("best_synthetic")
+    real_all = rows.get("real")
+    if best and real_all and s.get("synthetic_over_real_all") is not None:
+        ratio = s["synthetic_over_real_all"]
+        per = [f"{100 * e['synthetic_over_real']:.0f}% at N = {e['n_real']}" for e in s.get("per_n", {}).values()
+               if e.get("synthetic_over_real") is not None and e["n_real"] != real_all["n_real"]]
+        out.append(f"- **Synthetic only** ({best}, chosen on validation): {rows[best]['miou']:.3f} "
+                   f"[{rows[best]['miou_ci_low']:.3f}, {rows[best]['miou_ci_high']:.3f}], **{100 * ratio:.0f}%** of "
+                   f"real-only with all {real_all['n_real']} tiles ({real_all['miou']:.3f})"
+                   + ("; " + ", ".join(per) + "; " if per else "; ")
+                   + (f"the {100 * goal_ratio:.0f}% goal is met." if ratio >= goal_ratio
+                      else f"below the {100 * goal_ratio:.0f}% goal.")
+                   + (" Its CI lies above real-only's: on this test split the synthetic source alone beats the "
+                      "target's own training images." if _beats(rows[best], real_all) else ""))
+        synth = [r for r in result.rows if r["kind"] == "synthetic" and not r.get("reference")]
+        top = max(synth, key=lambda r: r["miou"]) if synth else None
+        if top is not None and top["train"] != best:
+            out.append(f"- Validation (drawn from the training ranges, blind to the shift) picked {best} "
+                       f"(validation {rows[best]['val_miou']:.3f}); on test {top['train']} did best ({top['miou']:.3f}, "
+                       f"validation {top['val_miou']:.3f}), a difference of {top['miou'] - rows[best]['miou']:+.3f}.")
+    mixes = [(e, k) for k, e in s.get("per_n", {}).items() if "mix" in e]
+    if mixes:
+        txt = "; ".join(f"N = {e['n_real']}: {e['mix_miou']:.3f} [{e['mix_ci'][0]:.3f}, {e['mix_ci'][1]:.3f}] vs "
+                        f"{e['real_miou']:.3f} [{e['real_ci'][0]:.3f}, {e['real_ci'][1]:.3f}] "
+                        f"({e['mix_gain']:+.3f}{', beats' if e['mix_beats_real'] else ''})" for e, _ in mixes)
+        paired = [f"N = {e['n_real']}: {e['mix_gain_paired']:+.3f} [{e['mix_gain_ci'][0]:+.3f}, {e['mix_gain_ci'][1]:+.3f}]"
+                  for e, _ in mixes if "mix_gain_ci" in e]
+        up = s.get("mix_beats_real_up_to_n")
+        out.append(f"- **Real + synthetic** vs real-only: {txt}. "
+                   + (f"Real+synthetic beats real-only with non-overlapping 95% CIs up to N = {up}."
+                      if up else "Real+synthetic beats real-only with non-overlapping 95% CIs at no N tested.")
+                   + (" The paired difference (mix minus real-only, the same seeds' real tiles and the same test "
+                      f"tiles, 95% CI): {'; '.join(paired)}; a CI above 0 is a gain that non-overlapping CIs, a "
+                      "stricter test, may not show." if paired else ""))
+        if not up and real_all:
+            small = min((e for e, _ in mixes), key=lambda e: e["n_real"])
+            widths = [r["miou_ci_high"] - r["miou_ci_low"] for r in result.rows
+                      if math.isfinite(r["miou_ci_high"]) and math.isfinite(r["miou_ci_low"])]
+            why = (f"  Why: real-only with N = {small['n_real']} tiles already reaches {small['real_miou']:.3f}, "
+                   f"{100 * small['real_miou'] / real_all['miou']:.0f}% of real-only with all tiles")
+            ref = s.get("reference")
+            if ref:
+                why += (f"; a segmenter trained on the held-out test ranges themselves ({ref['train']}) reaches "
+                        f"{ref['miou']:.3f}, {ref['miou'] - real_all['miou']:+.3f} over real-only with all tiles: "
+                        "the gain a source that covered the shift brings here")
+            if widths:
+                why += f"; the 95% CIs are {np.median(widths):.3f} wide (median), so a gain must exceed about that"
+            out.append(why + ".")
+    runs = result.runs
+    if runs and runs[0].row.get("steps"):
+        at_end = sum(1 for r in runs if r.best_step >= r.row["steps"])
+        gains = [r.val_miou - r.row["val_at_half"] for r in runs
+                 if r.val_miou is not None and r.row.get("val_at_half") is not None]
+        out.append(f"- Budget: {runs[0].row['steps']} steps x {result.settings.get('batch')} tiles per run; "
+                   f"{at_end} of {len(runs)} runs kept their last checkpoint"
+                   + (f"; the second half of the budget added {np.mean(gains):+.3f} validation mIoU on average "
+                      f"(max {np.max(gains):+.3f})" if gains else "") + "."
+                   + (" Most runs kept their last checkpoint: the budget is too short for these numbers to settle "
+                      "(the matrix of the `full` profile and `semlab downstream experiment` trains longer)."
+                      if at_end > len(runs) / 2 else ""))
+    out.append("- 95% CIs: a two-level percentile bootstrap, seeds drawn with replacement, then test tiles drawn "
+               "with replacement (the same tiles for every drawn seed); the value is the mean over seeds of the "
+               "pooled mIoU.")
+    return "\n".join(out)

@@ -5,7 +5,8 @@
   confusion matrix pooled over all test pixels (the same numbers as scikit-learn's
   `jaccard_score` / `f1_score` with `average=None` on the flattened masks), and their
   mean, mIoU. 95% CIs: a percentile bootstrap over **tiles** (whole tiles resampled,
-  the pooled confusion recomputed). Tiles of a few frames share those frames' imaging:
+  the pooled confusion recomputed); over several seeds, a two-level bootstrap that also
+  draws the seeds with replacement (`bootstrap_miou(resample_runs=True)`). Tiles of a few frames share those frames' imaging:
   a CI over them describes those frames only (`semlab.train.realsets.CI_CAVEAT`).
 - **Defects** as objects (`semlab.metrics.objects`): one-to-one matching of connected
   components, precision / recall / F1 with bootstrap CIs over tiles.
@@ -30,7 +31,7 @@ import numpy as np
 from semlab import labels
 from semlab.downstream.data import structure_classes
 
-__all__ = ["confusion", "class_scores", "MaskScore", "score_masks", "bootstrap_miou", "tile_miou",
+__all__ = ["confusion", "class_scores", "MaskScore", "score_masks", "bootstrap_miou", "bootstrap_miou_difference", "tile_miou",
            "metrology_differences", "metric_name", "N_CLASSES"]
 
 N_CLASSES = labels.NUM_CLASSES
@@ -77,10 +78,12 @@ def tile_miou(confs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
 
 
 def bootstrap_miou(confs: Sequence[np.ndarray], classes: Sequence[int], *, n_boot: int = 1000, level: float = 0.95,
-                   seed: int = 0) -> tuple[float, float, float]:
+                   seed: int = 0, resample_runs: bool = False) -> tuple[float, float, float]:
     """(mIoU, ci_low, ci_high) of one or more runs on the same test tiles (`confs`: per-run
     (N, C, C)): the mean over runs of the pooled mIoU, with a percentile bootstrap over tiles
-    (the same resampled tiles for every run)."""
+    (the same resampled tiles for every run). With `resample_runs` (several seeds), each
+    replicate also draws the runs with replacement (a two-level bootstrap: seeds x test
+    tiles), so the CI holds the seed-to-seed spread as well as the test-tile spread."""
     confs = [np.asarray(c) for c in confs]
     n = len(confs[0])
     if any(len(c) != n for c in confs):
@@ -88,13 +91,53 @@ def bootstrap_miou(confs: Sequence[np.ndarray], classes: Sequence[int], *, n_boo
 
     def miou(sums):  # sums: (runs, ..., C, C)
         iou, _ = class_scores(sums, classes)
-        return np.nanmean(iou, axis=-1).mean(0)
+        return np.nanmean(iou, axis=-1)
 
-    value = float(miou(np.stack([c.sum(0) for c in confs])))
+    value = float(miou(np.stack([c.sum(0) for c in confs])).mean(0))
     if n < 2 or n_boot < 1:
         return value, float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    boot = miou(np.stack([c[idx].sum(1) for c in confs]))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    per_run = miou(np.stack([c[idx].sum(1) for c in confs]))  # (runs, n_boot)
+    if resample_runs and len(confs) > 1:
+        pick = rng.integers(0, len(confs), size=(n_boot, len(confs)))
+        boot = per_run[pick, np.arange(n_boot)[:, None]].mean(1)
+    else:
+        boot = per_run.mean(0)
+    q = (1 - level) / 2
+    lo, hi = np.quantile(boot, [q, 1 - q])
+    return value, float(min(lo, value)), float(max(hi, value))
+
+
+def bootstrap_miou_difference(confs_a: Sequence[np.ndarray], confs_b: Sequence[np.ndarray], classes: Sequence[int], *,
+                              n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(difference, ci_low, ci_high) of the mean pooled mIoU of runs `a` minus runs `b`,
+    paired: run i of `a` and of `b` share seed i (and so the same real tiles), and both are
+    scored on the same test tiles; each replicate draws the seed indices and the test tiles
+    with replacement, the same for both sides (a paired two-level percentile bootstrap)."""
+    a = [np.asarray(c) for c in confs_a]
+    b = [np.asarray(c) for c in confs_b]
+    if len(a) != len(b) or not a:
+        raise ValueError(f"a paired difference needs the same seeds on both sides, got {len(a)} and {len(b)} runs")
+    n = len(a[0])
+    if any(len(c) != n for c in a + b):
+        raise ValueError("every run must be scored on the same test tiles")
+
+    def miou(sums):
+        iou, _ = class_scores(sums, classes)
+        return np.nanmean(iou, axis=-1)
+
+    value = float(miou(np.stack([c.sum(0) for c in a])).mean() - miou(np.stack([c.sum(0) for c in b])).mean())
+    if n < 2 or n_boot < 1:
+        return value, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    diff = miou(np.stack([c[idx].sum(1) for c in a])) - miou(np.stack([c[idx].sum(1) for c in b]))  # (runs, n_boot)
+    if len(a) > 1:
+        pick = rng.integers(0, len(a), size=(n_boot, len(a)))
+        boot = diff[pick, np.arange(n_boot)[:, None]].mean(1)
+    else:
+        boot = diff[0]
     q = (1 - level) / 2
     lo, hi = np.quantile(boot, [q, 1 - q])
     return value, float(min(lo, value)), float(max(hi, value))

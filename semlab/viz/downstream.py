@@ -24,6 +24,11 @@ from semlab import labels
 __all__ = ["efficiency_figure", "predictions_figure", "worst_cases_figure"]
 
 
+def _short(spec: str, n: int = 48) -> str:
+    """A legend label: long domain-randomised specs cut to `n` characters."""
+    return spec if len(spec) <= n else spec[:n - 1] + "\u2026"
+
+
 def _n_axis(rows: list[dict]) -> dict[int, int]:
     return {r["n_real"]: r["n_real_frames"] for r in rows if r["kind"] == "real"}
 
@@ -46,15 +51,15 @@ def efficiency_figure(result, *, width: float = 7.5, height: float = 4.2) -> Fig
     for k, (src, rs) in enumerate(sorted(mixes.items())):
         rs = sorted(rs, key=lambda r: r["n_real"])
         c = colours[k % len(colours)]
-        ax.plot([r["n_real"] for r in rs], [r["miou"] for r in rs], "s--", color=c, label=f"real + {src}")
+        ax.plot([r["n_real"] for r in rs], [r["miou"] for r in rs], "s--", color=c, label=_short(f"real + {src}"))
         ax.fill_between([r["n_real"] for r in rs], [r["miou_ci_low"] for r in rs], [r["miou_ci_high"] for r in rs],
                         color=c, alpha=0.15)
     synth = [r for r in rows if r["kind"] == "synthetic"]
     lo_x, hi_x = (min(xs), max(xs)) if xs else (1, 10)
     for k, r in enumerate(synth):
         c = colours[(k + len(mixes)) % len(colours)]
-        star = " (best on val)" if r.get("best_synthetic") else ""
-        ax.hlines(r["miou"], lo_x, hi_x, colors=c, linestyles=":", label=f"{r['train']} only{star}")
+        star = " (best on val)" if r.get("best_synthetic") else " (reference: test ranges)" if r.get("reference") else ""
+        ax.hlines(r["miou"], lo_x, hi_x, colors=c, linestyles=":", label=_short(r["train"]) + f" only{star}")
         ax.fill_between([lo_x, hi_x], [r["miou_ci_low"]] * 2, [r["miou_ci_high"]] * 2, color=c, alpha=0.08)
     if len(set(xs)) > 1:
         ax.set_xscale("log")
@@ -64,7 +69,9 @@ def efficiency_figure(result, *, width: float = 7.5, height: float = 4.2) -> Fig
     ax.set_xticklabels([f"{n}\n({frames.get(n, '?')} fr.)" for n in xs])
     ax.set_xlabel("real training tiles N (frames they come from)")
     ax.set_ylabel(result.metric)
-    ax.set_title(f"{result.domain_name}: data efficiency, 95% CI over test tiles\n{result.test_label}", fontsize=9)
+    seeds = max((r.get("n_seeds", 1) for r in rows), default=1)
+    ci = "95% CI: bootstrap over seeds x test tiles" if seeds > 1 else "95% CI: bootstrap over test tiles"
+    ax.set_title(f"{result.domain_name}: data efficiency ({seeds} seed(s); {ci})\n{result.test_label}", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
