@@ -690,7 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-EXTRA_COMMANDS = ("semlab.contours.cli", "semlab.noise.cli", "semlab.downstream.cli", "semlab.data.fit_cli")
+EXTRA_COMMANDS = ("semlab.contours.cli", "semlab.noise.cli", "semlab.downstream.cli", "semlab.data.fit_cli",
+                  "semlab.segment.checks_cli", "semlab.noise.study_cli")
 
 
 def main(argv: list[str] | None = None) -> int:

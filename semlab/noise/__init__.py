@@ -10,7 +10,9 @@
 * `semlab.noise.inject`: `inject_images` / `inject_folder` (``semlab inject``: add or
   replace mode, never writing into the input, resumable), `select_model` (each model
   fitted on the val split and scored by `semlab.realism`'s stats detector) and the
-  ``semlab bench inject`` measurement. Figures: `semlab.viz.noise`.
+  ``semlab bench inject`` measurement. Figures: `semlab.viz.injection`.
+* `semlab.noise.study_cli`: ``semlab noise-study``, notebook 45's protocol (fit on train,
+  choose on val, a detector retrained on test; `semlab.forensics.injection`) at any size.
 """
 
 from semlab.noise.estimate import (FrameDifferenceNoise, frame_difference_sigma, immerkaer_sigma, noise_sigma,

@@ -1,10 +1,20 @@
-"""Figures of the residual-noise study (notebook 45): residuals of real, generated and
-injected images with their spectra and noise-vs-signal curves, and the detectors before
-and after injection. Each returns a `matplotlib.figure.Figure` built without pyplot."""
+"""Figures of residual-noise injection (`semlab.noise`, `semlab inject`, notebook 45), one
+set for the notebook and for folder-level model choice (`semlab.noise.inject.select_model`):
+
+- `residuals_figure`: real, generated and injected images of the same masks beside their
+  residuals, with the residuals' radial spectra and noise-vs-signal curves;
+- `model_scores_figure`: the stats detector's balanced accuracy per noise model on the
+  validation split, the chosen one marked (a `select_model` result, or one generator's
+  entry of a study's `selection`);
+- `noise_curves_figure`: noise sigma against the clean level, with a model's fitted curve;
+- `before_after_figure`: the detectors before and after injection.
+
+Each returns a `matplotlib.figure.Figure` built without pyplot; titles name the domain
+("simulated (target)" or "real"), the set and n."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -14,7 +24,8 @@ from semlab.viz.figures import domain_name
 if TYPE_CHECKING:
     from semlab.forensics.injection import InjectionStudy
 
-__all__ = ["residuals_figure", "before_after_figure", "noise_vs_signal"]
+__all__ = ["residuals_figure", "before_after_figure", "noise_vs_signal", "model_scores_figure",
+           "noise_curves_figure"]
 
 
 def noise_vs_signal(images: np.ndarray, clean: np.ndarray, bins: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -100,4 +111,75 @@ def before_after_figure(study: "InjectionStudy") -> Figure:
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"real vs generated, {domain_name(study.domain)} domain, n = {study.test.n_pairs} pairs "
                  "(dotted: chance; dashed: goal)", fontsize=9)
+    return fig
+
+
+def _title(what: str, domain: str | None, set_name: str | None, n: int | None, n_frames: int | None) -> str:
+    bits = [domain_name(domain)] if domain is not None else []
+    if set_name:
+        bits.append(str(set_name))
+    if n is not None:
+        bits.append(f"n={n} tiles")
+    if n_frames is not None:
+        bits.append(f"{n_frames} frames")
+    return f"{what}: {', '.join(bits)}" if bits else what
+
+
+def noise_curves_figure(sets: Mapping[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray]]],
+                        models: Mapping[str, Any] | None = None, *, domain: str | None = None,
+                        set_name: str | None = None, n_frames: int | None = None, bins: int = 12) -> Figure:
+    """Noise sigma (gray levels, robust per bin) against the clean level, for each named
+    set {name: (images, cleans)}, and the fitted curves sqrt(a clean + b) of the models
+    that have one ({name: model with `a`, `b`})."""
+    from semlab.noise.models import variance_curve
+
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    n = 0
+    for name, (imgs, cleans) in sets.items():
+        cv = variance_curve(cleans, [np.asarray(i, np.float32) - c for i, c in zip(imgs, cleans)], bins=bins,
+                            min_count=50)
+        label = domain_name(domain) if name == "real" and domain is not None else name
+        ax.plot(cv["level"], np.sqrt(cv["var"]) * 255, "o-", ms=3, label=f"{label} (n={len(imgs)})")
+        n = max(n, len(imgs))
+    x = np.linspace(0, 1, 50)
+    for name, m in (models or {}).items():
+        if hasattr(m, "a") and hasattr(m, "b"):
+            ax.plot(x, np.sqrt(np.maximum(m.a * x + m.b, 0)) * 255, "--", label=f"model: {name}")
+    ax.set_xlabel("clean level [0, 1]")
+    ax.set_ylabel("noise sigma (gray levels)")
+    ax.legend(fontsize=8)
+    ax.set_title(_title("noise vs signal", domain, set_name, n or None, n_frames), fontsize=10)
+    return fig
+
+
+def model_scores_figure(selection: Mapping[str, Any], *, domain: str | None = None, set_name: str | None = None,
+                        generator: str | None = None) -> Figure:
+    """The stats detector's balanced accuracy (95% CI) per noise model, the chosen one
+    marked; 0.5 is chance. `selection`: {"scores": {kind: {balanced_accuracy, ci_low,
+    ci_high, ...}}, "chosen": kind, "split": ...}, as `select_model` returns it and as each
+    generator's entry of `InjectionStudy.selection` holds it."""
+    scores = selection["scores"]
+    kinds = list(scores)
+    if not kinds:
+        raise ValueError("model_scores_figure: no scores")
+    fig = Figure(figsize=(5.5, 0.9 + 0.45 * len(kinds)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(kinds))
+    ba = np.array([scores[k]["balanced_accuracy"] for k in kinds])
+    lo = np.array([scores[k].get("ci_low", scores[k]["balanced_accuracy"]) for k in kinds])
+    hi = np.array([scores[k].get("ci_high", scores[k]["balanced_accuracy"]) for k in kinds])
+    colours = ["C3" if k == selection.get("chosen") else "C0" for k in kinds]
+    ax.errorbar(ba, y, xerr=[ba - lo, hi - ba], fmt="none", ecolor="gray")
+    ax.scatter(ba, y, c=colours, zorder=3)
+    ax.axvline(0.5, color="k", lw=0.6, ls=":")
+    ax.set_yticks(y, [f"{k} (chosen)" if k == selection.get("chosen") else k for k in kinds])
+    ax.set_xlim(0.3, 1.02)
+    ax.set_xlabel("stats detector balanced accuracy (95% CI)")
+    r0 = scores[kinds[0]]
+    n = (f"n={r0.get('n_sim', r0.get('n_pos'))} injected / {r0.get('n_real', r0.get('n_neg'))} "
+         f"{domain_name(domain)} tiles")
+    what = f"noise model choice on the {selection.get('split') or 'val'} split"
+    what += f", {generator}" if generator else ""
+    ax.set_title(_title(what, domain, set_name, None, r0.get("n_frames_real")) + f"\n{n}", fontsize=9)
     return fig
