@@ -298,7 +298,8 @@ doc = tables.tables_metrics_doc(results, generators, curves["SEM encoder"], enco
 doc["metrics"].update({**fidelity.fidelity_doc_metrics(fid), **fidelity.experiment_doc_metrics(exp)})
 print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 if OUT is not None:
-    publish_outputs(RUN_DIR, "30_metric_tables", DOMAIN, table=OUT / "metrics.csv", sem_encoder=encoder.path)
+    publish_outputs(RUN_DIR, "30_metric_tables", DOMAIN, table=OUT / "metrics.csv", sem_encoder=encoder.path,
+                    generated=tables.save_model_images(fakes, masks, generators, OUT, seed=SEED))  # for notebook 40
 doc["metrics"]
 
 # %% [markdown]

@@ -61,8 +61,9 @@ import time
 from IPython.display import Markdown, display
 
 from semlab.forensics import study
-from semlab.metrics.tables import domains_markdown
-from semlab.runs import domain_doc, notebook_out, publish_outputs, save_figure, save_metrics, standalone_dir
+from semlab.metrics.tables import domains_markdown, reusable_images
+from semlab.runs import (domain_doc, notebook_out, publish_outputs, run_outputs, save_figure, save_metrics,
+                         standalone_dir, step_name)
 from semlab.textfmt import md_code, md_escape
 from semlab.viz.forensics import (confusion_matrices_figure, detector_metrics_figure, fake_sets_figure,
                                   radial_spectra_figure, roc_curves_figure, spectral_peaks_figure,
@@ -122,10 +123,15 @@ else:
 # Each model renders the masks of the held-out splits (the generators were trained on the
 # `train` split); image *i* of every set comes from the same mask as real image *i*. The
 # simulator baseline applies semlab's own image formation to the same masks, with imaging
-# parameters drawn at random per image, as any generator would have to choose them.
+# parameters drawn at random per image, as any generator would have to choose them. Images
+# notebook 30 already generated from the same masks, with the same generator file and seed,
+# are taken from its output instead of being generated again (the table's sources say how many).
 
 # %%
-sets = study.domain_fake_sets(dataset, real_set, generators, settings, missing=missing, seed=SEED, preset=PRESET)
+reuse = reusable_images(run_outputs(RUN_DIR).get(step_name("30_metric_tables", DOMAIN), {}).get("generated"),
+                        generators, SEED)  # images notebook 30 made with the same generators: not made twice
+sets = study.domain_fake_sets(dataset, real_set, generators, settings, missing=missing, seed=SEED, preset=PRESET,
+                              reuse=reuse)
 print(f"{sets.n_pairs} masks from split(s) {', '.join(sets.splits)}; {sets.grouping}"
       + (" (the smoke profile has too few images per split: it uses all of them, including the generators' "
          "training masks)" if "train" in sets.splits else ""))
@@ -302,7 +308,10 @@ print("wrote", save_metrics(OUT, doc) or "nothing (RUN_DIR is empty)")
 if OUT is not None:
     paths = study.write_results(final, OUT)
     print("wrote", len(paths), "tables")
-    publish_outputs(RUN_DIR, "40_real_vs_fake", DOMAIN, results=paths["csv"], conclusion=paths["conclusion"])
+    from semlab.forensics.injection import save_fake_sets  # notebook 45 reuses these images
+
+    publish_outputs(RUN_DIR, "40_real_vs_fake", DOMAIN, results=paths["csv"], conclusion=paths["conclusion"],
+                    fake_sets=save_fake_sets(sets, OUT, generators))
 print(f"{doc['set']}; {sets.grouping}")
 print(f"this notebook took {elapsed / 60:.1f} min in the {PROFILE!r} profile")
 

@@ -75,7 +75,7 @@ else:
           "on every structure.")
 
 # %% [markdown]
-# ## 1. The data: 60 simulated images with exact contours
+# ## 1. The data: simulated images with exact contours
 #
 # `build_items(config)` simulates the training images (`ic-metal` routing and `line-space`
 # gratings, half each) with the simulator's exact pattern edges; `build_ood_items` the
@@ -129,7 +129,7 @@ print("tables:", ", ".join(str(p) for p in tables.values()))
 # %% [markdown]
 # ## 3. Results with confidence intervals (cross-validation)
 #
-# Mean over the 60 test images of the five folds, with 95 % percentile-bootstrap intervals
+# Mean over the test images of the five folds, with 95 % percentile-bootstrap intervals
 # over images. EPE is the signed distance of every predicted edge point to the nearest true
 # edge (+: outside the pattern), in nm; Hausdorff 95 also catches missed structures; CD bias
 # is measured on cut lines of the line/space images.

@@ -95,7 +95,7 @@ class TablesConfig:
     curve_ns: tuple[int, ...] = (50, 100, 200)
     curve_repeats: int = 2
     sem_train: int = 300
-    sem_steps: int = 100
+    sem_steps: int = 70  # cpu: 100 steps were 16 s per domain of notebook 30 (over its 1.5 min for both)
     sem_width: int = 16
     n_boot: int = 400
 
@@ -114,6 +114,7 @@ class DetectorTrainConfig:
     batch_size: int = 32
     lr: float = 3e-3
     n_boot: int = 2000
+    precision: str = "fp32"  # "bf16": autocast while training (the cpu profile: 0.6x the CPU time of fp32)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ class ForensicsConfig:
 
     splits: tuple[str, ...] = ("val", "test")
     max_pairs: int | None = None
-    detector: DetectorTrainConfig = DetectorTrainConfig()
+    # cpu: bf16 training (0.66x the CPU time, the same accuracy on notebook 40's sets; 4 folds instead
+    # of 5 cost Pix2Pix 0.92 -> 0.86 accuracy, so the folds stay): 102 + 59 s were over its 2 min
+    detector: DetectorTrainConfig = DetectorTrainConfig(precision="bf16")
     upsample_epochs: int = 1  # cpu: 2+2 took 152 s of notebook 40 (cap 2 min for both domains)
     upsample_epochs_decay: int = 1
     upsample_batch: int = 8
@@ -147,7 +150,7 @@ class SegsemConfig:
     n_per_preset: int = 20
     folds: int = 5
     n_val: int = 8
-    ood_n: int = 12
+    ood_n: int = 8  # cpu: 12 per set took notebook 50 to 80 s (cap 1 min); 8: intervals ~1.2x wider
     ood_variants: tuple[str, ...] = ("low_dose", "blur", "noise", "small_features", "large_features")
     sam2_image_size: int = 512
     sam2_steps: int | None = 10
@@ -181,11 +184,19 @@ class DownstreamConfig:
     precision: str = "bf16"
     seeds: tuple[int, ...] = (0, 1)
     ns: tuple[int, ...] = (10, 0)
-    sources_sim: tuple[str, ...] = ("preset:line-space", "render:line-space",
-                                    "preset:line-space:dose=30..400,psf_sigma_nm=1.5..4.5")
+    # domain randomisation, explicit (not the preset's fitted ranges): moderate; wide geometry,
+    # imaging and contrast; the v2 preset's imaging on new layout masks
+    sources_sim: tuple[str, ...] = (
+        "preset:line-space:pitch_nm=22..32,dose=100..500,psf_sigma_nm=1.2..3",
+        "preset:line-space:pitch_nm=17..36,width_frac=0.35..0.65,dose=40..500,psf_sigma_nm=1..4,"
+        "pattern_level=0.22..0.5,background_level=0.08..0.2",
+        "render:line-space-v2:pitch_nm=17..36,dose=40..500,psf_sigma_nm=1..4")
     # cdsem-lines: pitch 26 nm, CD 14 nm (`semlab.metrology.measure_lines` on Test01)
     sources_real: tuple[str, ...] = ("preset:line-space:pitch_nm=22..32", "render:line-space:pitch_nm=22..32",
                                      "preset:line-space:pitch_nm=22..32,dose=30..400,psf_sigma_nm=1.5..4.5")
+    # trained and scored, never a candidate ("test-ranges": the simulator drawn from the held-out
+    # test ranges, `semlab.downstream.data.test_range_spec`: the headroom a source could reach)
+    references_sim: tuple[str, ...] = ("test-ranges",)
     n_synthetic: int = 160
     mixes: str = "best"
     sim_preset: str = "line-space"
@@ -205,7 +216,11 @@ class NoiseStudyConfig:
     kinds: tuple[str, ...] = ("poisson-gaussian", "spectral", "patch-bank", "spectrum-match")
     mode: str = "add"
     max_fit: int = 48
+    # an even spread of at most max_pairs of notebook 40's held-out val+test pairs (reused
+    # when 40 ran); the detectors work on `tile`-px sub-tiles of them (cpu: 4 x ~32 test
+    # pairs; sub-tiles of one image share its fold group and are not independent samples)
     max_pairs: int | None = 64
+    tile: int | None = 64
     generators: tuple[str, ...] = ("Pix2Pix", "CycleGAN", "simulator (physics baseline)")
     n_splits: int = 4
     epochs: int = 4
@@ -258,7 +273,7 @@ def _smoke() -> Profile:
                                     n_synthetic=16, sim_n_train=24, sim_n_val=6, sim_n_test=8, n_boot=100,
                                     sources_sim=("preset:line-space",), sources_real=("preset:line-space:pitch_nm=22..32",)),
         noise=NoiseStudyConfig(kinds=("poisson-gaussian", "spectrum-match"), max_fit=12, max_pairs=24, n_splits=3,
-                               epochs=2, saliency=False),
+                               epochs=2, saliency=False, tile=None),
     )
 
 
@@ -284,7 +299,7 @@ def _full() -> Profile:
                                     ns=(10, 30, 100, 0), n_synthetic=2000, sim_n_train=2000, sim_n_val=200,
                                     sim_n_test=400, mixes="all", n_boot=2000),
         noise=NoiseStudyConfig(kinds=("poisson-gaussian", "spectral", "patch-bank", "spectrum-match", "learned"),
-                               max_fit=256, max_pairs=None, n_splits=5, epochs=15),
+                               max_fit=256, max_pairs=None, n_splits=5, epochs=15, tile=None),
     )
 
 

@@ -184,6 +184,32 @@ def test_score_contours_units_and_table():
     assert md.startswith("| method |") and "epe_mean (px)" in md
 
 
+def test_score_contours_reuses_given_edge_errors_and_hausdorff_directions():
+    """Notebook 50 passes the EPE it computed to score_contours (computed once, not twice):
+    every score must equal the self-computed one, and the Hausdorff distance must equal
+    the brute-force reference of both directions."""
+    true = [box(20.3, 18.6, 60.2, 70.4)]
+    t = np.linspace(0, 2 * np.pi, 3000, endpoint=False)
+    wob = box(21.0, 18.0, 61.1, 71.0)
+    pred = [wob + 0.4 * np.column_stack([np.sin(7 * np.arange(len(wob)) / 50.0), np.cos(5 * np.arange(len(wob)) / 40.0)]),
+            np.column_stack([40 + 3 * np.sin(t), 90 + 3 * np.cos(t)])]  # a spurious blob far from the truth
+    shape = (100, 120)
+    ee = M.edge_placement_error(pred, true, shape=shape)
+    a = M.score_contours(pred, true, shape, pixel_nm=1.5)
+    b = M.score_contours(pred, true, shape, pixel_nm=1.5, edge_errors=ee)
+    assert a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
+    # Hausdorff 95 against brute force: pred points -> true polygon and true points -> pred polygons
+    p_pts = np.concatenate([X.resample_contour(X.open_contour(c), 0.5) for c in pred])
+    t_pts = X.resample_contour(X.open_contour(true[0]), 0.5)
+    d1 = seg_dist(p_pts, X.open_contour(true[0]))
+    d2 = np.minimum(*[seg_dist(t_pts, X.open_contour(c)) for c in pred])
+    want = max(np.percentile(d1, 95), np.percentile(d2, 95))
+    assert M.hausdorff95(pred, true, pred_distances=np.abs(M.edge_placement_error(pred, true).epe)) == \
+        pytest.approx(want, abs=1e-3)
+    assert M.hausdorff95(pred, true) == pytest.approx(want, abs=1e-3)
+    assert b["hausdorff95"] == pytest.approx(1.5 * M.hausdorff95(pred, true, shape=shape), rel=1e-12)
+
+
 # ----------------------------------------------------------------------- extraction
 
 

@@ -97,8 +97,8 @@ __all__ = ["PROFILES", "PRESETS", "METHODS", "METHOD_LABELS", "MODEL_OF", "OOD_V
 
 def _score(contours: Sequence[np.ndarray], item: Item) -> tuple[dict, np.ndarray]:
     """score_contours in nm (plain floats), and the signed per-point EPE in nm."""
-    row = score_contours(contours, item.contours, item.image.shape, pixel_nm=item.pixel_nm)
-    ee = edge_placement_error(contours, item.contours, shape=item.image.shape)
+    ee = edge_placement_error(contours, item.contours, shape=item.image.shape)  # computed once, used twice
+    row = score_contours(contours, item.contours, item.image.shape, pixel_nm=item.pixel_nm, edge_errors=ee)
     keep = {k: (float(v) if isinstance(v, (int, float, np.floating)) and k != "n_points" else v)
             for k, v in row.items() if k not in ("units", "pixel_nm")}
     return keep, (ee.epe * item.pixel_nm).astype(np.float32)

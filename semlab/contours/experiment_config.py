@@ -186,10 +186,20 @@ class Item:
     params: dict = field(default_factory=dict, repr=False)
 
 
-def _simulate(preset: str, size: int, seed, overrides: dict) -> Any:
-    from semlab.data.simulate import simulate
+_SIMULATED: dict[tuple, Any] = {}  # this process's simulations: the notebook, the experiment and its
+# re-predictions ask for the same images (328 simulations of 100 images in notebook 50 before)
 
-    return simulate(preset, size, seed, **overrides)
+
+def _simulate(preset: str, size: int, seed, overrides: dict) -> Any:
+    """`simulate` (deterministic in its arguments), remembered for the last 160 calls."""
+    from semlab.data.simulate import SIMULATOR_VERSION, simulate
+
+    key = (SIMULATOR_VERSION, preset, int(size), repr(seed), tuple(sorted(overrides.items())))
+    if key not in _SIMULATED:
+        if len(_SIMULATED) >= 160:
+            _SIMULATED.pop(next(iter(_SIMULATED)))
+        _SIMULATED[key] = simulate(preset, size, seed, **overrides)
+    return _SIMULATED[key]
 
 
 def assign_folds(config: ExperimentConfig) -> dict[str, int]:

@@ -269,11 +269,15 @@ def nearest_distances(src: Sequence[np.ndarray], dst: Sequence[np.ndarray], *, s
 
 
 def hausdorff95(pred: Sequence[np.ndarray], true: Sequence[np.ndarray], *, shape=None,
-                spacing_px: float | None = 0.5, frame_margin_px: float = 1.0, q: float = 95.0) -> float:
+                spacing_px: float | None = 0.5, frame_margin_px: float = 1.0, q: float = 95.0,
+                pred_distances: np.ndarray | None = None) -> float:
     """Symmetric Hausdorff distance at the `q`-th percentile: max of the two directed
     percentiles (q=100 gives the classical Hausdorff distance). NaN if either side has no
-    edge points; frame closures excluded as for the EPE."""
-    d1 = nearest_distances(pred, true, shape=shape, spacing_px=spacing_px, frame_margin_px=frame_margin_px)
+    edge points; frame closures excluded as for the EPE. `pred_distances`: the distances
+    of `pred`'s points to `true` when known (|EPE| of `edge_placement_error` with the same
+    settings: the same points and segments)."""
+    d1 = nearest_distances(pred, true, shape=shape, spacing_px=spacing_px, frame_margin_px=frame_margin_px) \
+        if pred_distances is None else np.asarray(pred_distances)
     d2 = nearest_distances(true, pred, shape=shape, spacing_px=spacing_px, frame_margin_px=frame_margin_px)
     if d1.size == 0 or d2.size == 0 or not (np.isfinite(d1).all() and np.isfinite(d2).all()):
         return float("nan")
@@ -522,26 +526,30 @@ def score_contours(pred: Sequence[np.ndarray], true: Sequence[np.ndarray], shape
                    pixel_nm: float | None = None, units: str = "auto", pred_mask: np.ndarray | None = None,
                    true_mask: np.ndarray | None = None, cd: bool | None = None, spacing_px: float = 0.5,
                    frame_margin_px: float = 1.0, cd_step_px: float = 1.0,
-                   end_exclusion_px: float = 10.0) -> dict[str, Any]:
+                   end_exclusion_px: float = 10.0, edge_errors: EdgeErrors | None = None) -> dict[str, Any]:
     """All contour metrics of one image as a flat dict (see the module docstring).
 
     Lengths are in nm when `units` is "nm", or "auto" with a known `pixel_nm`; else px
     (the dict says which in `units`). IoU and Dice compare `pred_mask` and `true_mask`
     if given, else the contours rasterised at pixel centres. `cd`: measure CD/LWR/LER
     (True), skip them (False), or "auto" (None): only when at least 90 % of the true
-    edge length runs along one axis (a line/space pattern)."""
+    edge length runs along one axis (a line/space pattern). `edge_errors`: the
+    `edge_placement_error` of these contours with the same `shape`, `spacing_px` and
+    `frame_margin_px`, when the caller has it already (it is not computed twice)."""
     if units not in ("auto", "px", "nm"):
         raise ValueError(f"units {units!r}; valid: 'auto', 'px', 'nm'")
     if units == "nm" and not (pixel_nm and pixel_nm > 0):
         raise ValueError("units='nm' needs the pixel size (pixel_nm)")
     to_nm = units == "nm" or (units == "auto" and bool(pixel_nm and pixel_nm > 0))
     scale = float(pixel_nm) if to_nm else 1.0
-    ee = edge_placement_error(pred, true, shape=shape, spacing_px=spacing_px, frame_margin_px=frame_margin_px)
+    ee = edge_errors if edge_errors is not None else \
+        edge_placement_error(pred, true, shape=shape, spacing_px=spacing_px, frame_margin_px=frame_margin_px)
     s = ee.summary()
     out: dict[str, Any] = {
         "epe_mean": s["mean"], "epe_mean_abs": s["mean_abs"], "epe_3sigma": s["sigma3"], "epe_max": s["max"],
         "epe_rms": s["rms"], "n_points": s["n"],
-        "hausdorff95": hausdorff95(pred, true, shape=shape, spacing_px=spacing_px, frame_margin_px=frame_margin_px),
+        "hausdorff95": hausdorff95(pred, true, shape=shape, spacing_px=spacing_px, frame_margin_px=frame_margin_px,
+                                   pred_distances=np.abs(ee.epe)),
     }
     pm = pred_mask if pred_mask is not None else rasterize_contours(pred, shape)
     tm = true_mask if true_mask is not None else rasterize_contours(true, shape)

@@ -221,20 +221,23 @@ def _dataset_preset(ds, fallback: str) -> str:
 def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], split: str | Sequence[str] = "test",
               *, missing: Mapping[str, str] | None = None, simulator: bool = True, preset: str | None = None,
               seed: int = 0, max_pairs: int | None = None, progress: bool = False, ids: Sequence[str] | None = None,
-              pixel_nm: float | None = None) -> FakeSets:
+              pixel_nm: float | None = None, reuse: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> FakeSets:
     """For each generator (name -> generator.pt or checkpoint; None = missing), the images
     it makes from the masks of `split` (one name or several), paired with the dataset's
     real images; plus, with `simulator`, `SIMULATOR`: the simulator's image formation
     applied to the same masks (`render_mask`, the preset of the dataset unless `preset`
     is given, imaging parameters drawn per image from its own seed, as a generator
     would have to choose them). `ids` (instead of the splits' ids) names the items;
-    `pixel_nm` the baseline's pixel size (default: the dataset's).
+    `pixel_nm` the baseline's pixel size (default: the dataset's). `reuse`: images this
+    run already generated ({model: {mask sha256: image}}, `semlab.metrics.tables.
+    reusable_images`: same generator file and seed), taken instead of generated again.
 
     A generator that cannot be loaded or was trained at another image size is listed in
     `missing` with the reason instead of stopping the study.
     """
     from semlab.data.datasets import load_dataset
     from semlab.data.simulate import render_mask
+    from semlab.metrics.tables import mask_key
     from semlab.train.generate import Generator
 
     ds = load_dataset(dataset)
@@ -268,10 +271,20 @@ def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], 
         if gen.size != size or real.shape[1] != real.shape[2]:
             gone[name] = f"{path}: trained on {gen.size}-px images, the dataset's are {real.shape[1:]}"
             continue
-        fakes[name] = np.clip(gen(masks, seed=seed), 0.0, 1.0).astype(np.float32)
+        known = (reuse or {}).get(name) or {}
+        keys = [mask_key(m) for m in masks] if known else []
+        todo = [k for k in range(len(masks)) if not known or keys[k] not in known]
+        img = np.empty(masks.shape, np.float32)
+        if todo:
+            img[todo] = gen(masks[todo], seed=seed)
+        for k in sorted(set(range(len(masks))) - set(todo)):
+            img[k] = known[keys[k]]
+        fakes[name] = np.clip(img, 0.0, 1.0).astype(np.float32)
         seconds[name] = time.perf_counter() - t0
         cfg = gen.cfg
-        sources[name] = (f"{cfg.model} ({cfg.netG}, {cfg.upsample} upsampling, ngf {cfg.ngf}) from {path}")
+        sources[name] = (f"{cfg.model} ({cfg.netG}, {cfg.upsample} upsampling, ngf {cfg.ngf}) from {path}"
+                         + (f" ({len(masks) - len(todo)} of {len(masks)} images as notebook 30 generated them)"
+                            if len(todo) < len(masks) else ""))
     if simulator:
         t0 = time.perf_counter()
         pre = preset or _dataset_preset(ds, "ic-metal")
@@ -294,16 +307,17 @@ def fake_sets(dataset: str | Path, generators: Mapping[str, str | Path | None], 
 
 def domain_fake_sets(dataset: str | Path, real, generators: Mapping[str, str | Path | None],
                      settings: Mapping[str, Any], *, missing: Mapping[str, str] | None = None, seed: int = 0,
-                     preset: str = "ic-metal") -> FakeSets:
+                     preset: str = "ic-metal", reuse: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> FakeSets:
     """`fake_sets` of either domain. Simulated (`real` None): the profile's splits and
     `max_pairs`, as before. Real (`real`: the set's `RealSplit`): the held-out val and test
     tiles of the set (frames the generators never saw; at most `settings["max_pairs"]`, else
     the profile's `real.max_pairs`, spread evenly), the physics baseline at the set's built-in preset and
     pixel size, and cross-validation groups by frame when there are at least `n_splits`
-    frames, else by blocks of neighbouring tiles (`semlab.train.realsets.fold_groups`)."""
+    frames, else by blocks of neighbouring tiles (`semlab.train.realsets.fold_groups`).
+    `reuse`: images generated earlier in the run (see `fake_sets`)."""
     if real is None:
         return fake_sets(dataset, generators, settings["splits"], missing=missing, seed=seed,
-                         max_pairs=settings["max_pairs"])
+                         max_pairs=settings["max_pairs"], reuse=reuse)
     from dataclasses import replace
 
     from semlab.config import load_profile
@@ -314,7 +328,7 @@ def domain_fake_sets(dataset: str | Path, real, generators: Mapping[str, str | P
     ds = load_dataset(dataset)
     ids = realsets.held_out_ids(real, ("val", "test"), settings.get("max_pairs") or r.max_pairs)
     masks = np.stack([ds.mask(i) for i in ids[:16]])
-    sets = fake_sets(dataset, generators, ("val", "test"), missing=missing, seed=seed, ids=ids,
+    sets = fake_sets(dataset, generators, ("val", "test"), missing=missing, seed=seed, ids=ids, reuse=reuse,
                      preset=realsets.set_preset(real.set, masks), pixel_nm=realsets.set_pixel_nm(ds, real.set))
     groups, how = realsets.fold_groups(realsets.tile_index(ds), sets.ids, int(settings["n_splits"]), r.block_tiles)
     return replace(sets, fold_groups=groups.tolist(), grouping=how, real_split=real)
@@ -342,7 +356,7 @@ def run_detectors(sets: FakeSets, *, profile: str = "cpu", seed: int = 0, models
             kw = dict(s["detector_kwargs"]) if det == "small_cnn" else {}
             r = cross_validate_detector(real, fake, gr, gf, detector=det, detector_kwargs=kw, n_splits=n_splits,
                                         epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], crop=s["crop"],
-                                        seed=seed, n_boot=s["n_boot"], progress=progress)
+                                        precision=s["precision"], seed=seed, n_boot=s["n_boot"], progress=progress)
             cnn[r.detector] = r
         spec = cross_validate_spectrum_detector(real, fake, gr, gf, n_splits=n_splits, seed=seed, n_boot=s["n_boot"])
         out[name] = ModelDetection(name, cnn, spec, time.perf_counter() - t0)

@@ -77,6 +77,70 @@ def model_images(dataset, ids, generators: dict[str, dict], *, preset: str = "ic
     return out
 
 
+# ------------------------------------------------------------------ generated images, reused by notebook 40
+
+GENERATED_FORMAT = "semlab-generated-images-1"
+
+
+def mask_key(mask: np.ndarray) -> str:
+    """sha256 of a label mask (shape and ids): which mask an image was generated from."""
+    import hashlib
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    return hashlib.sha256(f"{m.shape}".encode() + m.tobytes()).hexdigest()
+
+
+def save_model_images(fakes: dict[str, np.ndarray], masks: np.ndarray, generators: dict[str, dict], folder, *,
+                      seed: int = 0) -> Path | None:
+    """`folder/generated.npz`: the trained generators' images of `fakes` with, per image, the
+    sha256 of its mask, and per model the generator file's sha256 and the seed, so that a
+    later notebook (40) reuses an image only if it would generate exactly that image.
+    None when no trained generator made images. Written atomically, no pickles."""
+    import io as _io
+    import json
+
+    from semlab.io import sha256_file, write_bytes_atomic
+
+    models = [name for name, g in generators.items() if g.get("found") and name in fakes]
+    if not models:
+        return None
+    meta = {"format": GENERATED_FORMAT, "seed": int(seed), "models": {
+        name: {"array": f"model{k}", "generator": str(generators[name]["path"]),
+               "generator_sha256": sha256_file(generators[name]["path"])} for k, name in enumerate(models)}}
+    arrays = {meta["models"][name]["array"]: np.asarray(fakes[name], np.float32) for name in models}
+    buf = _io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta)), masks=np.array([mask_key(m) for m in masks]), **arrays)
+    return write_bytes_atomic(Path(folder) / "generated.npz", buf.getvalue())
+
+
+def reusable_images(path, generators: dict[str, str | Path | None], seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """{model: {mask sha256: image}} from a `save_model_images` file, for the models whose
+    generator file (same sha256) and seed match `generators` ({name: generator path}) and
+    `seed`; empty when there is no such file. A file that is not one raises ValueError
+    naming it."""
+    import json
+
+    from semlab.io import sha256_file
+
+    if not path or not Path(path).is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            keys = [str(k) for k in z["masks"]]
+            stored = {name: z[m["array"]] for name, m in meta.get("models", {}).items()}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a file of generated images ({exc})") from None
+    if meta.get("format") != GENERATED_FORMAT or meta.get("seed") != int(seed):
+        return {}
+    out = {}
+    for name, images in stored.items():
+        g = generators.get(name)
+        if g and Path(g).is_file() and sha256_file(g) == meta["models"][name]["generator_sha256"]:
+            out[name] = dict(zip(keys, images))
+    return out
+
+
 def physics_setting(dataset, real, preset: str) -> tuple[str, float | None]:
     """(preset, pixel size in nm) of the physics baseline: on simulated data (`real` None)
     `preset` and the images' own sizes; on a real set (`real`: its `RealSplit`) the
