@@ -116,6 +116,35 @@ def test_metrics_agree_with_sklearn():
     assert width == pytest.approx(2 * 1.96 * se, rel=0.35)
 
 
+def test_cluster_bootstrap_when_groups_hold_several_images():
+    """Four identical sub-tiles per image carry no more information than the image: with
+    their groups the CI is as wide as the images' own; without, it is about half as wide.
+    The cluster CI agrees with semlab.realism.group_bootstrap (an independent loop)."""
+    from semlab.realism import group_bootstrap
+
+    rng = np.random.default_rng(4)
+    y = np.r_[np.zeros(40, int), np.ones(40, int)]
+    s = rng.normal(size=80) + 0.9 * y
+    g = np.r_[np.arange(40), np.arange(40)]  # pairs share a group: one image per class per group
+    base, _ = detection_metrics(y, s, n_boot=3000, seed=0, groups=g)  # no group has 2 images of a class
+    plain, _ = detection_metrics(y, s, n_boot=3000, seed=0)
+    assert (base["balanced_accuracy"].lo, base["balanced_accuracy"].hi) == \
+        (plain["balanced_accuracy"].lo, plain["balanced_accuracy"].hi)
+    y4, s4, g4 = np.repeat(y, 4), np.repeat(s, 4), np.repeat(g, 4)
+    clus, _ = detection_metrics(y4, s4, n_boot=3000, seed=0, groups=g4)
+    naive, _ = detection_metrics(y4, s4, n_boot=3000, seed=0)
+    w = {k: m["balanced_accuracy"].hi - m["balanced_accuracy"].lo for k, m in
+         (("base", base), ("clus", clus), ("naive", naive))}
+    assert clus["balanced_accuracy"].value == pytest.approx(base["balanced_accuracy"].value)
+    assert w["clus"] == pytest.approx(w["base"], rel=0.2)
+    assert w["naive"] < 0.7 * w["clus"]
+    ref = group_bootstrap(y4, s4, g4, n_boot=3000, seed=1)["balanced_accuracy"]
+    assert clus["balanced_accuracy"].lo == pytest.approx(ref[1], abs=0.03)
+    assert clus["balanced_accuracy"].hi == pytest.approx(ref[2], abs=0.03)
+    with pytest.raises(ValueError, match="one label per image"):
+        detection_metrics(y, s, groups=g[:10])
+
+
 def test_result_rows_table_and_files(tmp_path):
     rng = np.random.default_rng(2)
     y = np.r_[np.zeros(10, int), np.ones(10, int)]

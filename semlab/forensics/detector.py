@@ -487,6 +487,23 @@ class MetricCI(NamedTuple):
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 
 
+def _class_clusters(y: np.ndarray, groups) -> list[list[np.ndarray]] | None:
+    """Per class (0, 1): the index arrays of its groups, or None when `groups` is None or
+    every group holds at most one image of each class (then images are the units)."""
+    if groups is None:
+        return None
+    g = np.asarray(groups)
+    if g.shape != y.shape:
+        raise ValueError(f"groups must have one label per image ({y.shape}), got {g.shape}")
+    out = []
+    for c in (0, 1):
+        gc = g[y == c]
+        idx = np.flatnonzero(y == c)
+        _, inv, counts = np.unique(gc, return_inverse=True, return_counts=True)
+        out.append([idx[inv == k] for k in range(len(counts))])
+    return out if any(max(len(a) for a in cl) > 1 for cl in out) else None
+
+
 def _auc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """ROC AUC for each row of (B, n1) positive and (B, n0) negative scores: the
     Mann-Whitney statistic from average ranks (ties count one half), as sklearn's
@@ -499,7 +516,7 @@ def _auc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
 
 def detection_metrics(labels, scores, *, threshold: float = 0.0, n_boot: int = 2000, level: float = 0.95,
-                      seed: int = 0) -> tuple[dict[str, MetricCI], np.ndarray]:
+                      seed: int = 0, groups=None) -> tuple[dict[str, MetricCI], np.ndarray]:
     """Accuracy, balanced accuracy and ROC AUC of `scores` (logits; predicted
     "generated" when score > `threshold`) against `labels` (0 real, 1 generated), each
     with a percentile-bootstrap CI, and the 2x2 confusion matrix (rows: true real,
@@ -509,7 +526,10 @@ def detection_metrics(labels, scores, *, threshold: float = 0.0, n_boot: int = 2
     *within each class* (so every resample has both classes and the same balance, which
     AUC and balanced accuracy need); `semlab.metrics.pixel.bootstrap_ci` resamples a
     single vector of values and cannot do this. Images are treated as independent: a
-    real/generated pair from one mask is not resampled as a unit.
+    real/generated pair from one mask is not resampled as a unit. With `groups` (one
+    label per image) in which some group holds more than one image of a class (sub-tiles
+    of one image, tiles of one block of a frame), whole groups are resampled within each
+    class instead (a cluster bootstrap), so correlated images do not narrow the CI.
     """
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
@@ -531,20 +551,30 @@ def detection_metrics(labels, scores, *, threshold: float = 0.0, n_boot: int = 2
     n1, n0 = len(pos), len(neg)
     rng = np.random.default_rng(seed)
     boot = {k: [] for k in METRICS}
-    chunk = max(1, int(4e6 // (n1 + n0)))  # bound the (B, n) rank matrix
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        ps = pos[rng.integers(0, n1, size=(b, n1))]
-        ns = neg[rng.integers(0, n0, size=(b, n0))]
-        tpr = (ps > threshold).mean(axis=1)
-        tnr = (ns <= threshold).mean(axis=1)
-        boot["accuracy"].append((tpr * n1 + tnr * n0) / (n1 + n0))
-        boot["balanced_accuracy"].append((tpr + tnr) / 2)
-        boot["roc_auc"].append(_auc_rows(ps, ns))
+    clusters = _class_clusters(y, groups)
+    if clusters is not None:  # cluster bootstrap: whole groups within each class
+        for _ in range(n_boot):
+            pick = [np.concatenate([c[i] for i in rng.integers(0, len(c), len(c))]) for c in clusters]
+            ns, ps = s[pick[0]], s[pick[1]]
+            tpr, tnr = (ps > threshold).mean(), (ns <= threshold).mean()
+            boot["accuracy"].append([(tpr * len(ps) + tnr * len(ns)) / (len(ps) + len(ns))])
+            boot["balanced_accuracy"].append([(tpr + tnr) / 2])
+            boot["roc_auc"].append(_auc_rows(ps[None, :], ns[None, :]))
+    else:
+        chunk = max(1, int(4e6 // (n1 + n0)))  # bound the (B, n) rank matrix
+        for start in range(0, n_boot, chunk):
+            b = min(chunk, n_boot - start)
+            ps = pos[rng.integers(0, n1, size=(b, n1))]
+            ns = neg[rng.integers(0, n0, size=(b, n0))]
+            tpr = (ps > threshold).mean(axis=1)
+            tnr = (ns <= threshold).mean(axis=1)
+            boot["accuracy"].append((tpr * n1 + tnr * n0) / (n1 + n0))
+            boot["balanced_accuracy"].append((tpr + tnr) / 2)
+            boot["roc_auc"].append(_auc_rows(ps, ns))
     a = (1 - level) / 2
     out = {}
     for k in METRICS:
-        v = np.concatenate(boot[k]) if n_boot > 0 else np.array([point[k]])
+        v = np.concatenate(boot[k]) if boot[k] else np.array([point[k]])
         lo, hi = np.quantile(v, [a, 1 - a])
         out[k] = MetricCI(float(point[k]), float(lo), float(hi))
     return out, cm
@@ -668,7 +698,8 @@ def assemble_result(detector: str, labels, groups, scores, folds, *, models=(), 
 
             row["roc_auc"] = float(roc_auc_score(y[te], scores[te]))
         fold_metrics.append(row)
-    metrics, cm = detection_metrics(y, scores, threshold=threshold, n_boot=n_boot, level=level, seed=seed)
+    metrics, cm = detection_metrics(y, scores, threshold=threshold, n_boot=n_boot, level=level, seed=seed,
+                                    groups=groups)
     index = np.concatenate([np.arange((y == REAL).sum()), np.arange((y == GENERATED).sum())])
     cfg = dict(config or {})
     cfg.setdefault("threshold", threshold)
