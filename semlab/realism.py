@@ -193,19 +193,22 @@ def render_preset_side(preset, *, like: Side, tile: int = 128, name: str = "sim"
     """The simulator's `preset` rendered at the pixel size of `like` (the real side), in
     frames of the real frames' median size (at most `max_side` px a side), enough frames
     for `n_tiles` tiles (default: as many as `like`) and at least as many frames as
-    `like` has."""
+    `like` has, and as the preset has looks (frame k uses look k mod n, `semlab.data.looks`)."""
+    from semlab.data import looks
     from semlab.data.simulate import SIMULATOR_VERSION, get_preset, simulate
 
-    preset_name = get_preset(preset).name  # KeyError naming the valid presets; a Preset object is used as is
+    preset = get_preset(preset)  # KeyError naming the valid presets; a Preset object is used as is
+    preset_name, n_looks = preset.name, looks.count(preset)
     shapes = np.array(list(like.frame_shapes.values()) or [(4 * tile, 4 * tile)])
     h = int(min(max(np.median(shapes[:, 0]), tile), max_side)) // tile * tile
     w = int(min(max(np.median(shapes[:, 1]), tile), max_side)) // tile * tile
     per = (h // tile) * (w // tile)
     want = n_tiles or like.n
-    n_frames = max(like.n_frames, math.ceil(want / per))
+    n_frames = max(like.n_frames, math.ceil(want / per), n_looks)
     tiles, frame, grid = [], [], []
     for k in range(n_frames):
-        img = simulate(preset, (h, w), (seed, 17, k), pixel_nm=like.pixel_nm, with_contours=False).image
+        img = simulate(looks.pin(preset, k % n_looks) if n_looks else preset, (h, w), (seed, 17, k),
+                       pixel_nm=like.pixel_nm, with_contours=False).image
         for r in range(0, h, tile):
             for c in range(0, w, tile):
                 tiles.append(img[r:r + tile, c:c + tile])
@@ -213,7 +216,7 @@ def render_preset_side(preset, *, like: Side, tile: int = 128, name: str = "sim"
                 grid.append((r // tile, c // tile))
     px = f"{like.pixel_nm:.4g} nm" if like.pixel_nm else "the preset's own pixel size (real size unknown)"
     notes = [f"{name}: preset {preset_name} (simulator v{SIMULATOR_VERSION}) rendered in {n_frames} frames of "
-             f"{h}x{w} px at {px}"]
+             f"{h}x{w} px at {px}" + (f", each of its {n_looks} frame looks in turn" if n_looks else "")]
     return Side(name, f"preset:{preset_name}", np.stack(tiles).astype(np.float32), np.array(frame, dtype=str),
                 np.array(grid, dtype=np.int64), like.pixel_nm, {f: (h, w) for f in set(frame)}, preset_name, notes)
 

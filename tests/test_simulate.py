@@ -320,3 +320,30 @@ def test_particles_preset_meets_its_documented_difficulty():
         assert max(m["core_dark"][False]) < 0.0, seed
         # uneven illumination: the substrate alone varies by a visible fraction of the step
         assert m["illumination"] > 0.15 * m["step"], (seed, m["illumination"], m["step"])
+
+
+def test_particles_debris_is_small_and_much_brighter_than_the_particles():
+    """The documented debris (semlab.data.particles): 1-3 per frame, radius 2-5 px, and,
+    after the probe blur, a debris of radius >= 3 px stands >= 1.05x as far above the
+    substrate as the brightest particle of its frame (its 99th percentile, rims
+    included) and >= 2x the plateau step: the edge effect of an object smaller than the
+    electron escape range. Measured on the noise-free image of 10 frames."""
+    n_big = 0
+    for seed in range(10):
+        r = simulate("particles", 256, (3000, seed))
+        assert 1 <= r.params["n_defects"] <= 3
+        c = r.clean
+        bg = float(np.median(c[r.mask == labels.BACKGROUND]))
+        step = r.params["contrast"] * (r.params["pattern_level"] - r.params["background_level"])
+        lab, k = ndimage.label(r.mask == labels.PATTERN)
+        brightest = max(float(np.percentile(c[lab == j], 99)) for j in range(1, k + 1)) - bg
+        lab, k = ndimage.label(r.mask == labels.DEFECT)
+        for j in range(1, k + 1):
+            m = lab == j
+            rad = float(np.sqrt(m.sum() / np.pi))
+            assert rad <= 5.5, (seed, rad)
+            if rad >= 3:
+                n_big += 1
+                peak = float(c[m].max()) - bg
+                assert peak >= 1.05 * brightest and peak >= 2.0 * step, (seed, rad, peak, brightest, step)
+    assert n_big >= 6

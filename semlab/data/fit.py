@@ -50,6 +50,11 @@ What is estimated, and how:
   with the fit are measured by the same estimators and each parameter corrected by the
   real-minus-simulated difference (levels) or ratio (widths, lengths, noise variances), so
   the estimators' own biases cancel.
+* **Frame looks** (2+ frames, `FitResult.looks`, `semlab.data.looks`): the frame-level
+  parameters (`LOOK_FIT`: levels, edge profile, blur, noise, bit depth, charging) of each
+  frame, from its own estimates, refined in the closed loop against that frame alone with
+  the pooled geometry. The preset draws one look per simulated frame, so a frame's noise,
+  contrast and blur come together as on one real frame; geometry keeps the pooled ranges.
 * Contact frames showing dark holes and bright pillars are not one look: the majority
   polarity is fitted and the others are named in a note.
 
@@ -111,6 +116,7 @@ class FitResult:
     noise: dict[str, Any] = field(default_factory=dict)
     ler_psd: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    looks: list[dict[str, Any]] = field(default_factory=list)  # [{"params", "source"}] per frame (2+ frames)
 
     @property
     def n_frames(self) -> int:
@@ -120,7 +126,7 @@ class FitResult:
         """JSON-able: params, uncertainties, per-frame values, sources and notes."""
         return {"kind": self.kind, "pixel_nm": self.pixel_nm, "n_frames": self.n_frames, "params": self.params,
                 "uncertainty": {k: list(v) for k, v in self.uncertainty.items()}, "per_frame": self.per_frame,
-                "sources": self.sources, "notes": self.notes}
+                "sources": self.sources, "notes": self.notes, "looks": self.looks}
 
 
 # --------------------------------------------------------------------------- frames
@@ -661,6 +667,12 @@ def fit_sim(frames_or_dir, kind: str = "line-space", pixel_nm: float | None = No
         notes.append(f"refined in {int(refine)} closed-loop step(s): simulated with the fit, measured by the same "
                      f"estimators, corrected (levels {', '.join(f'{k} {v:+.3g}' for k, v in add.items())}; "
                      f"ratios {', '.join(f'{k} x{v:.3g}' for k, v in mul.items())})")
+    looks = []
+    if len(per) >= 2:  # frame looks: each frame's frame-level parameters, jointly (semlab.data.looks)
+        looks = [_fit_look(kind, frames[i], per[i], params, pri, base, px, priors_px, alpha, refine, seed)
+                 for i in range(len(per))]
+        notes.append(f"{len(looks)} frame looks ({', '.join(looks[0]['params'])} fitted per frame, "
+                     f"{int(refine)} closed-loop step(s) each): each simulated frame uses one")
     for k in RANGE_KEYS:  # frames that differ more than the bootstrap noise: the range of the frames
         vals = np.array([p[k] for p in per if k in p and math.isfinite(p[k])])
         vals = vals * mul.get(k, 1.0) + add.get(k, 0.0)
@@ -679,7 +691,39 @@ def fit_sim(frames_or_dir, kind: str = "line-space", pixel_nm: float | None = No
     ler = {"per_frame": [p for p in psds if p is not None]}
     sources = [{"name": f.name, "sha256": f.sha256, "pixel_nm": f.pixel_nm} for f in frames]
     return FitResult(kind, px, params, per, unc, sources, prof,
-                     {"per_frame": noise, "spectrum": np.mean([n["spectrum"] for n in noise], axis=0)}, ler, notes)
+                     {"per_frame": noise, "spectrum": np.mean([n["spectrum"] for n in noise], axis=0)}, ler, notes,
+                     looks)
+
+
+# frame-level parameters fitted per frame into a look (a subset of semlab.data.looks.LOOK_KEYS)
+LOOK_FIT = ("pattern_level", "background_level", "hole_level", "rim_amp", "halo_amp", "halo_width_nm",
+            "psf_sigma_nm", "scan_asymmetry", "dose", "detector_sigma", "noise_corr_px", "scan_corr_px",
+            "scanline_sigma", "bit_depth", "charging_amp")
+
+
+def _fit_look(kind: str, fr: Frame, est: dict[str, float], pooled: dict[str, Any], pri: dict[str, float], base,
+              px: float, priors_px: dict[str, float], alpha: float, refine: int, seed: int) -> dict[str, Any]:
+    """The look of one frame: its frame-level parameters (`LOOK_FIT`) from its own estimates
+    `est`, refined in the closed loop against that frame alone with the pooled geometry."""
+    own = _to_params(kind, est, pri, base.params, px)
+    look = {k: own[k] for k in LOOK_FIT if own.get(k) is not None}
+    if refine:
+        from semlab.data.presetfile import params_to_spec
+        from semlab.data.simulate import Preset
+
+        shape = (min(fr.image.shape[0], 640), min(fr.image.shape[1], 640))
+        for it in range(int(refine)):
+            p = {**pooled, **look}
+            pre = Preset(f"{kind}-look", "refinement", base.layout, px * 1024, {**base.params, **params_to_spec(p)})
+            sm = [_measure(Frame(f"sim-{k}", s.astype(np.float64), px), kind, px, priors_px, alpha)[0]
+                  for k, s in enumerate(render_like(pre, shape, 2, pixel_nm=px, seed=seed + 211 + it))]
+            sim_mean = {k: float(np.nanmean([m.get(k, np.nan) for m in sm])) for k in sm[0]}
+            p = _refine_step(p, est, sim_mean)[0]
+            look = {k: p[k] for k in look}
+    from semlab.data.presetfile import VALID
+
+    look = {k: float(np.clip(v, *VALID[k])) for k, v in look.items()}  # within the preset file's valid ranges
+    return {"params": look, "source": {"name": fr.name, "sha256": fr.sha256, "pixel_nm": fr.pixel_nm}}
 
 
 def _to_params(kind: str, m: dict[str, float], pri: dict[str, float], base: dict[str, Any], px: float

@@ -1,6 +1,7 @@
 """`semlab fit-sim REAL_DIR --kind KIND --out my-tool.yaml`: simulator parameters fitted to
 real SEM frames (`semlab.data.fit`), written as a preset file (`semlab.data.presetfile`)
-that `semlab simulate --preset-file` and the notebooks accept.
+that `semlab simulate --preset-file` and the notebooks accept. With 2+ frames the file also
+holds one frame look per frame (`semlab.data.looks`): each simulated frame uses one.
 
     semlab fit-sim semlab/data/sample_frames/cdsem-lines --kind line-space --split train,val \\
         --out cdsem-lines.yaml [--pixel-nm 0.827] [--json] [--overwrite]
@@ -50,6 +51,9 @@ def cmd_fit_sim(a) -> int:
             ci = f"  (frames: 95% CI {u[1]:.4g}-{u[2]:.4g})" if u and u[0] > 0 else ""
             val = f"[{v[0]:.4g}, {v[1]:.4g}]" if isinstance(v, (list, tuple)) else f"{v:.4g}"
             print(f"  {k} = {val}{ci}")
+        for lk in fit.looks:  # one jointly fitted frame-level set per frame (semlab.data.looks)
+            print(f"  look of {lk['source']['name']}: " + ", ".join(f"{k}={v:.4g}" for k, v in lk["params"].items()),
+                  file=sys.stderr)
         print(f"preset file written: {out}")
     return 0
 

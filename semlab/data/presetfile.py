@@ -12,6 +12,9 @@ A preset file is YAML (read with `yaml.safe_load`) or JSON::
       pattern_level: [0.28, 0.34] # [low, high]: drawn uniformly per image
       vertical: 1.0               # on/off keys: the probability of on (or true / false)
     noise_spectrum: [[...], ...]  # optional: a 2-D noise spectrum of at most 64 x 64 numbers
+    looks:                        # optional, at most 16: frame-level parameter sets fitted jointly,
+      - params: {pattern_level: 0.27, dose: 320, scan_corr_px: 0.0, ...}   # one per real frame
+        source: {name: Test03.tif, sha256: ..., pixel_nm: 0.827}          # (semlab.data.looks)
     provenance: {sources: [{name, sha256, pixel_nm}], pixel_nm, semlab_version, date, ...}
 
 Refused, with one line naming the file and the key: unknown keys (at any level of the
@@ -19,6 +22,9 @@ schema, and parameters the base preset does not have), values outside `VALID` (e
 physically valid range, wider than any preset's defaults), wrong types, and anything that
 could be pixels of a real frame: a list of more than 64 numbers, an array of more than two
 dimensions or a `noise_spectrum` over 64 x 64. Files over 1 MB are refused unread.
+Looks: at most `looks.MAX_LOOKS`, each with `params` (only the frame-level keys of
+`looks.LOOK_KEYS`, the same valid ranges as `params`) and an optional `source` (the
+frame's name, sha256 and pixel size: provenance, never pixels).
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ VALID: dict[str, tuple[float, float]] = {
 OPTIONAL = ("scan_corr_px", "ler_across_nm", "lpr_sigma_nm", "lpr_corr_nm", "bit_depth")
 FLAGS = ("vertical", "horizontal", "stagger", "databar")  # on/off: a probability or a boolean
 LIST_CONSTANTS = ("defect_radius_nm",)  # [low, high] is the simulator's own per-particle range
-_TOP = {"version", "units", "kind", "pixel_nm", "params", "noise_spectrum", "provenance"}
+_TOP = {"version", "units", "kind", "pixel_nm", "params", "noise_spectrum", "provenance", "looks"}
+_LOOK = {"params", "source"}
 _PROVENANCE = {"sources", "pixel_nm", "semlab_version", "date", "n_frames", "fit", "uncertainty", "notes", "split"}
 _SOURCE = {"name", "sha256", "pixel_nm"}
 
@@ -108,9 +115,9 @@ def _no_pixels(path, key: str, v, depth: int = 0) -> None:
         raise _err(path, key, f"a string of {len(v)} characters (at most 4096)")
 
 
-def _param(path, k: str, v) -> Any:
+def _param(path, k: str, v, prefix: str = "params") -> Any:
     """A validated parameter value, converted to the simulator's spec form."""
-    key = f"params.{k}"
+    key = f"{prefix}.{k}"
     if k in FLAGS:
         if isinstance(v, bool):
             return v
@@ -147,10 +154,51 @@ def params_to_spec(params: dict[str, Any], path="<params>") -> dict[str, Any]:
     return {k: _param(path, k, v) for k, v in params.items() if v is not None}
 
 
+def _source(path, key: str, s) -> None:
+    if not isinstance(s, dict) or set(s) - _SOURCE:
+        raise _err(path, key, f"expected a mapping with keys {sorted(_SOURCE)}")
+    h = s.get("sha256")
+    if h is not None and not (isinstance(h, str) and len(h) == 64 and all(c in "0123456789abcdef" for c in h)):
+        raise _err(path, f"{key}.sha256", "not a sha256 hex digest")
+
+
+def _looks(path, looks, base: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Validated looks (module doc) in the simulator's spec form."""
+    from semlab.data.looks import LOOK_KEYS, MAX_LOOKS
+
+    if not isinstance(looks, list) or not looks:
+        raise _err(path, "looks", "expected a non-empty list of {params, source}")
+    if len(looks) > MAX_LOOKS:
+        raise _err(path, "looks", f"{len(looks)} looks (at most {MAX_LOOKS})")
+    out = []
+    for i, lk in enumerate(looks):
+        key = f"looks[{i}]"
+        if not isinstance(lk, dict):
+            raise _err(path, key, f"expected a mapping with keys {sorted(_LOOK)}, got {type(lk).__name__}")
+        bad = set(lk) - _LOOK
+        if bad:
+            raise _err(path, f"{key}.{sorted(map(str, bad))[0]}", f"unknown key; valid: {', '.join(sorted(_LOOK))}")
+        prm = lk.get("params")
+        if not isinstance(prm, dict) or not prm:
+            raise _err(path, f"{key}.params", "expected a non-empty mapping of frame-level parameters")
+        spec = {}
+        for k, v in prm.items():
+            if not isinstance(k, str) or k not in LOOK_KEYS or (k not in base and k not in OPTIONAL):
+                valid = sorted(k2 for k2 in LOOK_KEYS if k2 in base or k2 in OPTIONAL)
+                raise _err(path, f"{key}.params.{k}", f"not a frame-level parameter of kind {kind}; valid: "
+                                                      f"{', '.join(valid)}")
+            spec[k] = _param(path, k, v, prefix=f"{key}.params")
+        if "source" in lk:
+            _source(path, f"{key}.source", lk["source"])
+        out.append(spec)
+    return out
+
+
 def validate(doc, path="<document>") -> dict[str, Any]:
     """Check a parsed preset document against the schema (module doc); returns
     {"kind", "pixel_nm", "params" (simulator spec form), "noise_spectrum" (or None),
-    "provenance"}. PresetFileError naming the file and key otherwise."""
+    "provenance", "looks" (a list of spec-form dicts, or None)}. PresetFileError naming
+    the file and key otherwise."""
     from semlab.data.simulate import PRESETS
 
     if not isinstance(doc, dict):
@@ -203,12 +251,9 @@ def validate(doc, path="<document>") -> dict[str, Any]:
     if not isinstance(srcs, list) or len(srcs) > 10000:
         raise _err(path, "provenance.sources", "expected a list of at most 10000 {name, sha256, pixel_nm}")
     for i, s in enumerate(srcs):
-        if not isinstance(s, dict) or set(s) - _SOURCE:
-            raise _err(path, f"provenance.sources[{i}]", f"expected a mapping with keys {sorted(_SOURCE)}")
-        h = s.get("sha256")
-        if h is not None and not (isinstance(h, str) and len(h) == 64 and all(c in "0123456789abcdef" for c in h)):
-            raise _err(path, f"provenance.sources[{i}].sha256", "not a sha256 hex digest")
-    return {"kind": kind, "pixel_nm": px, "params": out, "noise_spectrum": spec, "provenance": prov}
+        _source(path, f"provenance.sources[{i}]", s)
+    looks = _looks(path, doc["looks"], base, kind) if doc.get("looks") is not None else None
+    return {"kind": kind, "pixel_nm": px, "params": out, "noise_spectrum": spec, "provenance": prov, "looks": looks}
 
 
 def read_preset_file(path) -> dict[str, Any]:
@@ -236,14 +281,16 @@ def read_preset_file(path) -> dict[str, Any]:
 def load_preset_file(path):
     """A `semlab.data.simulate.Preset` from a preset file: the built-in preset of its kind,
     its parameters overridden by the file's; named "<kind>@<file stem>", field of view
-    `pixel_nm * FOV_PX` (render with ``pixel_nm=pixel_nm_of(preset)`` for the fitted size)."""
+    `pixel_nm * FOV_PX` (render with ``pixel_nm=pixel_nm_of(preset)`` for the fitted size).
+    The file's looks, if any, go to ``params["looks"]`` (`semlab.data.looks`)."""
     from semlab.data.simulate import Preset, get_preset
 
     d = read_preset_file(path)
     base = get_preset(d["kind"])
     p = Path(path)
     return Preset(f"{d['kind']}@{p.stem}", f"{base.description}; fitted parameters from {p.name}", base.layout,
-                  d["pixel_nm"] * FOV_PX, {**base.params, **d["params"]})
+                  d["pixel_nm"] * FOV_PX, {**base.params, **d["params"],
+                                           **({"looks": tuple(d["looks"])} if d["looks"] else {})})
 
 
 def pixel_nm_of(preset) -> float:
@@ -280,6 +327,11 @@ def preset_document(fit, *, include_spectrum: bool = False) -> dict[str, Any]:
                           "notes": list(fit.notes)}}
     if spec is not None:
         doc["noise_spectrum"] = spec
+    if getattr(fit, "looks", None):  # one jointly fitted look per frame (semlab.data.looks)
+        doc["looks"] = [{"params": {k: float(v) for k, v in lk["params"].items()},
+                         "source": {k: (float(v) if k == "pixel_nm" and v else v)
+                                    for k, v in lk["source"].items() if v is not None}}
+                        for lk in fit.looks]
     return doc
 
 

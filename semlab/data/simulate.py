@@ -57,7 +57,7 @@ import contourpy
 
 from semlab import labels
 from semlab.data import layouts as L
-from semlab.data import particles as P
+from semlab.data import looks, particles as P
 
 # Bumped whenever the same seed and parameters give different images; simulated
 # datasets record it in their identity, so a stale folder is never mixed with new items.
@@ -181,14 +181,16 @@ PRESETS: dict[str, Preset] = {
     "particles": Preset(  # difficulty fixed and documented in semlab.data.particles
         "particles",
         "compact particles on a substrate (pattern), half with a bright rim and a darker core, "
-        "20-40% touching another; small bright debris (defect); uneven illumination",
+        "20-40% touching another; debris (defect): 1-3 small discs (radius 2-5 px) per frame, "
+        "much brighter than the particles (all edge); uneven illumination",
         "particles", 256.0,
         {**_IMAGING, "particle_radius_nm": [2.0, 12.0], "particle_density": (0.3, 0.6),
          "touching_frac": (0.2, 0.4), "step_to_noise": (3.5, 7.5), "core_drop": (0.5, 0.8),
          "core_rim_amp": (0.15, 0.3), "rim_amp": (0.02, 0.06), "halo_amp": (0.0, 0.03),
          "charging_amp": (0.06, 0.12), "drift_px": 0.0, "ler_sigma_nm": (0.3, 0.6), "corner_radius_nm": 0.0,
          "psf_sigma_nm": (1.0, 2.0), "detector_sigma": (0.004, 0.01), "scanline_sigma": (0.002, 0.005),
-         "texture_amp": (0.005, 0.015), "defect_prob": 0.3, "defect_radius_nm": [2.0, 4.0]},
+         "texture_amp": (0.005, 0.015), "defect_prob": 1.0, "defect_radius_nm": [2.0, 5.0],
+         "defect_level": (0.85, 0.95)},
     ),
     "comb": Preset(
         "comb",
@@ -502,7 +504,7 @@ def _params(pre: Preset, rng: np.random.Generator, disable, overrides: dict, sho
     bad = set(disable) - set(EFFECTS)
     if bad:
         raise KeyError(f"unknown effect(s) {sorted(bad)}; valid: {list(EFFECTS)}")
-    p = _draw(rng, pre.params)
+    p = looks.draw(rng, pre.params, _draw)  # one frame look, if the preset has looks
     for eff in disable:
         p.update(EFFECTS[eff][1])
     p.update(overrides)
