@@ -110,11 +110,15 @@ def test_class_iou_against_a_direct_count():
 
 
 def test_classical_segments_simulated_metal():
-    seg = ClassicalSegmenter()
+    seg = ClassicalSegmenter(edge_method="threshold")
     rules = CanonicalRules(classes=("background", "pattern", "defect"))
     train = [simulate("ic-metal-noisy", 128, (2, i)) for i in range(4)]  # the pre-v3 look: strong rims
     off, score = calibrate_edge_offset(((r.image, r.mask) for r in train), rules, seg)
-    assert score[off] > score[0.0] + 0.02 and 0.25 <= off <= 1.5  # the rim puts raw edges outside
+    assert score[off] > score[0.0] + 0.02 and 0.25 <= off <= 1.5  # the rim puts threshold edges outside
+    # the default edges (each direction at its own max-min mid-level) take the rim into
+    # account: uncalibrated, they beat the uncalibrated threshold edges
+    _, score_local = calibrate_edge_offset(((r.image, r.mask) for r in train), rules, ClassicalSegmenter())
+    assert score_local[0.0] > score[0.0] + 0.02
     seg.settings.edge_offset_px = off
     test = [simulate("ic-metal-noisy", 128, (3, i)) for i in range(4)]
     pred = np.stack([canonicalize(r.image, seg.segment(r.image), rules).mask for r in test])
@@ -236,7 +240,8 @@ def test_isolated_particle_centre_and_radius():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_planted_particles_on_lines_and_ground_are_found(seed):
     img, truth = _sem_lines(_PARTICLES, seed)
-    seg = ClassicalSegmenter(edge_offset_px=1.0)
+    # the default edges need no offset for the rims (threshold edges needed 1 px)
+    seg = ClassicalSegmenter()
     mask = canonicalize(img, seg.segment(img), _RULES).mask
     lab, n = ndimage.label(truth == labels.DEFECT)
     assert n == len(_PARTICLES)

@@ -112,7 +112,7 @@ def test_shift_edges_moves_a_straight_edge_by_the_offset(offset):
 
 
 def test_particles_settings_use_gradient_edges_and_defaults_do_not():
-    assert ClassicalSettings().edge_method == "threshold"
+    assert ClassicalSettings().edge_method == "local"  # tests/test_segment_local_edges.py
     assert particles_settings(1.0)["edge_method"] == "gradient"
     with pytest.raises(ValueError, match="edge_method"):
         ClassicalSettings(edge_method="canny")

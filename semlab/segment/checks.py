@@ -69,7 +69,7 @@ CHECKS = GENERIC_CHECKS + ("cd_error", "pitch", "cd_variation", "roundness", "di
 KINDS = ("lines", "contacts", "any")
 METHODS = ("old defaults", "new defaults", "blurred otsu")
 # the segmenter of ALGORITHM_VERSION 2 (see semlab.segment.pipeline): what changed in 3
-OLD_DEFAULTS = {"denoise_strength": 0.8, "flatten_degree": 0}
+OLD_DEFAULTS = {"denoise_strength": 0.8, "flatten_degree": 0, "edge_method": "threshold"}
 
 
 def frame_check_names(kind: str) -> tuple[str, ...]:

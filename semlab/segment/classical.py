@@ -20,10 +20,13 @@ is a scikit-image / scipy call with a named parameter:
    the threshold contour lies outside the physical edge. The bright phase is taken as
    `den - t > edge_offset_px * |grad den|`, which moves the contour inwards by that
    many pixels to first order, with sub-pixel resolution (`semlab.segment.evaluate.
-   calibrate_on_dataset` fits it on a few labelled images). With `edge_method=
-   "gradient"` (`particles_settings`) the edges are first moved to the steepest slope
-   between the surely-bright and surely-dark pixels (`gradient_edges`), and the offset
-   then shifts those (`shift_edges`).
+   calibrate_on_dataset` fits it on a few labelled images). That is `edge_method=
+   "threshold"`. The default, `"local"`, first puts the edges of each gradient direction
+   at their own mid-level between the local maximum and minimum (`local_mid_edges`:
+   edges with a brighter rim, e.g. those facing the scan, no longer shift lines
+   sideways); with `"gradient"` (`particles_settings`) the edges are first moved to the
+   steepest slope between the surely-bright and surely-dark pixels (`gradient_edges`).
+   For both the offset then shifts those edges (`shift_edges`).
 5. **Morphology**: components and holes smaller than `min_area_px` are removed /
    filled; `open_px` optionally opens the bright phase; `fill_holes_px` fills larger
    dark holes (the dark core of a rim-and-core particle).
@@ -78,7 +81,7 @@ DENOISERS = ("nlm", "bilateral", "tv", "gaussian", "none")
 THRESHOLDS = ("otsu", "multiotsu", "li", "sauvola")
 BLOB_METHODS = ("dynamic", "tophat")
 BLOB_SHAPES = ("disc", "region")
-EDGE_METHODS = ("gradient", "threshold")
+EDGE_METHODS = ("gradient", "threshold", "local")
 
 
 @dataclass
@@ -94,11 +97,14 @@ class ClassicalSettings:
     threshold: str = "otsu"
     sauvola_window: int = 51
     edge_offset_px: float = 0.0  # move pattern edges inwards (sub-pixel; see step 4 above)
+    # "local" (default): each edge direction at its own mid-level (`local_mid_edges`);
     # "threshold": edges at the threshold contour; "gradient": at the steepest slope between
     # confident phases (`gradient_edges`; `particles_settings` uses it: rim-and-core particles)
-    edge_method: str = "threshold"
+    edge_method: str = "local"
     edge_marker_frac: float = 0.25  # confident phases: beyond t +- this x the level gap
     edge_smooth_px: float = 0.7  # Gaussian sigma before the gradient of `gradient_edges`
+    edge_local_px: int = 0  # edge_method="local": max / min window radius (`local_mid_edges`; 0: from the edge width)
+    edge_local_sectors: int = 8  # edge_method="local": gradient-direction sectors, each with its own level
     min_area_px: int = 12
     open_px: int = 0
     watershed: bool = False
@@ -131,6 +137,9 @@ class ClassicalSettings:
             raise ValueError(f"blob_method {self.blob_method!r}; valid: {BLOB_METHODS}")
         if self.edge_method not in EDGE_METHODS:
             raise ValueError(f"edge_method {self.edge_method!r}; valid: {EDGE_METHODS}")
+        if self.edge_local_px < 0 or self.edge_local_sectors < 1:
+            raise ValueError(f"edge_local_px must be >= 0 (0: from the edge width) and edge_local_sectors >= 1, "
+                             f"got {self.edge_local_px}, {self.edge_local_sectors}")
         if not 0 < self.edge_marker_frac < 0.5:
             raise ValueError(f"edge_marker_frac must be in (0, 0.5), got {self.edge_marker_frac}")
         if self.blob_shape not in BLOB_SHAPES:
@@ -339,6 +348,53 @@ def gradient_edges(den: np.ndarray, bright: np.ndarray, t, frac: float = 0.25, s
         has[np.unique(lab[sure_hi])] = True
         has[0] = True
         out |= ~has[lab]
+    return out
+
+
+def local_mid_edges(den: np.ndarray, bright: np.ndarray, t, frac: float = 0.25, radius_px: int = 0,
+                    sectors: int = 8, min_px: int = 50) -> np.ndarray:
+    """The bright phase with the edges of each direction at their own mid-level.
+
+    A global threshold sits at the same level on every edge, so edges with a brighter
+    rim (the edges facing the scan: `scan_asymmetry` in the simulator, seen on the real
+    Hitachi line frames) come out further outwards than the opposite ones, and lines
+    shift sideways, which no global edge offset can undo. Here the pixels of the
+    uncertain band (within `frac` x gap of `t`; gap: `level_gap`) are grouped by the
+    direction of their gradient into `sectors` sectors; each sector's level is the
+    median over its band pixels of (local max + local min) / 2 in a square window of
+    radius `radius_px` (the 50% max-min edge of CD-SEM metrology, Bernsen's rule), and
+    the band pixels are bright above their sector's level. The median over thousands
+    of pixels keeps the edges as smooth as the global threshold's (a per-pixel max-min
+    level roughened them: line-space IoU 0.949 -> 0.945). `radius_px` 0 (default):
+    from the edge width, ceil(gap / 90th percentile of the band's slope), clipped to
+    2-8 px, so the window spans the edge on blurred or downscaled frames (a fixed 2 px
+    put the edges of the block-averaged litho frames 0.9 px off the slope maximum).
+    A sector with fewer than `min_px` band pixels keeps the global threshold; a local
+    threshold `t` (Sauvola) is left as it is. Measured (simulated 256-px frames, no edge
+    offset; /tmp/p8/h9/lsb.py): line-space 0.949 -> 0.954 structure IoU (sideways shift
+    0.30 -> 0.25 px), contacts 0.953 -> 0.955, ic-metal 1.000 -> 1.000."""
+    if not np.isscalar(t):
+        return bright
+    gap = level_gap(den, bright)
+    band = np.abs(den - t) < frac * gap
+    if band.sum() < min_px:
+        return bright
+    g = ndi.gaussian_filter(den.astype(np.float32), 0.7)
+    gy, gx = ndi.sobel(g, 0) / 8.0, ndi.sobel(g, 1) / 8.0
+    if radius_px <= 0:
+        slope = float(np.percentile(np.hypot(gy[band], gx[band]), 90))
+        radius_px = int(np.clip(math.ceil(gap / max(slope, 1e-9)), 2, 8))
+    size = 2 * int(radius_px) + 1  # square window: separable, fast
+    mid = 0.5 * (ndi.maximum_filter(den, size=size) + ndi.minimum_filter(den, size=size))[band]
+    ang = np.arctan2(gy[band], gx[band])
+    sec = np.floor((ang + np.pi) / (2 * np.pi) * sectors + 0.5).astype(np.int64) % max(int(sectors), 1)
+    lev = np.full(mid.shape, float(t), np.float32)
+    for k in range(max(int(sectors), 1)):
+        sel = sec == k
+        if sel.sum() >= min_px:
+            lev[sel] = float(np.median(mid[sel]))
+    out = bright.copy()
+    out[band] = den[band] > lev
     return out
 
 
@@ -686,6 +742,10 @@ class ClassicalSegmenter:
         bright, t = bright_phase(den, s)
         if s.edge_method == "gradient":
             bright = gradient_edges(den, bright, t, s.edge_marker_frac, s.edge_smooth_px)
+            if off:
+                bright = shift_edges(bright, off)
+        elif s.edge_method == "local":
+            bright = local_mid_edges(den, bright, t, s.edge_marker_frac, s.edge_local_px, s.edge_local_sectors)
             if off:
                 bright = shift_edges(bright, off)
         elif off:

@@ -193,7 +193,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 # Bumped whenever segmentation or canonicalisation changes what a given setting produces:
 # part of the output folder's identity, so old masks are never resumed as if current.
-ALGORITHM_VERSION = 4  # 4: holes cut by the frame are holes; gradient edges option; polarity rule; 3: per-frame polarity, illumination flattening, noise-set denoising
+ALGORITHM_VERSION = 5  # 5: edges per direction at their own mid-level (edge_method="local"); 4: holes cut by the frame are holes; gradient edges option; polarity rule; 3: per-frame polarity, illumination flattening, noise-set denoising
 
 
 def default_output(src, backend: str, identity: dict | None = None) -> Path:
