@@ -159,3 +159,20 @@ def test_fit_sim_recovers_two_known_looks(tmp_path):
         assert got["pattern_level"] == pytest.approx(lk["pattern_level"], abs=0.03), (i, got)
     assert not math.isclose(pre.params["looks"][0]["dose"], pre.params["looks"][1]["dose"], rel_tol=0.3)
     assert copy.deepcopy(fit.summary())["looks"] == fit.looks
+
+
+def test_tilt_and_scan_wander_are_look_keys(tmp_path):
+    """A look may set the frame's line tilt and scan wander (issue 17: cdsem-lines frames
+    tilt -0.016 px/row and wander 0.14-0.28 nm); out-of-range values are refused; a frame
+    drawn from the look shows its tilt (the fit reads it back within 0.002 px/row)."""
+    doc = _doc()
+    doc["looks"][0]["params"].update(tilt=-0.016, wander_nm=0.2, wander_corr_nm=25.0)
+    pre = presetfile.load_preset_file(_write(tmp_path, doc))
+    assert pre.params["looks"][0]["tilt"] == -0.016 and pre.params["looks"][0]["wander_nm"] == 0.2
+    bad = _doc()
+    bad["looks"][1]["params"]["tilt"] = 0.5
+    with pytest.raises(presetfile.PresetFileError, match=r"looks\[1\]\.params\.tilt: 0.5 is outside"):
+        presetfile.load_preset_file(_write(tmp_path, bad, "bad.yaml"))
+    img = simulate(looks.pin(pre, 0), (384, 480), (1, 2), pixel_nm=PX, with_contours=False).image
+    fit = fit_sim([img], "line-space", pixel_nm=PX, refine=0)
+    assert fit.per_frame[0]["tilt"] == pytest.approx(-0.016, abs=0.002)

@@ -37,11 +37,13 @@ What is estimated, and how:
   and the correlation length from the floor-subtracted PSD fitted with the simulator's
   1-D Palasantzas spectrum (exponent `ler_alpha` of the base preset).
 * **Roughness, v4** (lines): the row displacement shared by all edges (scan wander, from 20
-  lines up) is removed first; `ler_across_nm` from the anticorrelation of a space's two
-  edges, line placement roughness (`lpr_sigma_nm`, `lpr_corr_nm`, `semlab.data.placement`)
-  from the covariance and cross-spectrum of a line's two edges; `corner_radius_nm` is a fifth
-  of the CD (a larger corner blur distorts dense lines). **Noise, v4**: when most of it is
-  correlated along the scan, all of it goes through one kernel (`scan_corr_px`), its shot
+  lines up) is removed first and fitted (`wander_nm`, `wander_corr_nm`: `fit_noise.wander_fit`),
+  the lines' `tilt` (px per row, the median slope of the edges) likewise; `ler_across_nm`
+  from the anticorrelation of a space's two edges, line placement roughness (`lpr_sigma_nm`,
+  `lpr_corr_nm`, `semlab.data.placement`) from the covariance and cross-spectrum of a line's
+  two edges; `corner_radius_nm` is a fifth of the CD (a larger corner blur distorts dense
+  lines). **Noise, v4**: when most of it is correlated along the scan, all of it goes through
+  one kernel (`scan_corr_px`), its shot
   share from the level-vs-signal curve; `bit_depth` (8, 16 or 0) from the gray levels.
 * **Charging / brightness gradient**: a plane fitted to the plateau pixels far from
   edges, in frame coordinates [-0.5, 0.5]; `charging_amp` is its range across the frame.
@@ -73,7 +75,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage, optimize
 
-from semlab.data.fit_noise import noise_fit, noise_vs_signal
+from semlab.data.fit_noise import noise_fit, noise_vs_signal, wander_fit
 
 __all__ = ["KINDS", "PRIORS", "Frame", "FitResult", "load_frames", "fit_sim", "edge_model", "render_like"]
 
@@ -385,13 +387,14 @@ def _lines_frame(fr: Frame, px: float, priors_px: dict[str, float], alpha: float
     # LER without the scan wander: the displacement shared by all edges of a row (stage or
     # beam drift, not roughness) is removed first; with a handful of edges it is kept
     tr = np.stack([t for _, t in traces])
-    wander = 0.0
+    wander, wander_corr = 0.0, float("nan")
+    i = np.arange(tr.shape[1])
+    A = np.stack([np.ones(len(i)), i - i.mean()], axis=1)
+    coef = np.linalg.lstsq(A, tr.T, rcond=None)[0]
+    res, tilt = tr - (A @ coef).T, float(np.median(coef[1]))  # tilt of the lines: px per row
     if len(tr) >= 40:  # >= 20 lines: the row mean holds < 5% of a line's own placement roughness
-        i = np.arange(tr.shape[1])
-        A = np.stack([np.ones(len(i)), i - i.mean()], axis=1)
-        res = tr - (A @ np.linalg.lstsq(A, tr.T, rcond=None)[0]).T
         cm = res.mean(axis=0)
-        wander = float(cm.std())
+        wander, wander_corr = wander_fit(cm, res - cm)  # simulated as a row shift (v4)
         tr = tr - cm[None, :]
     ler_u, ler_b, floor = metrology.unbiased_sigma(tr)
     f, psd = metrology.edge_psd(tr)
@@ -450,7 +453,7 @@ def _lines_frame(fr: Frame, px: float, priors_px: dict[str, float], alpha: float
             "lpr_sigma_nm": math.sqrt(var_p) * px, "lpr_corr_nm": lpr_corr * px,
             "ler_sigma_biased_nm": ler_b * px,
             "ler_corr_nm": corr * px if math.isfinite(corr) else float("nan"),
-            "ler_across_nm": across * px, "wander_nm": wander * px,
+            "ler_across_nm": across * px, "wander_nm": wander * px, "wander_corr_nm": wander_corr * px, "tilt": tilt,
             "charging_amp": charge, "vertical": 0.0 if le.transposed else 1.0,
             "_profile": (t * px, v, edge_model(t, **{k: fit[k] for k in fit if k != "rms"})),
             "_ler_psd": (f / px, (psd - floor) * px ** 3, floor * px ** 3), "_edges": len(traces)}
@@ -560,7 +563,8 @@ def _measure(fr: Frame, kind: str, px: float, priors_px: dict[str, float], alpha
 _ADD = ("pattern_level", "background_level", "hole_level", "rim_amp", "halo_amp", "width_frac")
 _MUL = {"psf_sigma_nm": "psf_sigma_nm", "ler_sigma_nm": "ler_sigma_floor_nm", "ler_corr_nm": "ler_corr_nm",
         "lpr_sigma_nm": "lpr_sigma_nm",  # not ler_across_nm: clipped at independence, it is a bound
-        "noise_corr_px": "noise_corr_px", "scanline_sigma": "scanline_sigma", "halo_width_nm": "halo_width_nm"}
+        "noise_corr_px": "noise_corr_px", "scanline_sigma": "scanline_sigma", "halo_width_nm": "halo_width_nm",
+        "wander_nm": "wander_nm", "wander_corr_nm": "wander_corr_nm"}
 
 
 def _refine_step(params: dict[str, Any], real: dict[str, float], sim: dict[str, float]
@@ -698,7 +702,7 @@ def fit_sim(frames_or_dir, kind: str = "line-space", pixel_nm: float | None = No
 # frame-level parameters fitted per frame into a look (a subset of semlab.data.looks.LOOK_KEYS)
 LOOK_FIT = ("pattern_level", "background_level", "hole_level", "rim_amp", "halo_amp", "halo_width_nm",
             "psf_sigma_nm", "scan_asymmetry", "dose", "detector_sigma", "noise_corr_px", "scan_corr_px",
-            "scanline_sigma", "bit_depth", "charging_amp")
+            "scanline_sigma", "bit_depth", "charging_amp", "wander_nm", "wander_corr_nm", "tilt")
 
 
 def _fit_look(kind: str, fr: Frame, est: dict[str, float], pooled: dict[str, Any], pri: dict[str, float], base,
@@ -769,6 +773,10 @@ def _to_params(kind: str, m: dict[str, float], pri: dict[str, float], base: dict
         c = fin("ler_across_nm")
         if c is not None:
             p["ler_across_nm"] = c
+        if fin("wander_nm", 0.0) > 0:  # scan wander: rows shifted as a whole (semlab.data.placement)
+            p.update(wander_nm=fin("wander_nm"), wander_corr_nm=fin("wander_corr_nm", 100.0))
+        if abs(fin("tilt", 0.0)) >= 0.002:  # tilted lines (> 2 px over 1000 rows): one rectangle per row
+            p["tilt"] = fin("tilt")
         if fin("lpr_sigma_nm", 0.0) > 0.05 * (fin("ler_sigma_nm") or 1.0):  # placement roughness (semlab.data.placement)
             p.update(lpr_sigma_nm=fin("lpr_sigma_nm"), lpr_corr_nm=fin("lpr_corr_nm", p.get("ler_corr_nm", 20.0)))
     else:

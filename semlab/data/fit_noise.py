@@ -1,6 +1,7 @@
 """The noise estimators of `semlab fit-sim` (`semlab.data.fit`): the 2-D noise spectrum fitted
 as white plus scan-correlated noise (`noise_fit`), and the poisson-gaussian level-vs-signal
-curve (`noise_vs_signal`). Split out of `semlab.data.fit` (module size)."""
+curve (`noise_vs_signal`), and the scan wander of line edges (`wander_fit`). Split out of
+`semlab.data.fit` (module size)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, optimize
 
-__all__ = ["kernel_psd", "noise_fit", "noise_vs_signal"]
+__all__ = ["kernel_psd", "noise_fit", "noise_vs_signal", "wander_fit"]
 
 
 def kernel_psd(c: float, m: int) -> np.ndarray:
@@ -105,3 +106,27 @@ def noise_vs_signal(img: np.ndarray, *, bins: int = 12) -> dict[str, np.ndarray]
     else:
         a, b = 0.0, float(var.mean()) if len(var) else 0.0
     return {"signal": cen, "var": var, "n": n, "a": float(a), "b": float(b)}
+
+
+def wander_fit(cm: np.ndarray, rest: np.ndarray) -> tuple[float, float]:
+    """Scan wander (px): (std, correlation length) of `cm`, the row displacement shared by
+    all edges (their mean, tilt removed), with `rest` (edges x rows: each edge minus `cm`)
+    giving its noise: the periodogram of the edges' own roughness over their number. The
+    simulator's model (exponential correlation, Lorentzian spectrum A / (1 + (2 pi f L)^2),
+    `semlab.data.placement`) plus that noise is fitted by Whittle likelihood on a grid over
+    bins 2 to n/8 (bin 1, a bow across the whole frame, is left out); the std is the model's,
+    sqrt(A atan(pi L) / (pi L)). (0, nan) when the excess over the noise is not significant."""
+    n = len(cm)
+    k = np.arange(2, max(n // 8, 6))
+    p = (np.abs(np.fft.rfft(cm)) ** 2 / n)[k]
+    pn = (np.mean(np.abs(np.fft.rfft(rest, axis=1)) ** 2, axis=0) / n / max(len(rest), 1))[k]
+    f = k / n
+    corr = np.geomspace(2.0, 4.0 * n, 48)[:, None, None]
+    amp = np.geomspace(max(pn.mean(), 1e-9) * 1e-2, max(p.max(), 1e-9) * 1e2, 80)[None, :, None]
+    m = amp / (1 + (2 * np.pi * f * corr) ** 2) + pn
+    nll = (np.log(m) + p / m).sum(axis=2)
+    i, j = np.unravel_index(np.argmin(nll), nll.shape)
+    if (np.log(pn) + p / pn).sum() - nll[i, j] < 3.0:  # likelihood gain too small: no wander
+        return 0.0, float("nan")
+    a, c = float(amp[0, j, 0]), float(corr[i, 0, 0])
+    return float(np.sqrt(a * np.arctan(np.pi * c) / (np.pi * c))), c

@@ -43,14 +43,16 @@ class Layout:
 
 
 def line_space(rng: np.random.Generator, h: int, w: int, *, pitch: float, cd: float,
-               vertical: bool = True, tip_gap: float = 0.0, line_end_prob: float = 0.0) -> Layout:
-    """A grating: lines of width `cd` every `pitch` px; optional tip-to-tip gaps."""
+               vertical: bool = True, tip_gap: float = 0.0, line_end_prob: float = 0.0, tilt: float = 0.0) -> Layout:
+    """A grating: lines of width `cd` every `pitch` px; optional tip-to-tip gaps. `tilt`
+    (px per row, about the middle row): lines tilted, each drawn as one rectangle per row."""
     lay = Layout(h, w) if vertical else Layout(w, h)
     hh, ww = lay.height, lay.width  # lines run along rows (vertical lines)
     offset = rng.uniform(0, pitch)
-    x = offset - pitch
+    extra = pitch * (1 + math.ceil(abs(tilt) * hh / 2 / pitch))  # a tilted grating still fills the frame
+    x = offset - extra
     margin = 4 * pitch
-    while x < ww + pitch:
+    while x < ww + extra:
         if rng.random() < line_end_prob and tip_gap > 0:
             cut = rng.uniform(0.2 * hh, 0.8 * hh)
             lay.rects.append((-margin, x, cut - tip_gap / 2, x + cd))
@@ -58,6 +60,11 @@ def line_space(rng: np.random.Generator, h: int, w: int, *, pitch: float, cd: fl
         else:
             lay.rects.append((-margin, x, hh + margin, x + cd))
         x += pitch
+    if tilt:  # pixel row i (i - 0.5 .. i + 0.5) shifted by tilt * (i - middle row); end rows reach past the frame
+        rows = [(i - 0.5 if i else -margin, i + 0.5 if i < hh - 1 else hh + margin, tilt * (i - (hh - 1) / 2))
+                for i in range(hh)]
+        lay.rects = [(max(a, y0), x0 + s, min(b, y1), x1 + s) for (y0, x0, y1, x1) in lay.rects for a, b, s in rows
+                     if min(b, y1) > max(a, y0)]
     return lay if vertical else lay.transpose()
 
 

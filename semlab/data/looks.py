@@ -26,11 +26,13 @@ __all__ = ["LOOK_KEYS", "MAX_LOOKS", "KEY", "draw", "count", "pin", "look_of"]
 KEY = "looks"
 MAX_LOOKS = 16
 # frame-level parameters a look may set: levels and contrast, edge profile, blur, noise,
-# bit depth, slow brightness gradients (never geometry: pitch, CD, LER keep their ranges)
+# bit depth, slow brightness gradients, the scan wander and tilt of the rows (never geometry:
+# pitch, CD, LER keep their ranges)
 LOOK_KEYS = ("pattern_level", "background_level", "hole_level", "rim_amp", "rim_width_nm", "rim_offset_nm",
              "halo_amp", "halo_width_nm", "sidewall_nm", "psf_sigma_nm", "scan_asymmetry", "dose",
              "detector_sigma", "noise_corr_px", "scan_corr_px", "scanline_sigma", "bit_depth", "charging_amp",
-             "brightness", "contrast", "texture_amp", "texture_corr_nm", "drift_px", "width_frac", "ler_sigma_nm")
+             "brightness", "contrast", "texture_amp", "texture_corr_nm", "drift_px", "wander_nm", "wander_corr_nm",
+             "tilt")
 
 
 def draw(rng: np.random.Generator, spec: dict[str, Any],

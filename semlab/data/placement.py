@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["palasantzas_1d", "placement_field"]
+__all__ = ["palasantzas_1d", "placement_field", "placement_terms"]
 
 
 def palasantzas_1d(rng: np.random.Generator, n: int, length: int, sigma: float, corr: float,
@@ -50,4 +50,21 @@ def placement_field(rng: np.random.Generator, pattern: np.ndarray, gy: np.ndarra
     out = u[near, np.arange(h)[:, None]] * gx
     out += v[near, np.arange(w)[None, :]] * gy
     out *= -1.0
+    return out
+
+
+def placement_terms(rng: np.random.Generator, pattern: np.ndarray, gy: np.ndarray, gx: np.ndarray,
+                    p: dict, px: float) -> np.ndarray:
+    """The simulator's whole-structure terms (px): `placement_field` if ``lpr_sigma_nm``, then
+    the scan wander if ``wander_nm`` (issue 17): one x-shift per row, shared by every edge of
+    the row (beam or stage jitter along the slow scan; in the cdsem-lines frames 0.2-0.4 nm),
+    a 1-D Palasantzas process (exponent 0.5, i.e. exponential correlation) of std
+    ``wander_nm`` and correlation length ``wander_corr_nm`` (default 100 nm) down the rows.
+    Moving the edges, not the noisy image, keeps the noise spectrum unchanged."""
+    out = np.zeros(gx.shape, np.float32)
+    if p.get("lpr_sigma_nm"):
+        out += placement_field(rng, pattern, gy, gx, p["lpr_sigma_nm"] / px, p["lpr_corr_nm"] / px, p["ler_alpha"])
+    if p.get("wander_nm"):
+        u = palasantzas_1d(rng, 1, gx.shape[0], p["wander_nm"] / px, p.get("wander_corr_nm", 100.0) / px, 0.5)[0]
+        out -= u[:, None] * gx
     return out

@@ -50,6 +50,7 @@ FOV_PX = 1024  # a preset from a file has field_of_view_nm = pixel_nm * FOV_PX
 VALID: dict[str, tuple[float, float]] = {
     "corner_radius_nm": (0.0, 100.0), "ler_sigma_nm": (0.0, 20.0), "ler_corr_nm": (0.1, 1000.0), "ler_across_nm": (0.1, 1000.0),
     "lpr_sigma_nm": (0.0, 20.0), "lpr_corr_nm": (0.1, 1000.0), "bit_depth": (0.0, 16.0),
+    "wander_nm": (0.0, 50.0), "wander_corr_nm": (0.1, 1.0e4), "tilt": (-0.2, 0.2),
     "ler_alpha": (0.0, 1.0), "sidewall_nm": (0.0, 50.0), "background_level": (0.0, 1.0),
     "pattern_level": (0.0, 1.0), "hole_level": (0.0, 1.0), "defect_level": (0.0, 1.0), "rim_amp": (0.0, 1.0),
     "rim_width_nm": (0.0, 50.0), "rim_offset_nm": (-20.0, 20.0), "scan_asymmetry": (-1.0, 1.0),
@@ -63,7 +64,8 @@ VALID: dict[str, tuple[float, float]] = {
     "missing_prob": (0.0, 1.0),
 }
 # simulator parameters a file may set even where the base preset leaves them out (off by default)
-OPTIONAL = ("scan_corr_px", "ler_across_nm", "lpr_sigma_nm", "lpr_corr_nm", "bit_depth")
+OPTIONAL = ("scan_corr_px", "ler_across_nm", "lpr_sigma_nm", "lpr_corr_nm", "bit_depth", "wander_nm", "wander_corr_nm",
+            "tilt")
 FLAGS = ("vertical", "horizontal", "stagger", "databar")  # on/off: a probability or a boolean
 LIST_CONSTANTS = ("defect_radius_nm",)  # [low, high] is the simulator's own per-particle range
 _TOP = {"version", "units", "kind", "pixel_nm", "params", "noise_spectrum", "provenance", "looks"}

@@ -450,7 +450,7 @@ def _layout(rng, preset: Preset, p: dict, h: int, w: int, px: float) -> L.Layout
                           horizontal=p["horizontal"], min_gap=None if gap is None else gap * pitch)
     elif preset.layout == "line_space":
         lay = L.line_space(rng, h, w, pitch=pitch, cd=width, vertical=p["vertical"],
-                           tip_gap=p["tip_gap_nm"] / px, line_end_prob=p["line_end_prob"])
+                           tip_gap=p["tip_gap_nm"] / px, line_end_prob=p["line_end_prob"], tilt=p.get("tilt", 0.0))
     elif preset.layout == "contacts":
         lay = L.contacts(rng, h, w, pitch=pitch, diameter=width, jitter=p["hole_jitter"],
                          missing_prob=p["missing_prob"], stagger=p["stagger"], pillars=bool(p.get("pillars")))
@@ -538,9 +538,9 @@ def simulate(preset: str = "ic-metal", size: int | tuple[int, int] = 256, seed=0
         phi_h = _signed_distance(L.rasterize_discs(lay.holes, h, w), s_round)
     gy, gx = np.gradient(phi_p if phi_h is None else np.minimum(phi_p, -phi_h))
     ler = _ler_field(rng, gy, gx, p, px)
-    if p.get("lpr_sigma_nm"):  # line placement roughness: each structure wiggles as a whole (v4)
-        from semlab.data.placement import placement_field
-        ler += placement_field(rng, cov > 0.5, gy, gx, p["lpr_sigma_nm"] / px, p["lpr_corr_nm"] / px, p["ler_alpha"])
+    if p.get("lpr_sigma_nm") or p.get("wander_nm"):  # structures (lpr) or rows (scan wander) move as a whole (v4)
+        from semlab.data.placement import placement_terms
+        ler += placement_terms(rng, cov > 0.5, gy, gx, p, px)
     phi_p += ler
     d = phi_p
     if phi_h is not None:
