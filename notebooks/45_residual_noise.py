@@ -61,7 +61,7 @@ from IPython.display import Markdown, display
 
 from semlab.config import load_profile
 from semlab.forensics import study
-from semlab.forensics.injection import injection_study, study_fake_sets
+from semlab.forensics.injection import injection_study, run_sem_encoder, study_fake_sets
 from semlab.forensics.injection_report import (conclusion, injection_metrics_doc, results_markdown,
                                                selection_markdown)
 from semlab.runs import notebook_out, save_figure, save_metrics
@@ -93,8 +93,10 @@ display(Markdown(sets.table()))
 # ## 1. Fit the noise models, choose one per generator on validation
 
 # %%
+encoder, encoder_note = run_sem_encoder(RUN_DIR, DOMAIN)
+print(encoder_note)
 res = injection_study(DOMAIN, dataset, real_set, sets, kinds=KINDS or cfg.kinds, mode=MODE or cfg.mode,
-                      profile=PROFILE, seed=SEED, max_fit=cfg.max_fit,
+                      profile=PROFILE, seed=SEED, max_fit=cfg.max_fit, encoder=encoder,
                       detector={"n_splits": cfg.n_splits, "epochs": cfg.epochs}, progress=True, tile=cfg.tile)
 print("fitted on", res.data.describe())
 display(Markdown(selection_markdown(res)))
@@ -140,12 +142,14 @@ display(Markdown(results_markdown(res)))
 # and the image generated from its mask always in one fold). In the cpu profile the
 # detectors see 64-px sub-tiles of the 128-px images (the noise is injected into the whole
 # images): four times the pairs, each sub-tile in its image's fold, but not four times the
-# independent evidence, so the CIs are narrower than the frames justify. The goal is a retrained CNN at
+# independent evidence, so the CIs resample whole images (a cluster bootstrap). The goal is a retrained CNN at
 # most 0.60 with an upper CI at most 0.70, while on un-injected images it stays at least 0.95
 # (otherwise it has no power to begin with). The spectrum detector is secondary:
 # `spectrum-match` equalises exactly what it reads. PSNR and SSIM against the noise-free
 # image (simulated domain only) show whether structure survives; their "what real noise
-# costs" line is the simulated target against its own noise-free image.
+# costs" line is the simulated target against its own noise-free image. FD_sem and KD_sem
+# (when notebook 30 ran in this run) are distances to the real tiles in the features of
+# notebook 30's SEM encoder: injection should not raise them.
 #
 # ## 4. Where does the retrained detector look now?
 

@@ -226,3 +226,34 @@ def test_conclusion_names_a_tell_that_is_not_the_noise_spectrum():
     assert "misses the goal" in text and "from 10.00 to 1.90 dB" in text and "not the noise spectrum" in text
     assert "not the noise spectrum" not in conclusion(_fake_study(1.0, 1.0, 10.0, 8.0))
     assert "meets the goal" in conclusion(_fake_study(1.0, 0.55, 10.0, 1.0))
+
+
+def test_run_sem_encoder_loads_notebook_30s_encoder_and_says_why_not(tmp_path):
+    """Notebook 45 scores FD_sem with the encoder notebook 30 published in the same run;
+    without one, or with a file that is not an encoder (a pickle), it says why and goes on."""
+    import json
+    import pickle
+
+    from semlab.forensics.injection import run_sem_encoder
+    from semlab.metrics.sem_encoder import EncoderConfig, compute_fd_sem, train_sem_encoder
+
+    rng = np.random.default_rng(0)
+    imgs = rng.random((8, 32, 32)).astype(np.float32)
+    enc_file = tmp_path / "enc.pt"
+    enc = train_sem_encoder(imgs, EncoderConfig(steps=2, batch_size=4, crop=32, width=4), out=enc_file,
+                            progress=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    enc_none, note = run_sem_encoder(run, "sim")
+    assert enc_none is None and "30_metric_tables[sim]" in note
+    (run / "manifest.json").write_text(json.dumps({"outputs": {"30_metric_tables[sim]": {"sem_encoder": str(enc_file)}}}))
+    got, note = run_sem_encoder(run, "sim")
+    assert got is not None and got.sha256 == enc.sha256 and "encoder" in note
+    a, b = rng.random((6, 32, 32)).astype(np.float32), rng.random((6, 32, 32)).astype(np.float32)
+    assert compute_fd_sem(a, b, got)["fd_sem"] == pytest.approx(compute_fd_sem(a, b, enc)["fd_sem"])
+    assert run_sem_encoder(run, "real")[0] is None  # the other domain's step published nothing
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(pickle.dumps({"format": "x"}))
+    (run / "manifest.json").write_text(json.dumps({"outputs": {"30_metric_tables[sim]": {"sem_encoder": str(bad)}}}))
+    got, note = run_sem_encoder(run, "sim")
+    assert got is None and str(bad) in note

@@ -329,6 +329,8 @@ def test_real_domain_notebooks_20_21_30_40_45_run_in_smoke_profile(tmp_path, mon
     for state in ("before", "injected"):
         e = inj["metrics"][K.key(K.PIX2PIX, state, K.DETECTOR_BALANCED_ACCURACY)]
         assert e["ci_low"] <= e["value"] <= e["ci_high"] and e["n"] == inj["n"]
+        # FD_sem before and after, in the features of the encoder notebook 30 published
+        assert inj["metrics"][K.key(K.PIX2PIX, state, K.FD_SEM)]["value"] >= 0
     assert p2p["extra"]["n_frames"] == 1 and p2p["set"].endswith(f"{p2p['n']} tiles of 1 frame")
     assert p2p["extra"]["frames"] == ["Test02"] and p2p["extra"]["train_frames"] == ["Test03"]
     assert p2p["metrics"][K.key(K.PIX2PIX, K.PSNR)]["ci_low"] is not None

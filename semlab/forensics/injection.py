@@ -46,7 +46,7 @@ from semlab.forensics.study_types import FakeSets
 
 __all__ = ["MODES", "NoiseTrainingData", "InjectionStudy", "noise_training_data", "fit_noise_models", "denoise",
            "inject", "split_sets", "choose_models", "injection_study", "save_fake_sets", "load_fake_sets",
-           "study_fake_sets", "subtile_sets"]
+           "study_fake_sets", "subtile_sets", "run_sem_encoder"]
 
 MODES = ("add", "replace")
 
@@ -376,6 +376,25 @@ class InjectionStudy:
     @property
     def chosen(self) -> dict[str, str]:
         return {g: s["chosen"] for g, s in self.selection.items()}
+
+
+def run_sem_encoder(run_dir, domain: str):
+    """(encoder, note): the SEM encoder notebook 30 trained in this run for `domain` (its
+    published `sem_encoder` file, read with `weights_only=True`), so that FD_sem / KD_sem
+    before and after injection are in the same feature space as notebook 30's tables; None
+    with the reason when the run has none or the file is unreadable."""
+    from semlab.metrics.sem_encoder import load_sem_encoder
+    from semlab.runs import run_outputs, step_name
+
+    step = step_name("30_metric_tables", domain)
+    path = run_outputs(run_dir).get(step, {}).get("sem_encoder")
+    if not path:
+        return None, f"no FD_sem: {step} published no SEM encoder in this run"
+    try:
+        enc = load_sem_encoder(path)
+    except (OSError, ValueError) as exc:
+        return None, f"no FD_sem: {exc}"
+    return enc, f"FD_sem / KD_sem with {step}'s encoder: {enc.describe()}"
 
 
 def _quality(test: FakeSets, fake: np.ndarray, clean: np.ndarray | None, encoder=None) -> dict[str, float]:

@@ -79,10 +79,13 @@ def results_markdown(study: InjectionStudy) -> str:
     from semlab.textfmt import md_escape as esc
 
     has_clean = any("psnr_db" in r["quality"] for r in detector_rows(study))
+    has_sem = any("fd_sem" in r["quality"] for r in detector_rows(study))
     head = ["generator", "state", "CNN (retrained) bal. acc.", "CNN AUC", "stats bal. acc.", "spectrum bal. acc.",
             "log-spectrum distance"]
     if has_clean:
         head += ["PSNR vs noise-free (dB)", "SSIM vs noise-free"]
+    if has_sem:
+        head += ["FD_sem", "KD_sem"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
     for r in detector_rows(study):
         c, q = r["cnn"], r["quality"]
@@ -95,6 +98,8 @@ def results_markdown(study: InjectionStudy) -> str:
         if has_clean:
             cells += [_fmt(q.get("psnr_db"), q.get("psnr_db_ci_low"), q.get("psnr_db_ci_high"), 1),
                       _fmt(q.get("ssim"), q.get("ssim_ci_low"), q.get("ssim_ci_high"), 3)]
+        if has_sem:
+            cells += [_fmt(q.get("fd_sem")), _fmt(q.get("kd_sem"), nd=3)]
         lines.append("| " + " | ".join(cells) + " |")
     target = study.quality.get("simulated (target)", {}).get("before")
     if target and "ssim" in target:
