@@ -158,18 +158,18 @@ class ClassicalSettings:
         return {"backend": "classical", **asdict(self)}
 
 
-def denoise(image: np.ndarray, method: str = "nlm", strength: float = 0.8, smooth_px: float = 1.0) -> np.ndarray:
-    """Denoise a float image in [0, 1]; the strength scales the estimated noise sigma."""
+def denoise(image: np.ndarray, method: str = "nlm", strength: float = 0.8, smooth_px: float = 1.0,
+            sigma: float | None = None) -> np.ndarray:
+    """Denoise a float image in [0, 1]; the strength scales the noise sigma (`sigma`, or
+    estimated from the image: `white_noise_sigma`)."""
     from skimage import filters, restoration
-
-    from semlab.metrics.spectral import noise_sigma_estimate
 
     img = image.astype(np.float32, copy=False)
     if method == "none":
         return img
     if method == "gaussian":
         return filters.gaussian(img, smooth_px).astype(np.float32)
-    sigma = max(float(noise_sigma_estimate(img)), 1e-4)
+    sigma = max(float(white_noise_sigma(img) if sigma is None else sigma), 1e-4)
     if method == "nlm":
         return restoration.denoise_nl_means(img, h=strength * sigma, sigma=sigma, patch_size=5,
                                            patch_distance=5, fast_mode=True).astype(np.float32)
@@ -182,12 +182,12 @@ def denoise(image: np.ndarray, method: str = "nlm", strength: float = 0.8, smoot
 
 
 def white_noise_sigma(img: np.ndarray) -> float:
-    """A fast estimate of the per-pixel white-noise sigma: the median absolute value of
-    Immerkaer's second-difference response (which removes locally linear structure),
-    scaled to a Gaussian's sigma. Reads the white part of the noise only."""
-    k = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
-    resp = ndi.correlate(np.asarray(img, np.float64), k, mode="reflect")[1:-1, 1:-1]
-    return float(1.4826 * np.median(np.abs(resp - np.median(resp))) / 6.0)
+    """A fast estimate of the per-pixel white-noise sigma (`semlab.noise.immerkaer_sigma`:
+    the MAD of Immerkaer's second-difference response, which removes locally linear
+    structure, scaled to a Gaussian's sigma). Reads the white part of the noise only."""
+    from semlab.noise import immerkaer_sigma
+
+    return immerkaer_sigma(img)
 
 
 def step_to_noise(img: np.ndarray, sigma: float | None = None) -> float:
@@ -721,10 +721,12 @@ class ClassicalSegmenter:
         img = check_image(image, min_side=s.min_side, source=source, backend="classical")
         if s.flatten_degree > 0:
             img = flatten_illumination(img, int(s.flatten_degree))[0]
-        strength = s.denoise_strength
-        if strength is None:
-            strength = auto_denoise_strength(step_to_noise(img)) if s.denoise in ("nlm", "bilateral", "tv") else 0.8
-        den = denoise(img, s.denoise, strength, s.smooth_px)
+        strength, sigma = s.denoise_strength, None
+        if s.denoise in ("nlm", "bilateral", "tv"):
+            sigma = white_noise_sigma(img)  # once per frame: for the strength and for the denoiser
+            if strength is None:
+                strength = auto_denoise_strength(step_to_noise(img, sigma))
+        den = denoise(img, s.denoise, 0.8 if strength is None else strength, s.smooth_px, sigma=sigma)
         if s.flatten_px > 0:
             bg = ndi.gaussian_filter(den, s.flatten_px, mode="reflect")
             den = den - bg + float(bg.mean())
