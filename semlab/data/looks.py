@@ -41,9 +41,9 @@ def draw(rng: np.random.Generator, spec: dict[str, Any],
     same stream as always); otherwise the spec without its looks, then one look chosen
     uniformly by `rng` and drawn over it (its values win)."""
     looks = spec.get(KEY)
-    if not looks:
-        return base_draw(rng, {k: v for k, v in spec.items() if k != KEY})
     p = base_draw(rng, {k: v for k, v in spec.items() if k != KEY})
+    if not looks:
+        return p
     i = int(rng.integers(len(looks)))
     p.update(base_draw(rng, dict(looks[i])))
     return p
